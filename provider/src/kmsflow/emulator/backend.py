@@ -1,0 +1,808 @@
+"""The emulator's Cloud KMS behaviour: resources, schedules, crypto, IAM checks.
+
+Each public method takes the raw protobuf request of the RPC it serves and the caller's principal,
+and returns the raw protobuf response, raising ``KmsError`` with the status code Cloud KMS would
+give. All state is guarded by one lock; AES-GCM work happens outside it.
+
+Schedules run lazily: before serving any call, versions whose ``destroy_time`` has passed become
+DESTROYED (their material erased) and keys whose ``next_rotation_time`` has passed rotate, once per
+elapsed rotation period, exactly as if Cloud KMS had done it on time.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+import threading
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any, TypeVar
+
+import grpc
+from google.cloud.kms_v1.types import resources, service
+from google.iam.v1 import iam_policy_pb2, policy_pb2
+from google.protobuf import duration_pb2, timestamp_pb2
+
+from kmsflow.emulator import ciphertext, iam, names
+from kmsflow.emulator import state as st
+from kmsflow.emulator.clock import Clock
+from kmsflow.emulator.errors import KmsError, invalid, not_found, precondition
+from kmsflow.emulator.filters import compile_filter
+from kmsflow.kms.crc import crc32c
+
+KeyRingPb = resources.KeyRing.pb()
+CryptoKeyPb = resources.CryptoKey.pb()
+VersionPb = resources.CryptoKeyVersion.pb()
+
+State = resources.CryptoKeyVersion.CryptoKeyVersionState
+Purpose = resources.CryptoKey.CryptoKeyPurpose
+Algorithm = resources.CryptoKeyVersion.CryptoKeyVersionAlgorithm
+Protection = resources.ProtectionLevel
+
+MAX_PAYLOAD = 64 * 1024
+MIN_ROTATION_PERIOD = 24 * 3600.0
+MIN_DESTROY_DURATION = 24 * 3600.0
+MAX_DESTROY_DURATION = 120 * 24 * 3600.0
+_MAX_PAGE_SIZE = 1000
+_MAX_CATCH_UP_ROTATIONS = 10_000
+_UPDATABLE_KEY_FIELDS = {"rotation_period", "next_rotation_time", "labels", "version_template"}
+
+T = TypeVar("T")
+
+
+def _ts(seconds: float | None) -> timestamp_pb2.Timestamp | None:
+    if seconds is None:
+        return None
+    stamp = timestamp_pb2.Timestamp()
+    stamp.FromNanoseconds(round(seconds * 1e9))
+    return stamp
+
+
+def _seconds(message: timestamp_pb2.Timestamp | duration_pb2.Duration) -> float:
+    return message.seconds + message.nanos / 1e9
+
+
+def _duration(seconds: float) -> duration_pb2.Duration:
+    out = duration_pb2.Duration()
+    out.FromNanoseconds(round(seconds * 1e9))
+    return out
+
+
+def _state_name(value: int) -> str:
+    return str(State(value).name)
+
+
+class Backend:
+    """Cloud KMS semantics over ``kmsflow.emulator.state``; see the module docstring."""
+
+    def __init__(
+        self,
+        *,
+        data_dir: Path | None = None,
+        enforce_iam: bool = False,
+        owner: str | None = None,
+    ) -> None:
+        self._lock = threading.RLock()
+        self._data_dir = data_dir
+        self._state = st.load(data_dir) if data_dir else st.State()
+        self.clock = Clock(self._state.clock_offset)
+        self.enforce_iam = enforce_iam
+        self.owner = owner
+        self._next_due: float | None = None
+        self._reschedule()
+
+    # ----------------------------------------------------------------- housekeeping
+
+    def _commit(self) -> None:
+        """Persist after a change (under the lock) and recompute when the next schedule is due."""
+        self._reschedule()
+        if self._data_dir is not None:
+            self._state.clock_offset = self.clock.offset
+            st.save(self._state, self._data_dir)
+
+    def _reschedule(self) -> None:
+        due: list[float] = []
+        for key in self._state.crypto_keys.values():
+            if key.next_rotation_time is not None and key.rotation_period:
+                due.append(key.next_rotation_time)
+            due.extend(
+                v.destroy_time
+                for v in key.versions.values()
+                if v.state == State.DESTROY_SCHEDULED and v.destroy_time is not None
+            )
+        self._next_due = min(due) if due else None
+
+    def _tick(self) -> float:
+        """Run every schedule that is due; returns the current emulated time. Caller holds the lock."""
+        now = self.clock.now()
+        if self._next_due is None or now < self._next_due:
+            return now
+        for key in self._state.crypto_keys.values():
+            for version in key.versions.values():
+                if (
+                    version.state == State.DESTROY_SCHEDULED
+                    and version.destroy_time is not None
+                    and version.destroy_time <= now
+                ):
+                    version.state = State.DESTROYED
+                    version.destroy_event_time = version.destroy_time
+                    version.material = None
+            rotations = 0
+            while (
+                key.rotation_period
+                and key.next_rotation_time is not None
+                and key.next_rotation_time <= now
+                and rotations < _MAX_CATCH_UP_ROTATIONS
+            ):
+                new = self._new_version(key, key.next_rotation_time, State.ENABLED)
+                key.primary_id = new.id
+                key.next_rotation_time += key.rotation_period
+                rotations += 1
+        self._commit()
+        return now
+
+    def advance_clock(self, seconds: float) -> float:
+        with self._lock:
+            self.clock.advance(seconds)
+            now = self._tick()
+            self._commit()
+            return now
+
+    def now(self) -> float:
+        with self._lock:
+            return self._tick()
+
+    # ----------------------------------------------------------------- IAM
+
+    def _bindings_for(self, resource: str) -> list[tuple[str, list[str]]]:
+        bindings: list[tuple[str, list[str]]] = []
+        kind = names.kind_of(resource)
+        key_name = None
+        if kind == "cryptoKeyVersion":
+            key_name = names.version(resource).parent
+        elif kind == "cryptoKey":
+            key_name = resource
+        ring_name = names.crypto_key(key_name).parent if key_name else resource
+        ring = self._state.key_rings.get(ring_name)
+        if ring is not None:
+            bindings += [(b.role, b.members) for b in ring.policy.bindings]
+        key = self._state.crypto_keys.get(key_name) if key_name else None
+        if key is not None:
+            bindings += [(b.role, b.members) for b in key.policy.bindings]
+        return bindings
+
+    def _permissions(self, principal: str | None, resource: str | None) -> set[str]:
+        if not self.enforce_iam or (principal is not None and principal == self.owner):
+            return set(iam.ALL_PERMISSIONS)
+        if resource is None:
+            return set()
+        return iam.granted(principal, self._bindings_for(resource))
+
+    def _require(self, principal: str | None, permission: str, resource: str | None) -> None:
+        """Refuse the call unless ``principal`` holds ``permission`` on ``resource``.
+
+        ``resource`` None means a location-level action, which only the owner may take.
+        Checked before existence, so a caller without access cannot probe for names.
+        """
+        if not self.enforce_iam:
+            return
+        if principal is None:
+            raise KmsError(
+                grpc.StatusCode.PERMISSION_DENIED,
+                "The caller has no identity: send gRPC metadata x-kmsflow-principal "
+                "(e.g. serviceAccount:pipeline@proj.iam.gserviceaccount.com).",
+            )
+        if permission not in self._permissions(principal, resource):
+            raise KmsError(
+                grpc.StatusCode.PERMISSION_DENIED,
+                f"Permission '{permission}' denied on resource '{resource or 'location'}' for "
+                f"{principal} (or it may not exist).",
+            )
+
+    # ----------------------------------------------------------------- lookups
+
+    def _key_ring(self, name: str) -> st.KeyRing:
+        ring = self._state.key_rings.get(name)
+        if ring is None:
+            raise not_found(name)
+        return ring
+
+    def _key(self, name: str) -> st.CryptoKey:
+        key = self._state.crypto_keys.get(name)
+        if key is None:
+            raise not_found(name)
+        return key
+
+    def _version(self, name: str) -> tuple[st.CryptoKey, st.Version]:
+        parsed = names.version(name)
+        key = self._key(parsed.parent)
+        version = key.versions.get(int(parsed.id))
+        if version is None:
+            raise not_found(name)
+        return key, version
+
+    def _new_version(self, key: st.CryptoKey, when: float, state: int) -> st.Version:
+        version = st.Version(
+            id=key.next_version_id,
+            state=state,
+            algorithm=key.algorithm,
+            protection_level=key.protection_level,
+            create_time=when,
+            generate_time=when,
+            material=ciphertext.new_material(),
+        )
+        key.versions[version.id] = version
+        key.next_version_id += 1
+        return version
+
+    # ----------------------------------------------------------------- wire forms
+
+    def _key_ring_pb(self, ring: st.KeyRing) -> Any:
+        return KeyRingPb(name=ring.name, create_time=_ts(ring.create_time))
+
+    def _version_pb(self, key: st.CryptoKey, version: st.Version) -> Any:
+        return VersionPb(
+            name=f"{key.name}/cryptoKeyVersions/{version.id}",
+            state=version.state,
+            protection_level=version.protection_level,
+            algorithm=version.algorithm,
+            create_time=_ts(version.create_time),
+            generate_time=_ts(version.generate_time),
+            destroy_time=_ts(version.destroy_time),
+            destroy_event_time=_ts(version.destroy_event_time),
+        )
+
+    def _key_pb(self, key: st.CryptoKey) -> Any:
+        out = CryptoKeyPb(
+            name=key.name,
+            purpose=key.purpose,
+            create_time=_ts(key.create_time),
+            labels=key.labels,
+            destroy_scheduled_duration=_duration(key.destroy_scheduled_duration),
+        )
+        out.version_template.algorithm = key.algorithm
+        out.version_template.protection_level = key.protection_level
+        if key.primary_id is not None:
+            out.primary.CopyFrom(self._version_pb(key, key.versions[key.primary_id]))
+        if key.rotation_period:
+            out.rotation_period.CopyFrom(_duration(key.rotation_period))
+        if key.next_rotation_time is not None:
+            out.next_rotation_time.CopyFrom(_ts(key.next_rotation_time))
+        return out
+
+    @staticmethod
+    def _page(items: Sequence[T], page_size: int, page_token: str) -> tuple[list[T], str]:
+        if page_size < 0:
+            raise invalid("page_size must not be negative.")
+        try:
+            start = int(base64.urlsafe_b64decode(page_token.encode()).decode()) if page_token else 0
+        except ValueError as exc:
+            raise invalid(f"Invalid page_token {page_token!r}.") from exc
+        size = min(page_size or _MAX_PAGE_SIZE, _MAX_PAGE_SIZE)
+        end = start + size
+        token = base64.urlsafe_b64encode(str(end).encode()).decode() if end < len(items) else ""
+        return list(items[start:end]), token
+
+    # ----------------------------------------------------------------- key rings
+
+    def CreateKeyRing(self, req: Any, principal: str | None) -> Any:
+        parent = names.location(req.parent)
+        names.check_id("KeyRing", req.key_ring_id)
+        with self._lock:
+            self._require(principal, "cloudkms.keyRings.create", None)
+            now = self._tick()
+            name = f"{parent}/keyRings/{req.key_ring_id}"
+            if name in self._state.key_rings:
+                raise KmsError(grpc.StatusCode.ALREADY_EXISTS, f"KeyRing {name} already exists.")
+            ring = st.KeyRing(name=name, create_time=now)
+            self._state.key_rings[name] = ring
+            self._commit()
+            return self._key_ring_pb(ring)
+
+    def GetKeyRing(self, req: Any, principal: str | None) -> Any:
+        names.key_ring(req.name)
+        with self._lock:
+            self._require(principal, "cloudkms.keyRings.get", req.name)
+            self._tick()
+            return self._key_ring_pb(self._key_ring(req.name))
+
+    def ListKeyRings(self, req: Any, principal: str | None) -> Any:
+        parent = names.location(req.parent)
+        match = compile_filter(req.filter)
+        with self._lock:
+            self._require(principal, "cloudkms.keyRings.list", None)
+            self._tick()
+            rings = [
+                r
+                for name, r in sorted(self._state.key_rings.items())
+                if names.key_ring(name).parent == parent and match({"name": name})
+            ]
+            page, token = self._page(rings, req.page_size, req.page_token)
+            return service.ListKeyRingsResponse.pb()(
+                key_rings=[self._key_ring_pb(r) for r in page],
+                next_page_token=token,
+                total_size=len(rings),
+            )
+
+    # ----------------------------------------------------------------- crypto keys
+
+    def _check_rotation(self, period: float | None, next_time: float | None) -> None:
+        if period is not None and period < MIN_ROTATION_PERIOD:
+            raise invalid(
+                f"rotation_period must be at least 24 hours (86400s), got {period:g}s."
+            )
+        if period and next_time is None:
+            raise invalid("next_rotation_time must be set when rotation_period is set.")
+
+    def CreateCryptoKey(self, req: Any, principal: str | None) -> Any:
+        names.key_ring(req.parent)
+        names.check_id("CryptoKey", req.crypto_key_id)
+        spec = req.crypto_key
+        purpose = spec.purpose or Purpose.ENCRYPT_DECRYPT
+        if purpose != Purpose.ENCRYPT_DECRYPT:
+            raise invalid(
+                f"The kmsflow emulator supports purpose ENCRYPT_DECRYPT only, got "
+                f"{Purpose(purpose).name}."
+            )
+        algorithm = spec.version_template.algorithm or Algorithm.GOOGLE_SYMMETRIC_ENCRYPTION
+        if algorithm != Algorithm.GOOGLE_SYMMETRIC_ENCRYPTION:
+            raise invalid(
+                f"Algorithm {Algorithm(algorithm).name} is not compatible with purpose "
+                "ENCRYPT_DECRYPT (want GOOGLE_SYMMETRIC_ENCRYPTION)."
+            )
+        protection = spec.version_template.protection_level or Protection.SOFTWARE
+        if protection not in (Protection.SOFTWARE, Protection.HSM):
+            raise invalid(
+                f"The kmsflow emulator supports SOFTWARE and HSM protection, got "
+                f"{Protection(protection).name}."
+            )
+        period = _seconds(spec.rotation_period) if spec.HasField("rotation_period") else None
+        next_time = (
+            _seconds(spec.next_rotation_time) if spec.HasField("next_rotation_time") else None
+        )
+        self._check_rotation(period, next_time)
+        destroy_after = st.DEFAULT_DESTROY_SCHEDULED_DURATION
+        if spec.HasField("destroy_scheduled_duration"):
+            destroy_after = _seconds(spec.destroy_scheduled_duration)
+            if not MIN_DESTROY_DURATION <= destroy_after <= MAX_DESTROY_DURATION:
+                raise invalid(
+                    "destroy_scheduled_duration must be between 24 hours and 120 days, got "
+                    f"{destroy_after:g}s."
+                )
+        with self._lock:
+            self._require(principal, "cloudkms.cryptoKeys.create", req.parent)
+            now = self._tick()
+            self._key_ring(req.parent)
+            name = f"{req.parent}/cryptoKeys/{req.crypto_key_id}"
+            if name in self._state.crypto_keys:
+                raise KmsError(grpc.StatusCode.ALREADY_EXISTS, f"CryptoKey {name} already exists.")
+            key = st.CryptoKey(
+                name=name,
+                create_time=now,
+                purpose=purpose,
+                algorithm=algorithm,
+                protection_level=protection,
+                destroy_scheduled_duration=destroy_after,
+                rotation_period=period,
+                next_rotation_time=next_time,
+                labels=dict(spec.labels),
+            )
+            if not req.skip_initial_version_creation:
+                key.primary_id = self._new_version(key, now, State.ENABLED).id
+            self._state.crypto_keys[name] = key
+            self._commit()
+            return self._key_pb(key)
+
+    def GetCryptoKey(self, req: Any, principal: str | None) -> Any:
+        names.crypto_key(req.name)
+        with self._lock:
+            self._require(principal, "cloudkms.cryptoKeys.get", req.name)
+            self._tick()
+            return self._key_pb(self._key(req.name))
+
+    def ListCryptoKeys(self, req: Any, principal: str | None) -> Any:
+        names.key_ring(req.parent)
+        match = compile_filter(req.filter)
+        with self._lock:
+            self._require(principal, "cloudkms.cryptoKeys.list", req.parent)
+            self._tick()
+            self._key_ring(req.parent)
+            keys = [
+                k
+                for name, k in sorted(self._state.crypto_keys.items())
+                if names.crypto_key(name).parent == req.parent
+                and match({"name": name, "purpose": Purpose(k.purpose).name})
+            ]
+            page, token = self._page(keys, req.page_size, req.page_token)
+            return service.ListCryptoKeysResponse.pb()(
+                crypto_keys=[self._key_pb(k) for k in page],
+                next_page_token=token,
+                total_size=len(keys),
+            )
+
+    def UpdateCryptoKey(self, req: Any, principal: str | None) -> Any:
+        spec = req.crypto_key
+        names.crypto_key(spec.name)
+        paths = set(req.update_mask.paths)
+        if not paths:
+            raise invalid("update_mask is required: name the fields to update.")
+        unknown = {p.split(".")[0] for p in paths} - _UPDATABLE_KEY_FIELDS
+        if unknown:
+            raise invalid(
+                f"Cannot update {', '.join(sorted(unknown))}: updatable fields are "
+                f"{', '.join(sorted(_UPDATABLE_KEY_FIELDS))}."
+            )
+        with self._lock:
+            self._require(principal, "cloudkms.cryptoKeys.update", spec.name)
+            self._tick()
+            key = self._key(spec.name)
+            period = key.rotation_period
+            next_time = key.next_rotation_time
+            if "rotation_period" in paths:
+                period = _seconds(spec.rotation_period) if spec.HasField("rotation_period") else None
+            if "next_rotation_time" in paths:
+                next_time = (
+                    _seconds(spec.next_rotation_time)
+                    if spec.HasField("next_rotation_time")
+                    else None
+                )
+            self._check_rotation(period, next_time)
+            template = {p for p in paths if p.startswith("version_template")}
+            algorithm = key.algorithm
+            if template and spec.version_template.algorithm:
+                algorithm = spec.version_template.algorithm
+                if algorithm != Algorithm.GOOGLE_SYMMETRIC_ENCRYPTION:
+                    raise invalid(
+                        f"Algorithm {Algorithm(algorithm).name} is not compatible with purpose "
+                        "ENCRYPT_DECRYPT."
+                    )
+            if template and spec.version_template.protection_level not in (
+                Protection.PROTECTION_LEVEL_UNSPECIFIED,
+                key.protection_level,
+            ):
+                raise invalid("version_template.protection_level cannot be changed.")
+            key.rotation_period = period
+            key.next_rotation_time = next_time
+            key.algorithm = algorithm
+            if "labels" in paths:
+                key.labels = dict(spec.labels)
+            self._commit()
+            return self._key_pb(key)
+
+    def UpdateCryptoKeyPrimaryVersion(self, req: Any, principal: str | None) -> Any:
+        names.crypto_key(req.name)
+        with self._lock:
+            self._require(principal, "cloudkms.cryptoKeys.update", req.name)
+            self._tick()
+            key = self._key(req.name)
+            version_name = f"{req.name}/cryptoKeyVersions/{req.crypto_key_version_id}"
+            if not req.crypto_key_version_id.isdigit():
+                raise invalid(f"Invalid crypto_key_version_id {req.crypto_key_version_id!r}.")
+            version = key.versions.get(int(req.crypto_key_version_id))
+            if version is None:
+                raise not_found(version_name)
+            if version.state != State.ENABLED:
+                raise precondition(
+                    f"{version_name} is not enabled, current state is: "
+                    f"{_state_name(version.state)}."
+                )
+            key.primary_id = version.id
+            self._commit()
+            return self._key_pb(key)
+
+    # ----------------------------------------------------------------- versions
+
+    def CreateCryptoKeyVersion(self, req: Any, principal: str | None) -> Any:
+        names.crypto_key(req.parent)
+        wanted = req.crypto_key_version.state or State.ENABLED
+        if wanted not in (State.ENABLED, State.DISABLED):
+            raise invalid("A new CryptoKeyVersion may only be created ENABLED or DISABLED.")
+        with self._lock:
+            self._require(principal, "cloudkms.cryptoKeyVersions.create", req.parent)
+            now = self._tick()
+            key = self._key(req.parent)
+            version = self._new_version(key, now, wanted)
+            self._commit()
+            return self._version_pb(key, version)
+
+    def GetCryptoKeyVersion(self, req: Any, principal: str | None) -> Any:
+        names.version(req.name)
+        with self._lock:
+            self._require(principal, "cloudkms.cryptoKeyVersions.get", req.name)
+            self._tick()
+            return self._version_pb(*self._version(req.name))
+
+    def ListCryptoKeyVersions(self, req: Any, principal: str | None) -> Any:
+        names.crypto_key(req.parent)
+        match = compile_filter(req.filter)
+        with self._lock:
+            self._require(principal, "cloudkms.cryptoKeyVersions.list", req.parent)
+            self._tick()
+            key = self._key(req.parent)
+            versions = [
+                v
+                for _, v in sorted(key.versions.items())
+                if match(
+                    {
+                        "name": f"{key.name}/cryptoKeyVersions/{v.id}",
+                        "state": _state_name(v.state),
+                        "algorithm": Algorithm(v.algorithm).name,
+                        "protection_level": Protection(v.protection_level).name,
+                    }
+                )
+            ]
+            page, token = self._page(versions, req.page_size, req.page_token)
+            return service.ListCryptoKeyVersionsResponse.pb()(
+                crypto_key_versions=[self._version_pb(key, v) for v in page],
+                next_page_token=token,
+                total_size=len(versions),
+            )
+
+    def UpdateCryptoKeyVersion(self, req: Any, principal: str | None) -> Any:
+        spec = req.crypto_key_version
+        names.version(spec.name)
+        if list(req.update_mask.paths) != ["state"]:
+            raise invalid("update_mask must be exactly ['state'] for a CryptoKeyVersion.")
+        if spec.state not in (State.ENABLED, State.DISABLED):
+            raise invalid("A CryptoKeyVersion's state may only be updated to ENABLED or DISABLED.")
+        with self._lock:
+            self._require(principal, "cloudkms.cryptoKeyVersions.update", spec.name)
+            self._tick()
+            key, version = self._version(spec.name)
+            if version.state not in (State.ENABLED, State.DISABLED):
+                raise precondition(
+                    f"{spec.name} cannot change from {_state_name(version.state)} to "
+                    f"{_state_name(spec.state)}; only ENABLED and DISABLED versions can."
+                )
+            version.state = spec.state
+            self._commit()
+            return self._version_pb(key, version)
+
+    def DestroyCryptoKeyVersion(self, req: Any, principal: str | None) -> Any:
+        names.version(req.name)
+        with self._lock:
+            self._require(principal, "cloudkms.cryptoKeyVersions.destroy", req.name)
+            now = self._tick()
+            key, version = self._version(req.name)
+            if version.state not in (State.ENABLED, State.DISABLED):
+                raise precondition(
+                    f"{req.name} is {_state_name(version.state)}; only ENABLED or DISABLED "
+                    "versions can be scheduled for destruction."
+                )
+            version.state = State.DESTROY_SCHEDULED
+            version.destroy_time = now + key.destroy_scheduled_duration
+            self._commit()
+            return self._version_pb(key, version)
+
+    def RestoreCryptoKeyVersion(self, req: Any, principal: str | None) -> Any:
+        names.version(req.name)
+        with self._lock:
+            self._require(principal, "cloudkms.cryptoKeyVersions.restore", req.name)
+            self._tick()
+            key, version = self._version(req.name)
+            if version.state != State.DESTROY_SCHEDULED:
+                raise precondition(
+                    f"{req.name} is {_state_name(version.state)}; only DESTROY_SCHEDULED "
+                    "versions can be restored."
+                )
+            version.state = State.DISABLED
+            version.destroy_time = None
+            self._commit()
+            return self._version_pb(key, version)
+
+    # ----------------------------------------------------------------- crypto
+
+    @staticmethod
+    def _check_payload(
+        field: str, data: bytes, checksum: Any, has_checksum: bool, limit: int = MAX_PAYLOAD
+    ) -> bool:
+        """Enforce the size limit and verify a client-sent CRC32C; True if one was verified."""
+        if len(data) > limit:
+            raise invalid(f"The {field} field must be at most {limit} bytes, got {len(data)}.")
+        if has_checksum and crc32c(data) != checksum.value:
+            raise invalid(
+                f"The checksum in field {field}_crc32c did not match the data in field {field}."
+            )
+        return has_checksum
+
+    def Encrypt(self, req: Any, principal: str | None) -> Any:
+        verified_plaintext = self._check_payload(
+            "plaintext", req.plaintext, req.plaintext_crc32c, req.HasField("plaintext_crc32c")
+        )
+        verified_aad = self._check_payload(
+            "additional_authenticated_data",
+            req.additional_authenticated_data,
+            req.additional_authenticated_data_crc32c,
+            req.HasField("additional_authenticated_data_crc32c"),
+        )
+        is_version = names.kind_of(req.name) == "cryptoKeyVersion"
+        if is_version:
+            key_name = names.version(req.name).parent
+        else:
+            names.crypto_key(req.name)
+            key_name = req.name
+        with self._lock:
+            self._require(principal, "cloudkms.cryptoKeyVersions.useToEncrypt", key_name)
+            self._tick()
+            if is_version:
+                key, version = self._version(req.name)
+            else:
+                key = self._key(key_name)
+                if key.primary_id is None:
+                    raise precondition(f"{key_name} has no primary version.")
+                version = key.versions[key.primary_id]
+            version_name = f"{key.name}/cryptoKeyVersions/{version.id}"
+            if version.state != State.ENABLED or version.material is None:
+                raise precondition(
+                    f"{version_name} is not enabled, current state is: "
+                    f"{_state_name(version.state)}."
+                )
+            material, version_id = version.material, version.id
+        sealed = ciphertext.encrypt(
+            key.name, version_id, material, req.plaintext, req.additional_authenticated_data
+        )
+        return service.EncryptResponse.pb()(
+            name=version_name,
+            ciphertext=sealed,
+            ciphertext_crc32c={"value": crc32c(sealed)},
+            verified_plaintext_crc32c=verified_plaintext,
+            verified_additional_authenticated_data_crc32c=verified_aad,
+            protection_level=key.protection_level,
+        )
+
+    def Decrypt(self, req: Any, principal: str | None) -> Any:
+        names.crypto_key(req.name)
+        self._check_payload(
+            "ciphertext",
+            req.ciphertext,
+            req.ciphertext_crc32c,
+            req.HasField("ciphertext_crc32c"),
+            limit=MAX_PAYLOAD + ciphertext.OVERHEAD,
+        )
+        self._check_payload(
+            "additional_authenticated_data",
+            req.additional_authenticated_data,
+            req.additional_authenticated_data_crc32c,
+            req.HasField("additional_authenticated_data_crc32c"),
+        )
+        bad = invalid("Decryption failed: the ciphertext is invalid.")
+        with self._lock:
+            self._require(principal, "cloudkms.cryptoKeyVersions.useToDecrypt", req.name)
+            self._tick()
+            key = self._key(req.name)
+            try:
+                version_id = ciphertext.version_of(req.ciphertext)
+            except ciphertext.CiphertextError:
+                raise bad from None
+            version = key.versions.get(version_id)
+            if version is None:
+                raise invalid(
+                    "Decryption failed: verify that 'name' refers to the correct CryptoKey."
+                )
+            version_name = f"{key.name}/cryptoKeyVersions/{version.id}"
+            if version.state != State.ENABLED or version.material is None:
+                raise precondition(
+                    f"{version_name} is not enabled, current state is: "
+                    f"{_state_name(version.state)}."
+                )
+            material, used_primary = version.material, version.id == key.primary_id
+        try:
+            plaintext = ciphertext.decrypt(
+                key.name, material, req.ciphertext, req.additional_authenticated_data
+            )
+        except ciphertext.CiphertextError:
+            raise bad from None
+        return service.DecryptResponse.pb()(
+            plaintext=plaintext,
+            plaintext_crc32c={"value": crc32c(plaintext)},
+            used_primary=used_primary,
+            protection_level=key.protection_level,
+        )
+
+    def GenerateRandomBytes(self, req: Any, principal: str | None) -> Any:
+        names.location(req.location)
+        if not 8 <= req.length_bytes <= 1024:
+            raise invalid(f"length_bytes must be between 8 and 1024, got {req.length_bytes}.")
+        with self._lock:
+            self._require(principal, "cloudkms.locations.generateRandomBytes", None)
+        data = os.urandom(req.length_bytes)
+        return service.GenerateRandomBytesResponse.pb()(
+            data=data, data_crc32c={"value": crc32c(data)}
+        )
+
+    # ----------------------------------------------------------------- IAM policy RPCs
+
+    def _policy_holder(self, resource: str) -> tuple[str, st.KeyRing | st.CryptoKey]:
+        kind = names.kind_of(resource)
+        if kind == "keyRing":
+            return "keyRings", self._key_ring(resource)
+        if kind == "cryptoKey":
+            return "cryptoKeys", self._key(resource)
+        raise invalid(f"IAM policies attach to key rings and crypto keys, not {resource}.")
+
+    @staticmethod
+    def _policy_pb(policy: st.Policy) -> Any:
+        return policy_pb2.Policy(
+            version=policy.version,
+            etag=policy.etag.encode(),
+            bindings=[policy_pb2.Binding(role=b.role, members=b.members) for b in policy.bindings],
+        )
+
+    def GetIamPolicy(self, req: Any, principal: str | None) -> Any:
+        with self._lock:
+            kind = names.kind_of(req.resource)
+            self._require(principal, f"cloudkms.{kind}s.getIamPolicy", req.resource)
+            self._tick()
+            _, holder = self._policy_holder(req.resource)
+            if not holder.policy.etag:
+                holder.policy.etag = base64.b64encode(os.urandom(8)).decode()
+            return self._policy_pb(holder.policy)
+
+    def SetIamPolicy(self, req: Any, principal: str | None) -> Any:
+        for binding in req.policy.bindings:
+            problem = iam.check_role(binding.role)
+            if problem:
+                raise invalid(problem)
+            if not binding.members:
+                raise invalid(f"Binding for {binding.role} has no members.")
+        with self._lock:
+            kind = names.kind_of(req.resource)
+            self._require(principal, f"cloudkms.{kind}s.setIamPolicy", req.resource)
+            self._tick()
+            _, holder = self._policy_holder(req.resource)
+            if req.policy.etag and req.policy.etag.decode() != holder.policy.etag:
+                raise KmsError(
+                    grpc.StatusCode.ABORTED,
+                    "There were concurrent policy changes. Please retry the whole "
+                    "read-modify-write with exponential backoff.",
+                )
+            holder.policy = st.Policy(
+                bindings=[
+                    st.Binding(role=b.role, members=sorted(set(b.members)))
+                    for b in req.policy.bindings
+                ],
+                etag=base64.b64encode(os.urandom(8)).decode(),
+                version=req.policy.version or 1,
+            )
+            self._commit()
+            return self._policy_pb(holder.policy)
+
+    def TestIamPermissions(self, req: Any, principal: str | None) -> Any:
+        with self._lock:
+            self._tick()
+            self._policy_holder(req.resource)
+            held = self._permissions(principal, req.resource)
+            return iam_policy_pb2.TestIamPermissionsResponse(
+                permissions=[p for p in req.permissions if p in held]
+            )
+
+
+KMS_METHODS: dict[str, tuple[Any, Callable[..., Any]]] = {}
+"""RPC name → (raw request class, unbound backend method); filled below."""
+
+for _rpc in (
+    "CreateKeyRing",
+    "GetKeyRing",
+    "ListKeyRings",
+    "CreateCryptoKey",
+    "GetCryptoKey",
+    "ListCryptoKeys",
+    "UpdateCryptoKey",
+    "UpdateCryptoKeyPrimaryVersion",
+    "CreateCryptoKeyVersion",
+    "GetCryptoKeyVersion",
+    "ListCryptoKeyVersions",
+    "UpdateCryptoKeyVersion",
+    "DestroyCryptoKeyVersion",
+    "RestoreCryptoKeyVersion",
+    "Encrypt",
+    "Decrypt",
+    "GenerateRandomBytes",
+):
+    KMS_METHODS[_rpc] = (getattr(service, f"{_rpc}Request").pb(), getattr(Backend, _rpc))
+
+IAM_METHODS: dict[str, tuple[Any, Callable[..., Any]]] = {
+    "GetIamPolicy": (iam_policy_pb2.GetIamPolicyRequest, Backend.GetIamPolicy),
+    "SetIamPolicy": (iam_policy_pb2.SetIamPolicyRequest, Backend.SetIamPolicy),
+    "TestIamPermissions": (iam_policy_pb2.TestIamPermissionsRequest, Backend.TestIamPermissions),
+}

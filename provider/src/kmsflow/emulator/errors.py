@@ -1,0 +1,24 @@
+"""The one exception the emulator's service logic raises: a gRPC status code and its message."""
+
+import grpc
+
+
+class KmsError(Exception):
+    """A failed call, answered to the client with ``code`` and ``message`` like Cloud KMS would."""
+
+    def __init__(self, code: grpc.StatusCode, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+def invalid(message: str) -> KmsError:
+    return KmsError(grpc.StatusCode.INVALID_ARGUMENT, message)
+
+
+def not_found(name: str) -> KmsError:
+    return KmsError(grpc.StatusCode.NOT_FOUND, f"{name} not found.")
+
+
+def precondition(message: str) -> KmsError:
+    return KmsError(grpc.StatusCode.FAILED_PRECONDITION, message)

@@ -1,0 +1,146 @@
+"""The emulator's resources, their JSON form, and atomic persistence to ``--data-dir``.
+
+Plain dataclasses rather than protobufs: the service layer owns the wire form, this module owns
+what is remembered. Key material lives only here (base64 in the state file) and is never logged.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import tempfile
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+STATE_FILE = "state.json"
+DEFAULT_DESTROY_SCHEDULED_DURATION = 30 * 24 * 3600.0
+
+
+@dataclass
+class Binding:
+    role: str
+    members: list[str]
+
+
+@dataclass
+class Policy:
+    """An IAM policy; ``etag`` changes on every write so stale read-modify-writes are refused."""
+
+    bindings: list[Binding] = field(default_factory=list)
+    etag: str = ""
+    version: int = 1
+
+
+@dataclass
+class KeyRing:
+    name: str
+    create_time: float
+    policy: Policy = field(default_factory=Policy)
+
+
+@dataclass
+class Version:
+    id: int
+    state: int
+    algorithm: int
+    protection_level: int
+    create_time: float
+    generate_time: float | None
+    material: bytes | None
+    destroy_time: float | None = None
+    destroy_event_time: float | None = None
+
+
+@dataclass
+class CryptoKey:
+    name: str
+    create_time: float
+    purpose: int
+    algorithm: int
+    protection_level: int
+    destroy_scheduled_duration: float = DEFAULT_DESTROY_SCHEDULED_DURATION
+    rotation_period: float | None = None
+    next_rotation_time: float | None = None
+    labels: dict[str, str] = field(default_factory=dict)
+    primary_id: int | None = None
+    next_version_id: int = 1
+    versions: dict[int, Version] = field(default_factory=dict)
+    policy: Policy = field(default_factory=Policy)
+
+
+@dataclass
+class State:
+    """Everything the emulator knows; ``clock_offset`` persists so restarts keep emulated time."""
+
+    key_rings: dict[str, KeyRing] = field(default_factory=dict)
+    crypto_keys: dict[str, CryptoKey] = field(default_factory=dict)
+    clock_offset: float = 0.0
+
+
+def _policy_from(raw: dict[str, Any]) -> Policy:
+    return Policy(
+        bindings=[Binding(**b) for b in raw["bindings"]],
+        etag=raw["etag"],
+        version=raw["version"],
+    )
+
+
+def _version_from(raw: dict[str, Any]) -> Version:
+    material = raw.pop("material")
+    return Version(**raw, material=base64.b64decode(material) if material else None)
+
+
+def to_json(state: State) -> str:
+    def encode(value: Any) -> Any:
+        if isinstance(value, bytes):
+            return base64.b64encode(value).decode()
+        if isinstance(value, dict):
+            return {str(k): encode(v) for k, v in value.items()}
+        if isinstance(value, list):
+            return [encode(v) for v in value]
+        return value
+
+    return json.dumps(encode(asdict(state)), sort_keys=True)
+
+
+def from_json(text: str) -> State:
+    raw = json.loads(text)
+    key_rings = {
+        name: KeyRing(name=kr["name"], create_time=kr["create_time"], policy=_policy_from(kr["policy"]))
+        for name, kr in raw["key_rings"].items()
+    }
+    crypto_keys = {}
+    for name, ck in raw["crypto_keys"].items():
+        versions = {int(vid): _version_from(v) for vid, v in ck.pop("versions").items()}
+        policy = _policy_from(ck.pop("policy"))
+        crypto_keys[name] = CryptoKey(**ck, versions=versions, policy=policy)
+    return State(key_rings=key_rings, crypto_keys=crypto_keys, clock_offset=raw["clock_offset"])
+
+
+def load(data_dir: Path) -> State:
+    path = data_dir / STATE_FILE
+    if not path.exists():
+        return State()
+    return from_json(path.read_text())
+
+
+def save(state: State, data_dir: Path) -> None:
+    """Write the state atomically: a crash at any point leaves the previous file intact."""
+    data_dir.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=".state-", dir=data_dir)
+    try:
+        with os.fdopen(fd, "w") as handle:
+            handle.write(to_json(state))
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, data_dir / STATE_FILE)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    dir_fd = os.open(data_dir, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)

@@ -1,0 +1,84 @@
+"""Shared fixtures: real ``kmsflow-emulator`` processes on loopback, and clients for them."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from kmsflow.emulator.admin import AdminClient
+from kmsflow.kms import new_kms_client
+
+OWNER = "user:owner@example.com"
+LOCATION = "projects/kmsflow-test/locations/us-central1"
+
+
+@dataclass
+class RunningEmulator:
+    endpoint: str
+    process: subprocess.Popen[str]
+    admin: AdminClient
+
+    def client(self, principal: str | None = None):  # type: ignore[no-untyped-def]
+        return new_kms_client(endpoint=self.endpoint, principal=principal)
+
+
+def start_emulator(*extra: str) -> RunningEmulator:
+    """Start ``kmsflow-emulator serve --port 0`` and wait for its "listening on" line."""
+    process = subprocess.Popen(
+        [sys.executable, "-m", "kmsflow.emulator.cli", "serve", "--port", "0", *extra],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    assert process.stdout is not None
+    line = process.stdout.readline()
+    if "listening on" not in line:
+        process.kill()
+        raise RuntimeError(f"emulator did not start: {line!r}")
+    endpoint = line.rsplit(" ", 1)[1].strip()
+    return RunningEmulator(endpoint=endpoint, process=process, admin=AdminClient(endpoint))
+
+
+def stop_emulator(emulator: RunningEmulator) -> int:
+    emulator.admin.close()
+    emulator.process.terminate()
+    try:
+        return emulator.process.wait(timeout=10)
+    finally:
+        if emulator.process.poll() is None:
+            emulator.process.kill()
+
+
+@pytest.fixture(scope="session")
+def emulator() -> Iterator[RunningEmulator]:
+    """One shared emulator without IAM enforcement; tests use unique key ring ids."""
+    running = start_emulator()
+    yield running
+    stop_emulator(running)
+
+
+@pytest.fixture(scope="session")
+def iam_emulator() -> Iterator[RunningEmulator]:
+    """One shared emulator enforcing IAM, with ``OWNER`` holding every permission."""
+    running = start_emulator("--enforce-iam", "--owner", OWNER)
+    yield running
+    stop_emulator(running)
+
+
+@pytest.fixture
+def fresh_emulator(tmp_path: Path) -> Iterator[RunningEmulator]:
+    """A private emulator (persisting to tmp_path/kms) for tests that move the clock or inject faults."""
+    running = start_emulator("--data-dir", str(tmp_path / "kms"))
+    yield running
+    stop_emulator(running)
+
+
+@pytest.fixture
+def ring_id() -> str:
+    return f"ring-{uuid.uuid4().hex[:12]}"
