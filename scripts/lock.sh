@@ -7,7 +7,7 @@ root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 "$root/scripts/bootstrap.sh"
 uv="$root/.venv/bin/uv"
 cd "$root"
-"$uv" pip compile provider/pyproject.toml --python-version 3.11 --extra airflow --extra test \
+"$uv" pip compile provider/pyproject.toml --python-version 3.11 --extra airflow --extra examples --extra test \
   --upgrade -o requirements/lock.txt --no-header --quiet "$@"
 "$uv" pip compile provider/pyproject.toml --python-version 3.11 \
   --upgrade -o requirements/core-lock.txt --no-header --quiet "$@"

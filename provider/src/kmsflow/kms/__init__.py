@@ -8,12 +8,34 @@ from kmsflow.kms.client import (
     new_kms_client,
 )
 from kmsflow.kms.crc import crc32c
+from kmsflow.kms.crypto import Wrapped, decrypt, default_retry, encrypt, key_of
+from kmsflow.kms.errors import (
+    KeyVersionUnavailableError,
+    KmsError,
+    KmsIntegrityError,
+    KmsInvalidArgumentError,
+    KmsNotFoundError,
+    KmsPermissionError,
+    KmsTransientError,
+)
 
 __all__ = [
     "EMULATOR_HOST_ENV",
     "PRINCIPAL_ENV",
     "PRINCIPAL_METADATA_KEY",
+    "KeyVersionUnavailableError",
+    "KmsError",
+    "KmsIntegrityError",
+    "KmsInvalidArgumentError",
+    "KmsNotFoundError",
+    "KmsPermissionError",
+    "KmsTransientError",
+    "Wrapped",
     "crc32c",
+    "decrypt",
+    "default_retry",
     "emulator_host",
+    "encrypt",
+    "key_of",
     "new_kms_client",
 ]

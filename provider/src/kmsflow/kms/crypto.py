@@ -1,0 +1,106 @@
+"""Encrypt and Decrypt through Cloud KMS with CRC32C end to end and bounded retries.
+
+These wrap small secrets (data keys, short values). Every request carries CRC32C checksums of its
+payload; every response is checked against the checksums KMS returns, so corruption in either
+direction is an error, never silently wrong bytes. Transient errors (UNAVAILABLE,
+DEADLINE_EXCEEDED, RESOURCE_EXHAUSTED) are retried with jittered exponential backoff under a total
+deadline, using ``google.api_core.retry.Retry`` rather than a hand-written loop.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from google.api_core import exceptions as gexc
+from google.api_core import retry as gretry
+from google.cloud import kms_v1
+
+from kmsflow.kms.crc import crc32c
+from kmsflow.kms.errors import KmsIntegrityError, translate
+
+TRANSIENT = (gexc.ServiceUnavailable, gexc.DeadlineExceeded, gexc.ResourceExhausted)
+
+
+def default_retry(deadline: float = 60.0) -> gretry.Retry:
+    """Jittered exponential backoff (0.1 s doubling to 5 s) on transient codes, for ``deadline`` s."""
+    return gretry.Retry(
+        predicate=gretry.if_exception_type(*TRANSIENT),
+        initial=0.1,
+        maximum=5.0,
+        multiplier=2.0,
+        timeout=deadline,
+    )
+
+
+@dataclass(frozen=True)
+class Wrapped:
+    """A KMS ciphertext and the exact CryptoKeyVersion that produced it."""
+
+    ciphertext: bytes
+    key_version: str
+
+
+def encrypt(
+    client: kms_v1.KeyManagementServiceClient,
+    key_name: str,
+    plaintext: bytes,
+    aad: bytes = b"",
+    *,
+    retry: gretry.Retry | None = None,
+) -> Wrapped:
+    """Encrypt ``plaintext`` under ``key_name`` (a CryptoKey: its primary; or a version)."""
+    action = f"encrypt with {key_name}"
+    try:
+        response = client.encrypt(
+            request={
+                "name": key_name,
+                "plaintext": plaintext,
+                "plaintext_crc32c": crc32c(plaintext),
+                "additional_authenticated_data": aad,
+                "additional_authenticated_data_crc32c": crc32c(aad),
+            },
+            retry=retry or default_retry(),
+        )
+    except gexc.GoogleAPIError as exc:
+        raise translate(exc, action) from exc
+    if not response.verified_plaintext_crc32c or not response.verified_additional_authenticated_data_crc32c:
+        raise KmsIntegrityError(f"{action}: KMS did not verify the request checksums")
+    if response.ciphertext_crc32c != crc32c(response.ciphertext):
+        raise KmsIntegrityError(f"{action}: the ciphertext was corrupted in transit")
+    return Wrapped(ciphertext=response.ciphertext, key_version=response.name)
+
+
+def decrypt(
+    client: kms_v1.KeyManagementServiceClient,
+    key_name: str,
+    ciphertext: bytes,
+    aad: bytes = b"",
+    *,
+    retry: gretry.Retry | None = None,
+) -> bytes:
+    """Decrypt a ``ciphertext`` produced by any version of the CryptoKey ``key_name``."""
+    action = f"decrypt with {key_name}"
+    try:
+        response = client.decrypt(
+            request={
+                "name": key_name,
+                "ciphertext": ciphertext,
+                "ciphertext_crc32c": crc32c(ciphertext),
+                "additional_authenticated_data": aad,
+                "additional_authenticated_data_crc32c": crc32c(aad),
+            },
+            retry=retry or default_retry(),
+        )
+    except gexc.GoogleAPIError as exc:
+        raise translate(exc, action) from exc
+    if response.plaintext_crc32c != crc32c(response.plaintext):
+        raise KmsIntegrityError(f"{action}: the plaintext was corrupted in transit")
+    return bytes(response.plaintext)
+
+
+def key_of(version_name: str) -> str:
+    """The CryptoKey name of a CryptoKeyVersion name."""
+    head, sep, _ = version_name.partition("/cryptoKeyVersions/")
+    if not sep:
+        raise ValueError(f"not a CryptoKeyVersion name: {version_name!r}")
+    return head
