@@ -278,6 +278,9 @@ class Backend:
             start = int(base64.urlsafe_b64decode(page_token.encode()).decode()) if page_token else 0
         except ValueError as exc:
             raise invalid(f"Invalid page_token {page_token!r}.") from exc
+        if start < 0:
+            # A negative offset would slice from the end and serve a wrong page silently.
+            raise invalid(f"Invalid page_token {page_token!r}.")
         size = min(page_size or _MAX_PAGE_SIZE, _MAX_PAGE_SIZE)
         end = start + size
         token = base64.urlsafe_b64encode(str(end).encode()).decode() if end < len(items) else ""
@@ -736,6 +739,9 @@ class Backend:
             _, holder = self._policy_holder(req.resource)
             if not holder.policy.etag:
                 holder.policy.etag = base64.b64encode(os.urandom(8)).decode()
+                # Persist the etag just handed out, so a read-modify-write spanning a restart
+                # is not refused as a concurrent change.
+                self._commit()
             return self._policy_pb(holder.policy)
 
     def SetIamPolicy(self, req: Any, principal: str | None) -> Any:

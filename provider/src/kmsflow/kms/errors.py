@@ -7,6 +7,9 @@ distinct message and exit code.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from dataclasses import dataclass
+
 from google.api_core import exceptions as gexc
 
 
@@ -38,6 +41,51 @@ class KmsIntegrityError(KmsError):
     """A CRC32C check failed: the request or response was corrupted in transit."""
 
 
+class KmsAlreadyExistsError(KmsError):
+    """Create found the resource already there; idempotent callers read it back instead."""
+
+
+class KmsConflictError(KmsError):
+    """ABORTED: a concurrent writer won (e.g. a stale IAM policy etag); retry the read-modify-write."""
+
+
+class KmsGuardError(KmsError):
+    """kmsflow refused an action that would break an invariant (e.g. disabling the primary version).
+
+    Raised before any KMS mutation, so the key is exactly as it was.
+    """
+
+
+@dataclass(frozen=True)
+class FieldConflict:
+    """One immutable field whose live value differs from the wanted one."""
+
+    field: str
+    current: object
+    wanted: object
+
+
+class ImmutableFieldError(KmsError):
+    """The live resource differs from the wanted one in a field KMS cannot change after creation.
+
+    The only fix is a new resource (e.g. a new crypto key id) and re-wrapping onto it; kmsflow never
+    deletes keys to "recreate" them, since that would make every artifact under them undecryptable.
+    """
+
+    def __init__(self, resource: str, conflicts: Sequence[FieldConflict]) -> None:
+        if not conflicts:
+            raise ValueError("ImmutableFieldError needs at least one conflict")
+        self.resource = resource
+        self.conflicts = tuple(conflicts)
+        first = self.conflicts[0]
+        self.field, self.current, self.wanted = first.field, first.current, first.wanted
+        details = "; ".join(f"{c.field} is {c.current}, wanted {c.wanted}" for c in self.conflicts)
+        super().__init__(
+            f"{resource}: cannot change immutable field(s): {details}. "
+            "Create a new key under another id instead (KMS cannot change these after creation)."
+        )
+
+
 _TRANSLATIONS: tuple[tuple[type[gexc.GoogleAPICallError], type[KmsError]], ...] = (
     (gexc.PermissionDenied, KmsPermissionError),
     (gexc.Unauthenticated, KmsPermissionError),
@@ -47,6 +95,8 @@ _TRANSLATIONS: tuple[tuple[type[gexc.GoogleAPICallError], type[KmsError]], ...] 
     (gexc.ServiceUnavailable, KmsTransientError),
     (gexc.DeadlineExceeded, KmsTransientError),
     (gexc.ResourceExhausted, KmsTransientError),
+    (gexc.AlreadyExists, KmsAlreadyExistsError),
+    (gexc.Aborted, KmsConflictError),
 )
 
 
