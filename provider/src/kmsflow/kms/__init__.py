@@ -10,8 +10,13 @@ from kmsflow.kms.client import (
 from kmsflow.kms.crc import crc32c
 from kmsflow.kms.crypto import Wrapped, decrypt, default_retry, encrypt, key_of
 from kmsflow.kms.errors import (
+    FieldConflict,
+    ImmutableFieldError,
     KeyVersionUnavailableError,
+    KmsAlreadyExistsError,
+    KmsConflictError,
     KmsError,
+    KmsGuardError,
     KmsIntegrityError,
     KmsInvalidArgumentError,
     KmsNotFoundError,
@@ -23,8 +28,13 @@ __all__ = [
     "EMULATOR_HOST_ENV",
     "PRINCIPAL_ENV",
     "PRINCIPAL_METADATA_KEY",
+    "FieldConflict",
+    "ImmutableFieldError",
     "KeyVersionUnavailableError",
+    "KmsAlreadyExistsError",
+    "KmsConflictError",
     "KmsError",
+    "KmsGuardError",
     "KmsIntegrityError",
     "KmsInvalidArgumentError",
     "KmsNotFoundError",

@@ -1,0 +1,229 @@
+"""The declarative key spec: which key rings and keys exist, how they rotate, who may use them.
+
+Field-level rules live on the types (ids, durations, roles, members), so pydantic reports each
+problem at its exact path. Rules that need the whole document (unique ids, purpose/algorithm
+compatibility) run in ``kmsflow.spec.loader`` after the structure parsed. Values mirror Cloud KMS
+limits: ids ``[a-zA-Z0-9_-]{1,63}``, rotation at least 24h, destroy-scheduled duration 24h..120d.
+
+Semantics worth knowing:
+
+- ``rotation_period`` defaults to 90 days (the seed's ``7776000s``); ``null`` means no automatic
+  rotation. KMS then moves ``next_rotation_time`` itself, so kmsflow never treats that as drift.
+- ``destroy_scheduled_duration`` and ``labels`` left out are not managed (KMS default / whatever is
+  there); given, they are authoritative (labels) or checked (the duration is immutable).
+- IAM is authoritative per listed role: for every role named under ``iam`` (or implied by
+  ``producers``/``consumers`` when those are given, even empty) the members become exactly those
+  listed; roles the spec does not name are left alone.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from datetime import timedelta
+from typing import Annotated, Any
+
+from google.cloud import kms_v1
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, PlainSerializer
+
+from kmsflow.kms.iam import CONSUMER_ROLE, PRODUCER_ROLE, member_problem, role_problem
+from kmsflow.kms.resources import KeySettings
+from kmsflow.spec.durations import format_duration, parse_duration
+
+ID_PATTERN = re.compile(r"^[a-zA-Z0-9_-]{1,63}$")
+MIN_ROTATION = timedelta(hours=24)
+MIN_DESTROY = timedelta(hours=24)
+MAX_DESTROY = timedelta(days=120)
+
+PURPOSES = ("ENCRYPT_DECRYPT", "ASYMMETRIC_SIGN", "ASYMMETRIC_DECRYPT", "RAW_ENCRYPT_DECRYPT", "MAC")
+PROTECTION_LEVELS = ("SOFTWARE", "HSM", "EXTERNAL", "EXTERNAL_VPC")
+ALGORITHMS: tuple[str, ...] = tuple(
+    name
+    for name in kms_v1.CryptoKeyVersion.CryptoKeyVersionAlgorithm.__members__
+    if not name.endswith("UNSPECIFIED")
+)
+_LABEL_KEY = re.compile(r"^[a-z][a-z0-9_-]{0,62}$")
+_LABEL_VALUE = re.compile(r"^[a-z0-9_-]{0,63}$")
+_TENANT = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@:-]{0,127}$")
+
+
+def _check_id(value: str) -> str:
+    if not ID_PATTERN.match(value):
+        raise ValueError(f"must match [a-zA-Z0-9_-]{{1,63}} (got {value!r})")
+    return value
+
+
+def _check_member(value: str) -> str:
+    problem = member_problem(value)
+    if problem:
+        raise ValueError(problem)
+    return value
+
+
+def _check_role(value: str) -> str:
+    problem = role_problem(value)
+    if problem:
+        raise ValueError(problem)
+    return value
+
+
+def _check_labels(value: dict[str, str]) -> dict[str, str]:
+    for key, item in value.items():
+        if not _LABEL_KEY.match(key):
+            raise ValueError(f"label key {key!r} must match [a-z][a-z0-9_-]{{0,62}}")
+        if not _LABEL_VALUE.match(item):
+            raise ValueError(f"label {key!r} value {item!r} must match [a-z0-9_-]{{0,63}}")
+    return value
+
+
+def _check_tenant(value: str) -> str:
+    if not _TENANT.match(value):
+        raise ValueError(f"must be 1-128 characters [A-Za-z0-9_.@:-] (got {value!r})")
+    return value
+
+
+def _choice(options: tuple[str, ...], summary: str | None = None) -> AfterValidator:
+    def check(value: str) -> str:
+        if value not in options:
+            raise ValueError(f"must be one of {summary or ', '.join(options)} (got {value!r})")
+        return value
+
+    return AfterValidator(check)
+
+
+def _min(limit: timedelta, label: str) -> AfterValidator:
+    def check(value: timedelta) -> timedelta:
+        if value < limit:
+            raise ValueError(f"must be at least {label} (got {format_duration(value)})")
+        return value
+
+    return AfterValidator(check)
+
+
+def _between(low: timedelta, high: timedelta, label: str) -> AfterValidator:
+    def check(value: timedelta) -> timedelta:
+        if not low <= value <= high:
+            raise ValueError(f"must be within {label} (got {format_duration(value)})")
+        return value
+
+    return AfterValidator(check)
+
+
+Duration = Annotated[
+    timedelta,
+    BeforeValidator(parse_duration),
+    PlainSerializer(format_duration, return_type=str, when_used="json"),
+]
+Id = Annotated[str, AfterValidator(_check_id)]
+Member = Annotated[str, AfterValidator(_check_member)]
+Role = Annotated[str, AfterValidator(_check_role)]
+Iam = dict[Role, list[Member]]
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+
+class Retention(_Model):
+    """How long retired key versions stay usable before kmsflow's shred flow may retire them.
+
+    ``retired_version_enabled_for``: a version that is no longer primary stays ENABLED this long
+    (so late readers and re-wraps still work). ``soak_period``: after it is disabled, kmsflow waits
+    this long (watching for failures) before scheduling destruction.
+    """
+
+    retired_version_enabled_for: Duration = timedelta(days=30)
+    soak_period: Duration = timedelta(days=7)
+
+
+class CryptoKeySpec(_Model):
+    """One crypto key: its KMS configuration, IAM, and what kmsflow's lifecycle needs to know."""
+
+    id: Id
+    purpose: Annotated[str, _choice(PURPOSES)] = "ENCRYPT_DECRYPT"
+    algorithm: Annotated[str, _choice(ALGORITHMS, "Cloud KMS algorithm names")] = (
+        "GOOGLE_SYMMETRIC_ENCRYPTION"
+    )
+    protection_level: Annotated[str, _choice(PROTECTION_LEVELS)] = "SOFTWARE"
+    rotation_period: Annotated[Duration, _min(MIN_ROTATION, "24h")] | None = timedelta(days=90)
+    destroy_scheduled_duration: (
+        Annotated[Duration, _between(MIN_DESTROY, MAX_DESTROY, "24h..120d")] | None
+    ) = None
+    labels: Annotated[dict[str, str], AfterValidator(_check_labels)] | None = None
+    iam: Iam = Field(default_factory=dict)
+    producers: list[Member] = Field(default_factory=list)
+    consumers: list[Member] = Field(default_factory=list)
+    roots: list[Annotated[str, Field(min_length=1)]] = Field(default_factory=list)
+    tenant: Annotated[str, AfterValidator(_check_tenant)] | None = None
+    retention: Retention = Field(default_factory=Retention)
+
+    def settings(self) -> KeySettings:
+        """The KMS configuration as ``kmsflow.kms.resources`` wants it."""
+        return KeySettings(
+            purpose=self.purpose,
+            algorithm=self.algorithm,
+            protection_level=self.protection_level,
+            rotation_period=self.rotation_period,
+            destroy_scheduled_duration=self.destroy_scheduled_duration,
+            labels=self.labels,
+        )
+
+    def wanted_iam(self) -> dict[str, set[str]]:
+        """The roles this key's spec owns and their exact members (``producers``/``consumers``
+        folded into the least-privilege roles; named even when empty, so removal works)."""
+        wanted = {role: set(members) for role, members in self.iam.items()}
+        for field, role, members in (
+            ("producers", PRODUCER_ROLE, self.producers),
+            ("consumers", CONSUMER_ROLE, self.consumers),
+        ):
+            if field in self.model_fields_set or members:
+                wanted.setdefault(role, set()).update(members)
+        return wanted
+
+
+class KeyRingSpec(_Model):
+    """A key ring (which KMS never deletes) with its own IAM, inherited by its keys."""
+
+    id: Id
+    iam: Iam = Field(default_factory=dict)
+    keys: list[CryptoKeySpec] = Field(default_factory=list)
+
+    def wanted_iam(self) -> dict[str, set[str]]:
+        return {role: set(members) for role, members in self.iam.items()}
+
+
+class KeySpec(_Model):
+    """The whole document: one project and location, its key rings and keys."""
+
+    project: Id
+    location: Id
+    key_rings: list[KeyRingSpec] = Field(default_factory=list)
+
+    @property
+    def location_name(self) -> str:
+        return f"projects/{self.project}/locations/{self.location}"
+
+    def key_ring_name(self, ring: KeyRingSpec | str) -> str:
+        ring_id = ring if isinstance(ring, str) else ring.id
+        return f"{self.location_name}/keyRings/{ring_id}"
+
+    def key_name(self, ring: KeyRingSpec | str, key: CryptoKeySpec | str) -> str:
+        key_id = key if isinstance(key, str) else key.id
+        return f"{self.key_ring_name(ring)}/cryptoKeys/{key_id}"
+
+    def crypto_keys(self) -> Iterator[tuple[str, CryptoKeySpec]]:
+        """Every key as ``(crypto key resource name, its spec)``, in document order."""
+        for ring in self.key_rings:
+            for key in ring.keys:
+                yield self.key_name(ring, key), key
+
+    def find_key(self, name: str) -> CryptoKeySpec | None:
+        """The spec of the crypto key ``name`` (a full resource name), if the spec has it."""
+        return next((key for key_name, key in self.crypto_keys() if key_name == name), None)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-safe form (durations as ``90d``); ``load_spec`` reads it back unchanged.
+
+        Only fields the author set are written, so "``producers`` given (even empty)" survives.
+        """
+        return self.model_dump(mode="json", exclude_unset=True)
