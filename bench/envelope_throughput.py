@@ -1,0 +1,355 @@
+"""Benchmark: envelope encrypt/decrypt throughput, memory and KMS calls (docs/BENCHMARKS.md).
+
+Measured in one run, on tmpfs (``/dev/shm``) so the disk is not the bottleneck:
+
+1. **Throughput** of a 1 GiB file: ``cp`` of the same file (the baseline, wall time of the
+   process), kmsflow encrypt and decrypt (the library call timed inside a fresh worker process:
+   the KMS call, hashing, staging and publishing are included; interpreter start-up and imports
+   are not), raw Tink streaming AEAD with the same 1 MiB chunking but nothing else (no KMS, no
+   digest, no staging), and ``age`` (process wall time) when installed. Each is run ``--runs``
+   times, interleaved, and the median is reported with its ratio to the median ``cp``.
+2. **Peak RSS** of the whole ``kmsflow encrypt``/``decrypt`` CLI process for a 1 MiB and a 1 GiB
+   file (``ru_maxrss`` of each child from ``os.wait4``).
+3. **KMS calls** for a dataset of ``--files`` small files: a gRPC interceptor on the client's
+   channel counts RPCs by method during encrypt and decrypt.
+
+    .venv/bin/python bench/envelope_throughput.py [--size-mib 1024] [--runs 3] [--files 10000]
+
+The KMS emulator is started as a subprocess on loopback (``KMS_EMULATOR_HOST`` semantics).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+MiB = 1 << 20
+ROOT = Path(__file__).resolve().parents[1]
+LOCATION = "projects/bench/locations/us-central1"
+
+
+# ----------------------------------------------------------------------------- worker processes
+
+
+def worker(op: str, src: str, dst: str, endpoint: str, key: str, keyset_file: str) -> None:
+    """Run one operation after imports; print its wall time as JSON."""
+    if op.startswith("kmsflow"):
+        from kmsflow import envelope
+        from kmsflow.kms import new_kms_client
+
+        client = new_kms_client(endpoint=endpoint)
+        start = time.perf_counter()
+        if op == "kmsflow-encrypt":
+            envelope.encrypt(client, key, src, dst)
+        else:
+            envelope.decrypt(client, src, dst)
+        elapsed = time.perf_counter() - start
+    elif op == "python-copy":  # the floor for any Python tool: 1 MiB reads and writes, nothing else
+        start = time.perf_counter()
+        with open(src, "rb") as fin, open(dst, "wb") as fout:
+            while block := fin.read(MiB):
+                fout.write(block)
+        elapsed = time.perf_counter() - start
+    elif op == "sha256":  # the ciphertext digest kmsflow records, alone (one thread)
+        import hashlib
+
+        start = time.perf_counter()
+        digest = hashlib.sha256()
+        with open(src, "rb") as fin:
+            while block := fin.read(MiB):
+                digest.update(block)
+        elapsed = time.perf_counter() - start
+    else:
+        import io
+
+        import tink
+        from tink import secret_key_access, streaming_aead
+
+        class Null(io.RawIOBase):
+            def writable(self) -> bool:
+                return True
+
+            def write(self, b: Any) -> int:
+                return len(b)
+
+        streaming_aead.register()
+        if op.startswith("tink-encrypt"):
+            handle = tink.new_keyset_handle(streaming_aead.streaming_aead_key_templates.AES256_GCM_HKDF_1MB)
+            Path(keyset_file).write_bytes(tink.proto_keyset_format.serialize(handle, secret_key_access.TOKEN))
+        else:
+            handle = tink.proto_keyset_format.parse(Path(keyset_file).read_bytes(), secret_key_access.TOKEN)
+        primitive = handle.primitive(streaming_aead.StreamingAead)
+        start = time.perf_counter()
+        with open(src, "rb") as fin:
+            fout: Any = Null() if op.endswith("-null") else open(dst, "wb")  # noqa: SIM115
+            if op.startswith("tink-encrypt"):
+                with primitive.new_encrypting_stream(fout, b"bench") as enc:
+                    while block := fin.read(MiB):
+                        enc.write(block)
+            else:
+                with primitive.new_decrypting_stream(fin, b"bench") as dec:
+                    while block := dec.read(MiB):
+                        fout.write(block)
+            fout.close()
+        elapsed = time.perf_counter() - start
+    print(json.dumps({"seconds": elapsed}))
+
+
+# ----------------------------------------------------------------------------- orchestration
+
+
+def run_child(argv: list[str], env: dict[str, str] | None = None) -> tuple[float, int, str]:
+    """Run ``argv``; return (wall seconds, peak RSS in KiB of that child alone, stdout)."""
+    start = time.perf_counter()
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+    _, status, usage = os.wait4(proc.pid, 0)
+    wall = time.perf_counter() - start
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    out = proc.stdout.read().decode() if proc.stdout else ""
+    err = proc.stderr.read().decode() if proc.stderr else ""
+    if proc.returncode != 0:
+        raise RuntimeError(f"{argv[:3]} failed ({proc.returncode}): {err.strip()}")
+    return wall, int(usage.ru_maxrss), out
+
+
+def start_emulator() -> tuple[subprocess.Popen[str], str]:
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "kmsflow.emulator.cli", "serve", "--port", "0"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    assert proc.stdout is not None
+    line = proc.stdout.readline()
+    if "listening on" not in line:
+        proc.kill()
+        raise RuntimeError(f"emulator did not start: {line!r}")
+    return proc, line.rsplit(" ", 1)[1].strip()
+
+
+def make_key(endpoint: str) -> str:
+    from google.cloud import kms_v1
+
+    from kmsflow.kms import new_kms_client
+
+    client = new_kms_client(endpoint=endpoint)
+    ring = f"bench-{uuid.uuid4().hex[:8]}"
+    client.create_key_ring(request={"parent": LOCATION, "key_ring_id": ring, "key_ring": {}})
+    key = client.create_crypto_key(
+        request={
+            "parent": f"{LOCATION}/keyRings/{ring}",
+            "crypto_key_id": "bench",
+            "crypto_key": {"purpose": kms_v1.CryptoKey.CryptoKeyPurpose.ENCRYPT_DECRYPT},
+        }
+    )
+    return str(key.name)
+
+
+def random_file(path: Path, size: int) -> None:
+    with open(path, "wb") as f:
+        left = size
+        while left:
+            block = os.urandom(min(left, MiB))
+            f.write(block)
+            left -= len(block)
+
+
+def remove(*paths: Path) -> None:
+    for p in paths:
+        if p.is_dir():
+            shutil.rmtree(p)
+        elif p.exists() or p.is_symlink():
+            p.unlink()
+        side = Path(f"{p}.kmsflow.json")
+        if side.exists():
+            side.unlink()
+
+
+def throughput(work: Path, size: int, runs: int, endpoint: str, key: str) -> dict[str, list[float]]:
+    src, enc, dec = work / "big.bin", work / "big.enc", work / "big.out"
+    keyset, tenc, tdec = work / "tink.keyset", work / "big.tink", work / "big.tink.out"
+    aenc, adec, akey = work / "big.age", work / "big.age.out", work / "age.key"
+    random_file(src, size)
+    have_age = shutil.which("age") is not None and shutil.which("age-keygen") is not None
+    recipient = ""
+    if have_age:
+        subprocess.run(["age-keygen", "-o", str(akey)], check=True, capture_output=True)
+        recipient = subprocess.run(
+            ["age-keygen", "-y", str(akey)], check=True, capture_output=True, text=True
+        ).stdout.strip()
+    me = [sys.executable, str(Path(__file__).resolve()), "--worker"]
+    times: dict[str, list[float]] = {}
+
+    def timed(name: str, argv: list[str], from_stdout: bool) -> None:
+        wall, _, out = run_child(argv)
+        times.setdefault(name, []).append(json.loads(out)["seconds"] if from_stdout else wall)
+
+    for _ in range(runs):
+        timed("cp", ["cp", str(src), str(work / "big.cp")], False)
+        remove(work / "big.cp")
+        timed("kmsflow encrypt", [*me, "kmsflow-encrypt", str(src), str(enc), endpoint, key, ""], True)
+        timed("kmsflow decrypt", [*me, "kmsflow-decrypt", str(enc), str(dec), endpoint, key, ""], True)
+        remove(enc, dec)
+        timed("tink encrypt", [*me, "tink-encrypt", str(src), str(tenc), endpoint, key, str(keyset)], True)
+        timed("tink decrypt", [*me, "tink-decrypt", str(tenc), str(tdec), endpoint, key, str(keyset)], True)
+        remove(tdec)
+        timed(
+            "tink decrypt, no output",
+            [*me, "tink-decrypt-null", str(tenc), "", endpoint, key, str(keyset)],
+            True,
+        )
+        remove(tenc)
+        timed(
+            "tink encrypt, no output",
+            [*me, "tink-encrypt-null", str(src), "", endpoint, key, str(keyset)],
+            True,
+        )
+        timed(
+            "python copy loop", [*me, "python-copy", str(src), str(work / "big.py"), endpoint, key, ""], True
+        )
+        remove(work / "big.py")
+        timed("sha256 (1 thread)", [*me, "sha256", str(src), "", endpoint, key, ""], True)
+        if have_age:
+            timed("age encrypt", ["age", "-r", recipient, "-o", str(aenc), str(src)], False)
+            timed("age decrypt", ["age", "-d", "-i", str(akey), "-o", str(adec), str(aenc)], False)
+            remove(aenc, adec)
+    remove(src, keyset, akey)
+    return times
+
+
+def peak_rss(work: Path, endpoint: str, key: str, sizes: list[int]) -> list[tuple[int, str, int]]:
+    kmsflow = str(Path(sys.executable).with_name("kmsflow"))
+    env = {**os.environ, "KMS_EMULATOR_HOST": endpoint}
+    rows = []
+    for size in sizes:
+        src, enc, dec = work / f"rss-{size}.bin", work / f"rss-{size}.enc", work / f"rss-{size}.out"
+        random_file(src, size)
+        _, rss_e, _ = run_child([kmsflow, "encrypt", "--key", key, str(src), str(enc)], env)
+        _, rss_d, _ = run_child([kmsflow, "decrypt", str(enc), str(dec)], env)
+        rows += [(size, "encrypt", rss_e), (size, "decrypt", rss_d)]
+        remove(src, enc, dec)
+    return rows
+
+
+def kms_calls(work: Path, endpoint: str, key: str, files: int) -> dict[str, Any]:
+    import grpc
+    from google.api_core.client_options import ClientOptions
+    from google.auth.credentials import AnonymousCredentials
+    from google.cloud import kms_v1
+    from google.cloud.kms_v1.services.key_management_service.transports import (
+        KeyManagementServiceGrpcTransport,
+    )
+
+    from kmsflow import envelope
+    from kmsflow.kms.client import emulator_channel
+
+    class Count(grpc.UnaryUnaryClientInterceptor):  # type: ignore[misc]
+        def __init__(self) -> None:
+            self.calls: Counter[str] = Counter()
+
+        def intercept_unary_unary(self, continuation: Any, details: Any, request: Any) -> Any:
+            self.calls[details.method.rsplit("/", 1)[-1]] += 1
+            return continuation(details, request)
+
+    counter = Count()
+    channel = grpc.intercept_channel(emulator_channel(endpoint), counter)
+    transport = KeyManagementServiceGrpcTransport(channel=channel, credentials=AnonymousCredentials())
+    client = kms_v1.KeyManagementServiceClient(
+        transport=transport, client_options=ClientOptions(api_endpoint=endpoint)
+    )
+    src = work / "many"
+    for i in range(files):
+        d = src / f"part-{i // 1000:03d}"
+        d.mkdir(parents=True, exist_ok=True)
+        (d / f"shard-{i:06d}.bin").write_bytes(os.urandom(1024))
+    start = time.perf_counter()
+    envelope.encrypt(client, key, str(src), str(work / "many.enc"))
+    enc_s = time.perf_counter() - start
+    enc_calls = dict(counter.calls)
+    counter.calls.clear()
+    start = time.perf_counter()
+    envelope.decrypt(client, str(work / "many.enc"), str(work / "many.out"))
+    dec_s = time.perf_counter() - start
+    dec_calls = dict(counter.calls)
+    remove(src, work / "many.enc", work / "many.out")
+    return {"files": files, "encrypt": enc_calls, "decrypt": dec_calls, "enc_s": enc_s, "dec_s": dec_s}
+
+
+def machine() -> str:
+    model = "unknown"
+    with open("/proc/cpuinfo") as f:
+        for line in f:
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    load = os.getloadavg()
+    return (
+        f"nproc={os.cpu_count()}, CPU {model!r}, Python {platform.python_version()}, "
+        f"{platform.system()} {platform.release()}, load average at start {load[0]:.1f}"
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--size-mib", type=int, default=1024)
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--files", type=int, default=10_000)
+    parser.add_argument("--dir", default="/dev/shm")
+    parser.add_argument("--worker", nargs=6, metavar=("OP", "SRC", "DST", "ENDPOINT", "KEY", "KEYSET"))
+    args = parser.parse_args()
+    if args.worker:
+        worker(*args.worker)
+        return
+
+    print(f"machine: {machine()}")
+    emulator, endpoint = start_emulator()
+    work = Path(tempfile.mkdtemp(prefix="kmsflow-bench-", dir=args.dir))
+    try:
+        key = make_key(endpoint)
+        size = args.size_mib * MiB
+        times = throughput(work, size, args.runs, endpoint, key)
+        cp = statistics.median(times["cp"])
+        print(f"\n### Throughput, {args.size_mib} MiB file on {args.dir}, median of {args.runs}\n")
+        print("| tool | median s | MiB/s | ratio to cp | all runs (s) |")
+        print("|---|---:|---:|---:|---|")
+        for name, values in times.items():
+            med = statistics.median(values)
+            runs = ", ".join(f"{v:.2f}" for v in values)
+            print(f"| {name} | {med:.2f} | {args.size_mib / med:,.0f} | {cp / med:.2f}x | {runs} |")
+        if "age encrypt" not in times:
+            print("\n`age` is not installed: no age rows.")
+
+        print("\n### Peak RSS of the whole `kmsflow` CLI process\n")
+        print("| file | operation | peak RSS MiB |")
+        print("|---|---|---:|")
+        for fsize, op, rss in peak_rss(work, endpoint, key, [MiB, size]):
+            print(f"| {fsize // MiB} MiB | {op} | {rss / 1024:.1f} |")
+
+        calls = kms_calls(work, endpoint, key, args.files)
+        print(f"\n### KMS calls for a {calls['files']:,}-file dataset (1 KiB files)\n")
+        print("| operation | KMS RPCs | wall s | files/s |")
+        print("|---|---|---:|---:|")
+        for op, s in (("encrypt", calls["enc_s"]), ("decrypt", calls["dec_s"])):
+            print(f"| {op} | {calls[op]} | {s:.1f} | {calls['files'] / s:,.0f} |")
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+        emulator.terminate()
+        emulator.wait(timeout=10)
+
+
+if __name__ == "__main__":
+    main()

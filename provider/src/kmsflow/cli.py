@@ -1,0 +1,262 @@
+"""``kmsflow``: the command line for producers and consumers of envelopes (no Airflow).
+
+Subcommands are registered in :data:`COMMANDS`; a new one (``rewrap``, ``inventory``, ``audit``) is
+a function that adds its parser and a handler returning an exit code, appended to that tuple.
+Every failure is one line on stderr, ``kmsflow: error: <reason>``, and an exit code that names its
+class (see :data:`EXIT_CODES` and docs/CLI.md); tracebacks are never shown, and messages never
+contain plaintext or key material (the library guarantees it; we only print ``str(exc)``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any, NoReturn
+
+from kmsflow import envelope
+from kmsflow.envelope import (
+    DestinationExistsError,
+    EnvelopeError,
+    EnvelopeIOError,
+    IntegrityError,
+    InvalidPathError,
+    RecordInvalidError,
+    RecordNotFoundError,
+    SourceNotFoundError,
+)
+from kmsflow.kms import (
+    KeyVersionUnavailableError,
+    KmsError,
+    KmsNotFoundError,
+    KmsPermissionError,
+    KmsTransientError,
+    new_kms_client,
+)
+
+EXIT_OK = 0
+EXIT_INTERNAL = 1
+EXIT_USAGE = 2
+EXIT_NOT_FOUND = 3
+EXIT_EXISTS = 4
+EXIT_TAMPERED = 5
+EXIT_RECORD_INVALID = 6
+EXIT_IO = 7
+EXIT_KMS_PERMISSION = 10
+EXIT_KMS_KEY_UNAVAILABLE = 11
+EXIT_KMS_NOT_FOUND = 12
+EXIT_KMS_TRANSIENT = 13
+EXIT_KMS_OTHER = 14
+EXIT_INTERRUPTED = 130
+
+# Most specific first: the first matching class decides the exit code.
+EXIT_CODES: tuple[tuple[type[BaseException], int, str], ...] = (
+    (IntegrityError, EXIT_TAMPERED, "envelope failed authentication (tampered, truncated, swapped)"),
+    (RecordNotFoundError, EXIT_NOT_FOUND, "not found: SRC or its envelope record is missing"),
+    (SourceNotFoundError, EXIT_NOT_FOUND, "SRC does not exist"),
+    (DestinationExistsError, EXIT_EXISTS, "DST already exists (kmsflow never overwrites)"),
+    (RecordInvalidError, EXIT_RECORD_INVALID, "record unreadable or of a newer format version"),
+    (InvalidPathError, EXIT_RECORD_INVALID, "unusable relative path in the dataset or record"),
+    (EnvelopeIOError, EXIT_IO, "reading or writing storage failed (disk full, network, permission)"),
+    (EnvelopeError, EXIT_INTERNAL, "other envelope error"),
+    (KmsPermissionError, EXIT_KMS_PERMISSION, "KMS: caller lacks the IAM permission"),
+    (KeyVersionUnavailableError, EXIT_KMS_KEY_UNAVAILABLE, "KMS: key version disabled or destroyed"),
+    (KmsNotFoundError, EXIT_KMS_NOT_FOUND, "KMS: key or key version does not exist"),
+    (KmsTransientError, EXIT_KMS_TRANSIENT, "KMS: unavailable after retries (try again later)"),
+    (KmsError, EXIT_KMS_OTHER, "KMS: other error (invalid argument, corrupted response)"),
+)
+
+
+def exit_code_for(exc: BaseException) -> int:
+    """The documented exit code for an exception (``EXIT_INTERNAL`` when unclassified)."""
+    for cls, code, _ in EXIT_CODES:
+        if isinstance(exc, cls):
+            return code
+    return EXIT_INTERNAL
+
+
+def _epilog() -> str:
+    rows = {EXIT_OK: "success", EXIT_USAGE: "usage error", EXIT_INTERNAL: "unexpected error"}
+    for _, code, text in EXIT_CODES:
+        rows.setdefault(code, text)
+    rows[EXIT_INTERRUPTED] = "interrupted (no partial output kept)"
+    lines = ["exit codes:", *(f"  {code:>3}  {text}" for code, text in sorted(rows.items()))]
+    lines += [
+        "",
+        "environment: KMS_EMULATOR_HOST=host:port (use the KMS emulator), KMSFLOW_PRINCIPAL (emulator",
+        "caller identity), STORAGE_EMULATOR_HOST=host:port (use a GCS emulator for gs:// paths).",
+        "Otherwise Application Default Credentials are used. Details: docs/CLI.md, docs/FORMAT.md.",
+    ]
+    return "\n".join(lines)
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but usage errors are one line too."""
+
+    def error(self, message: str) -> NoReturn:
+        sys.stderr.write(f"{self.prog}: error: {message} (see --help)\n")
+        raise SystemExit(EXIT_USAGE)
+
+
+@contextmanager
+def _progress(enabled: bool) -> Iterator[envelope.Progress | None]:
+    """A rich progress bar on stderr when it is a terminal; nothing otherwise."""
+    if not enabled:
+        yield None
+        return
+    from rich.console import Console
+    from rich.progress import (
+        BarColumn,
+        DownloadColumn,
+        Progress,
+        TextColumn,
+        TimeRemainingColumn,
+        TransferSpeedColumn,
+    )
+
+    bar = Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        DownloadColumn(),
+        TransferSpeedColumn(),
+        TimeRemainingColumn(),
+        console=Console(stderr=True),
+        transient=True,
+    )
+
+    class _Bar:
+        task: Any = None
+
+        def start(self, total: int, description: str) -> None:
+            self.task = bar.add_task(description, total=total)
+
+        def advance(self, n: int) -> None:
+            bar.advance(self.task, n)
+
+    with bar:
+        yield _Bar()
+
+
+def _show_progress(args: argparse.Namespace) -> bool:
+    return not args.quiet and sys.stderr.isatty()
+
+
+def _note(args: argparse.Namespace, message: str) -> None:
+    """A human summary line on stderr, on a terminal only (scripts read the exit code)."""
+    if _show_progress(args):
+        sys.stderr.write(message + "\n")
+
+
+def _cmd_encrypt(args: argparse.Namespace) -> int:
+    with new_kms_client() as client, _progress(_show_progress(args)) as progress:
+        record = envelope.encrypt(client, args.key, args.src, args.dst, progress=progress)
+    _note(
+        args, f"encrypted {len(record.files)} file(s) into {args.dst} under {record.key.crypto_key_version}"
+    )
+    return EXIT_OK
+
+
+def _cmd_decrypt(args: argparse.Namespace) -> int:
+    with new_kms_client() as client, _progress(_show_progress(args)) as progress:
+        record = envelope.decrypt(client, args.src, args.dst, progress=progress)
+    _note(args, f"decrypted {len(record.files)} file(s) into {args.dst}")
+    return EXIT_OK
+
+
+def _cmd_verify(args: argparse.Namespace) -> int:
+    with new_kms_client() as client, _progress(_show_progress(args)) as progress:
+        record = envelope.verify(client, args.src, progress=progress)
+    _note(args, f"ok: {len(record.files)} file(s), envelope {record.envelope_id} authenticated")
+    return EXIT_OK
+
+
+def _cmd_inspect(args: argparse.Namespace) -> int:
+    summary = envelope.inspect(args.src)
+    if not args.files:
+        summary.pop("files")
+    sys.stdout.write(json.dumps(summary, indent=2, ensure_ascii=False) + "\n")
+    return EXIT_OK
+
+
+def _common() -> argparse.ArgumentParser:
+    """Options every subcommand accepts after its name too (``kmsflow encrypt -q ...``)."""
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument(
+        "-q", "--quiet", action="store_true", default=argparse.SUPPRESS, help="no progress bar or summary"
+    )
+    return common
+
+
+def _add_encrypt(sub: Any) -> None:
+    p = sub.add_parser(
+        "encrypt", parents=[_common()], help="encrypt a file or a directory dataset into one envelope"
+    )
+    p.add_argument("--key", required=True, help="CryptoKey resource name (its primary version wraps)")
+    p.add_argument("src", metavar="SRC", help="file or directory: local path, file:// or gs:// URL")
+    p.add_argument("dst", metavar="DST", help="new envelope path (must not exist)")
+    p.set_defaults(func=_cmd_encrypt)
+
+
+def _add_decrypt(sub: Any) -> None:
+    p = sub.add_parser("decrypt", parents=[_common()], help="decrypt an envelope (all or nothing)")
+    p.add_argument("src", metavar="SRC", help="the envelope: the DST that encrypt was given")
+    p.add_argument("dst", metavar="DST", help="plaintext output path (must not exist)")
+    p.set_defaults(func=_cmd_decrypt)
+
+
+def _add_verify(sub: Any) -> None:
+    p = sub.add_parser(
+        "verify", parents=[_common()], help="authenticate every byte of an envelope without writing plaintext"
+    )
+    p.add_argument("src", metavar="SRC", help="the envelope")
+    p.set_defaults(func=_cmd_verify)
+
+
+def _add_inspect(sub: Any) -> None:
+    p = sub.add_parser(
+        "inspect", parents=[_common()], help="print the envelope record summary as JSON (no KMS call)"
+    )
+    p.add_argument("src", metavar="SRC", help="the envelope")
+    p.add_argument("--no-files", dest="files", action="store_false", help="omit the per-file list")
+    p.set_defaults(func=_cmd_inspect)
+
+
+Register = Callable[[Any], None]
+COMMANDS: tuple[Register, ...] = (_add_encrypt, _add_decrypt, _add_verify, _add_inspect)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog="kmsflow",
+        description="Client-side envelope encryption of files and datasets with Cloud KMS.",
+        epilog=_epilog(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("-q", "--quiet", action="store_true", help="no progress bar or summary")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=_Parser)
+    for register in COMMANDS:
+        register(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``kmsflow`` console script; returns the process exit code."""
+    args = build_parser().parse_args(argv)
+    try:
+        code: int = args.func(args)
+        return code
+    except KeyboardInterrupt:
+        sys.stderr.write("kmsflow: error: interrupted; no partial output was kept\n")
+        return EXIT_INTERRUPTED
+    except Exception as exc:  # every failure: one line, its class's exit code, no traceback
+        reason = " ".join(str(exc).split()) or exc.__class__.__name__
+        if exit_code_for(exc) == EXIT_INTERNAL and not isinstance(exc, EnvelopeError):
+            reason = f"{exc.__class__.__name__}: {reason}"
+        sys.stderr.write(f"kmsflow: error: {reason}\n")
+        return exit_code_for(exc)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,62 @@
+"""Client-side envelope encryption of files and datasets (no Airflow). Format: docs/FORMAT.md.
+
+One envelope = one fresh Tink streaming AEAD keyset, wrapped by exactly one Cloud KMS Encrypt and
+unwrapped by exactly one Decrypt, covering one file or a whole directory of shards. The record
+beside the data names the exact CryptoKeyVersion, so rotation and re-wrapping never touch data.
+"""
+
+from kmsflow.envelope.aad import FORMAT_VERSION, data_aad, keyset_aad, manifest_aad
+from kmsflow.envelope.encrypt import encrypt
+from kmsflow.envelope.envelope import Envelope, decrypt, inspect, verify
+from kmsflow.envelope.errors import (
+    DestinationExistsError,
+    EnvelopeError,
+    EnvelopeIOError,
+    IntegrityError,
+    InvalidPathError,
+    RecordInvalidError,
+    RecordNotFoundError,
+    SourceNotFoundError,
+    TamperedError,
+    UnsupportedFormatError,
+)
+from kmsflow.envelope.keyset import DataKey, SegmentLayout
+from kmsflow.envelope.layout import DATASET_RECORD, SIDECAR_SUFFIX, record_location
+from kmsflow.envelope.progress import NoProgress, Progress
+from kmsflow.envelope.record import EnvelopeRecord, FileEntry, KeyWrap
+from kmsflow.envelope.storage import Location, gcs_filesystem, resolve
+
+__all__ = [
+    "DATASET_RECORD",
+    "FORMAT_VERSION",
+    "SIDECAR_SUFFIX",
+    "DataKey",
+    "DestinationExistsError",
+    "Envelope",
+    "EnvelopeError",
+    "EnvelopeIOError",
+    "EnvelopeRecord",
+    "FileEntry",
+    "IntegrityError",
+    "InvalidPathError",
+    "KeyWrap",
+    "Location",
+    "NoProgress",
+    "Progress",
+    "RecordInvalidError",
+    "RecordNotFoundError",
+    "SegmentLayout",
+    "SourceNotFoundError",
+    "TamperedError",
+    "UnsupportedFormatError",
+    "data_aad",
+    "decrypt",
+    "encrypt",
+    "gcs_filesystem",
+    "inspect",
+    "keyset_aad",
+    "manifest_aad",
+    "record_location",
+    "resolve",
+    "verify",
+]

@@ -1,0 +1,226 @@
+"""Read side: open an envelope by its record, unlock it with one KMS call, verify or decrypt it.
+
+Authentication covers every byte: the wrapped keyset is bound (by KMS AAD) to the envelope id; the
+manifest (a Tink ciphertext) authenticates every other field of the record; every data file is a
+Tink stream whose AAD binds the envelope id and its relative path, read to EOF so that truncation
+and appended bytes are caught, and whose size and SHA-256 must match the record. A dataset
+directory holding files the record does not list is rejected too.
+
+Decrypted output is staged (see ``staging``) and published only after *every* file of the envelope
+authenticated, so a failure at the last byte of the last shard leaves nothing at the destination.
+"""
+
+from __future__ import annotations
+
+from typing import IO, Any
+
+import tink
+from google.cloud import kms_v1
+
+from kmsflow.envelope import manifest
+from kmsflow.envelope.aad import data_aad
+from kmsflow.envelope.errors import DestinationExistsError, EnvelopeIOError, TamperedError
+from kmsflow.envelope.keyset import DataKey
+from kmsflow.envelope.layout import RESERVED_DIR, check_relpath, data_location, locate
+from kmsflow.envelope.progress import NoProgress, Progress
+from kmsflow.envelope.record import EnvelopeRecord, FileEntry
+from kmsflow.envelope.staging import stage
+from kmsflow.envelope.storage import CHUNK_SIZE, Location, resolve
+from kmsflow.envelope.streams import HashingReader
+from kmsflow.envelope.wrap import unwrap_key
+
+
+class _NullSink:
+    """Discards plaintext (verify): authenticates without writing anything anywhere."""
+
+    def write(self, b: Any) -> int:
+        return len(b)
+
+
+class Envelope:
+    """An envelope found at a path: its record, and (once unlocked) its data key in memory."""
+
+    def __init__(self, root: Location, record_location: Location, record: EnvelopeRecord) -> None:
+        self.root = root
+        self.record_location = record_location
+        self.record = record
+        self._key: DataKey | None = None
+
+    @classmethod
+    def open(cls, src: str | Location) -> Envelope:
+        """Find and parse the record for ``src`` (the path encrypt was given as its destination)."""
+        location = resolve(src) if isinstance(src, str) else src
+        kind, root, record_loc = locate(location)
+        try:
+            data = record_loc.read_bytes()
+        except OSError as exc:
+            raise EnvelopeIOError(f"{record_loc.url}: cannot read record ({_reason(exc)})") from None
+        record = EnvelopeRecord.from_json(data, record_loc.url)
+        if record.kind != kind:
+            raise TamperedError(f"{record_loc.url}: record of a {record.kind} envelope found beside a {kind}")
+        for entry in record.files:
+            check_relpath(entry.path, dataset=(kind == "dataset"))
+        if kind == "file" and len(record.files) != 1:
+            raise TamperedError(f"{record_loc.url}: a file envelope must list exactly one file")
+        return cls(root, record_loc, record)
+
+    @property
+    def url(self) -> str:
+        return self.root.url
+
+    def inspect(self) -> dict[str, Any]:
+        """JSON-safe summary (no KMS call, nothing secret): ids, exact key version, files, sizes."""
+        r = self.record
+        return {
+            "envelope": self.root.url,
+            "record": self.record_location.url,
+            "format": r.format,
+            "format_version": r.version,
+            "envelope_id": r.envelope_id,
+            "kind": r.kind,
+            "created": r.created,
+            "crypto_key": r.key.crypto_key,
+            "crypto_key_version": r.key.crypto_key_version,
+            "wrapped_at": r.key.wrapped_at,
+            "file_count": len(r.files),
+            "plaintext_size": r.plaintext_size,
+            "ciphertext_size": r.ciphertext_size,
+            "files": [f.model_dump(mode="json") for f in r.files],
+        }
+
+    def unlock(self, client: kms_v1.KeyManagementServiceClient) -> DataKey:
+        """Unwrap the data key (one KMS Decrypt, cached in memory) and authenticate the record."""
+        if self._key is None:
+            key = unwrap_key(client, self.record.key, self.record.envelope_id, self.record_location.url)
+            manifest.check(key, self.record, self.record_location.url)
+            self._key = key
+        return self._key
+
+    def _check_listing(self) -> None:
+        if self.record.kind != "dataset":
+            return
+        listed = {f.path for f in self.record.files}
+        present = {p for p in self.root.list_files() if not p.startswith(RESERVED_DIR + "/")}
+        missing = sorted(listed - present)
+        if missing:
+            raise TamperedError(
+                f"{self.url}: {len(missing)} file(s) of the envelope missing, e.g. {missing[0]!r}"
+            )
+        extra = sorted(present - listed)
+        if extra:
+            raise TamperedError(f"{self.url}: {len(extra)} file(s) not in the envelope, e.g. {extra[0]!r}")
+
+    def verify(self, client: kms_v1.KeyManagementServiceClient, *, progress: Progress | None = None) -> None:
+        """Authenticate every byte of the envelope; write no plaintext anywhere."""
+        key = self.unlock(client)
+        self._check_listing()
+        progress = progress or NoProgress()
+        progress.start(self.record.plaintext_size, f"verify {self.root.name}")
+        for entry in self.record.files:
+            self._decrypt_file(key, entry, _NullSink(), "(verify)", progress)
+
+    def decrypt(
+        self,
+        client: kms_v1.KeyManagementServiceClient,
+        dst: str | Location,
+        *,
+        progress: Progress | None = None,
+    ) -> None:
+        """Decrypt to ``dst`` (a file for a file envelope, a directory for a dataset), atomically."""
+        dest = resolve(dst) if isinstance(dst, str) else dst
+        if dest.exists():
+            raise DestinationExistsError(f"{dest.url}: already exists; choose a new destination or remove it")
+        key = self.unlock(client)
+        self._check_listing()
+        progress = progress or NoProgress()
+        progress.start(self.record.plaintext_size, f"decrypt {self.root.name}")
+        with stage(dest, tree=(self.record.kind == "dataset")) as staging:
+            for entry in self.record.files:
+                target = data_location(dest, entry.path)
+                with staging.writer(target) as out:
+                    self._decrypt_file(key, entry, out, target.url, progress)
+
+    def _decrypt_file(
+        self, key: DataKey, entry: FileEntry, out: IO[bytes] | _NullSink, out_name: str, progress: Progress
+    ) -> None:
+        """Decrypt one file to ``out``, reading the ciphertext to EOF; raise unless all of it checks."""
+        src = data_location(self.root, entry.path)
+        name = src.url
+        try:
+            raw = src.open_read()
+        except FileNotFoundError:
+            raise TamperedError(f"{name}: file of the envelope is missing") from None
+        except OSError as exc:
+            raise EnvelopeIOError(f"{name}: cannot read ({_reason(exc)})") from None
+        plain = 0
+        with raw:
+            reader = HashingReader(raw)
+            aad = data_aad(self.record.envelope_id, entry.path)
+            try:
+                with key.primitive.new_decrypting_stream(reader, aad) as dec:
+                    while True:
+                        block = dec.read1(CHUNK_SIZE)
+                        if not block:
+                            break
+                        plain += len(block)
+                        if plain > entry.size:
+                            raise TamperedError(
+                                f"{name}: longer than recorded (bytes appended or file swapped)"
+                            )
+                        try:
+                            out.write(block)
+                        except OSError as exc:
+                            raise EnvelopeIOError(
+                                f"{out_name}: {_reason(exc)} while writing plaintext"
+                            ) from None
+                        progress.advance(len(block))
+                reader.drain()
+            except tink.TinkError:
+                if reader.error is not None:
+                    raise EnvelopeIOError(f"{name}: {_reason(reader.error)} while reading") from None
+                raise TamperedError(
+                    f"{name}: failed authentication "
+                    "(modified, truncated, extended, renamed or from another envelope)"
+                ) from None
+            except OSError as exc:
+                raise EnvelopeIOError(f"{name}: {_reason(exc)} while reading") from None
+            finally:
+                reader.finish()
+        if plain != entry.size or reader.count != entry.ciphertext_size:
+            raise TamperedError(f"{name}: size differs from the envelope record")
+        if reader.hexdigest() != entry.ciphertext_sha256:
+            raise TamperedError(f"{name}: ciphertext SHA-256 differs from the envelope record")
+
+
+def _reason(exc: OSError) -> str:
+    return exc.strerror or exc.__class__.__name__
+
+
+def inspect(src: str | Location) -> dict[str, Any]:
+    """Summary of the envelope at ``src`` as a JSON-safe dict (no KMS call)."""
+    return Envelope.open(src).inspect()
+
+
+def verify(
+    client: kms_v1.KeyManagementServiceClient, src: str | Location, *, progress: Progress | None = None
+) -> EnvelopeRecord:
+    """Authenticate the whole envelope at ``src`` (one KMS Decrypt); write nothing."""
+    env = Envelope.open(src)
+    env.verify(client, progress=progress)
+    return env.record
+
+
+def decrypt(
+    client: kms_v1.KeyManagementServiceClient,
+    src: str | Location,
+    dst: str | Location,
+    *,
+    progress: Progress | None = None,
+) -> EnvelopeRecord:
+    """Decrypt the envelope at ``src`` to ``dst`` (one KMS Decrypt).
+
+    Nothing appears at ``dst`` unless every byte of the envelope authenticated.
+    """
+    env = Envelope.open(src)
+    env.decrypt(client, dst, progress=progress)
+    return env.record

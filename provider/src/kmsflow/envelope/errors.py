@@ -1,0 +1,49 @@
+"""Typed envelope errors, each with a one-line, actionable message.
+
+Messages name paths, envelope ids and key names only: never plaintext, never key material. The CLI
+maps each class to its own exit code (see ``kmsflow.cli``), so scripts can tell a tampered artifact
+from a missing one or from a KMS permission problem. KMS failures keep their own types from
+``kmsflow.kms.errors`` (they are not envelope errors); callers catch both families.
+"""
+
+from __future__ import annotations
+
+
+class EnvelopeError(Exception):
+    """Base class for everything the envelope layer rejects."""
+
+
+class SourceNotFoundError(EnvelopeError):
+    """The path given to encrypt does not exist (or is neither a file nor a directory)."""
+
+
+class RecordNotFoundError(EnvelopeError):
+    """No envelope record beside the path: it is not a kmsflow envelope, or the record was removed."""
+
+
+class RecordInvalidError(EnvelopeError):
+    """The envelope record is not valid JSON or does not follow docs/FORMAT.md."""
+
+
+class UnsupportedFormatError(RecordInvalidError):
+    """The record's format version is newer than this kmsflow understands."""
+
+
+class IntegrityError(EnvelopeError):
+    """The envelope failed authentication: some byte of data or record is not what was written."""
+
+
+class TamperedError(IntegrityError):
+    """A file or the record was modified, truncated, extended, swapped, renamed, removed or added."""
+
+
+class DestinationExistsError(EnvelopeError):
+    """The output path already exists; kmsflow never overwrites an existing artifact."""
+
+
+class InvalidPathError(EnvelopeError):
+    """A relative path in a dataset is unusable (absolute, '..', reserved name, or not UTF-8)."""
+
+
+class EnvelopeIOError(EnvelopeError):
+    """Reading the source or writing the destination failed (disk full, permission, network)."""

@@ -1,0 +1,85 @@
+"""Where an envelope's record sits relative to its data, and which relative paths are allowed.
+
+* A **file** envelope ``DST`` is the ciphertext object ``DST`` plus the sidecar record
+  ``DST.kmsflow.json`` next to it (so ``DST`` keeps the name and shape the user asked for).
+* A **dataset** envelope ``DST/`` mirrors the source tree (same relative paths, ciphertext instead
+  of plaintext) and holds its record at ``DST/_kmsflow/envelope.json``; everything under
+  ``DST/_kmsflow/`` is reserved for kmsflow, so copying the directory copies the whole envelope.
+"""
+
+from __future__ import annotations
+
+import os
+
+from kmsflow.envelope.errors import InvalidPathError, RecordNotFoundError
+from kmsflow.envelope.storage import Location
+
+SIDECAR_SUFFIX = ".kmsflow.json"
+RESERVED_DIR = "_kmsflow"
+DATASET_RECORD = f"{RESERVED_DIR}/envelope.json"
+
+
+def record_location(dst: Location, kind: str) -> Location:
+    """Where the record of an envelope written to ``dst`` lives."""
+    if kind == "dataset":
+        return dst.child(DATASET_RECORD)
+    return dst.sibling(dst.name + SIDECAR_SUFFIX)
+
+
+def data_location(root: Location, relpath: str) -> Location:
+    """The ciphertext (or plaintext output) of ``relpath`` ('' = the file envelope itself)."""
+    return root.child(relpath)
+
+
+def locate(src: Location) -> tuple[str, Location, Location]:
+    """(kind, envelope root, record location) for ``src``: the path encrypt was given as DST.
+
+    The record's own path is accepted too (``X.kmsflow.json`` or ``X/_kmsflow/envelope.json``).
+    """
+    path = src.path.rstrip("/")
+    if path.endswith(SIDECAR_SUFFIX) and src.isfile():
+        return "file", Location(path[: -len(SIDECAR_SUFFIX)], src.fs, src.protocol), src
+    suffix = "/" + DATASET_RECORD
+    native_suffix = suffix if not src.is_local else suffix.replace("/", os.sep)
+    if path.endswith(native_suffix) and src.isfile():
+        return "dataset", Location(path[: -len(native_suffix)], src.fs, src.protocol), src
+    dataset_record = src.child(DATASET_RECORD)
+    if src.isdir():
+        if dataset_record.isfile():
+            return "dataset", src, dataset_record
+        raise RecordNotFoundError(f"{src.url}: not a kmsflow envelope (no {DATASET_RECORD} inside)")
+    sidecar = record_location(src, "file")
+    if sidecar.isfile():
+        return "file", src, sidecar
+    if not src.exists():
+        raise RecordNotFoundError(f"{src.url}: no such envelope")
+    raise RecordNotFoundError(f"{src.url}: not a kmsflow envelope (no sidecar {sidecar.name})")
+
+
+def check_relpath(relpath: str, *, dataset: bool) -> str:
+    """Reject paths that could escape the destination or collide with kmsflow's own files."""
+    if not dataset:
+        if relpath != "":
+            raise InvalidPathError(
+                f"a file envelope has exactly one entry with an empty path, not {relpath!r}"
+            )
+        return relpath
+    try:
+        relpath.encode("utf-8")
+    except UnicodeEncodeError:
+        raise InvalidPathError(f"{relpath!r}: file name is not valid UTF-8; rename it first") from None
+    parts = relpath.split("/")
+    if (
+        not relpath
+        or relpath.startswith("/")
+        or "\\" in relpath
+        or "\x00" in relpath
+        or any(p in ("", ".", "..") for p in parts)
+    ):
+        raise InvalidPathError(f"{relpath!r}: not a clean relative path inside the dataset")
+    if parts[0] == RESERVED_DIR:
+        raise InvalidPathError(
+            f"{relpath!r}: '{RESERVED_DIR}/' is reserved for kmsflow records "
+            "(is the source already an envelope?)"
+        )
+    return relpath

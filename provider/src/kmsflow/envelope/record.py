@@ -1,0 +1,194 @@
+"""The envelope record: the JSON beside the data that says how to decrypt it (docs/FORMAT.md).
+
+The record is small and rewritable in place: re-wrapping replaces only ``key`` (wrapped keyset and
+CryptoKeyVersion), never the data, because data ciphertexts depend only on the keyset, the envelope
+id and their paths. Every field a reader trusts is also inside ``manifest``, a Tink ciphertext
+under the data key (see :func:`authenticated_view`), so a record whose file list, sizes, key version
+name or dates were edited is rejected although the JSON itself carries no signature; the wrapped
+keyset is authenticated by Cloud KMS. A rewrap re-seals the manifest (it holds the data key anyway).
+
+No plaintext digests are stored: a digest of plaintext lets anyone holding the record confirm a
+guess of the content (model weights from a public checkpoint, a known dataset) without any key.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import re
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from kmsflow.envelope.aad import FORMAT_VERSION
+from kmsflow.envelope.errors import RecordInvalidError, UnsupportedFormatError
+
+FORMAT_NAME = "kmsflow.envelope"
+RECORD_MEDIA_TYPE = "application/json"
+_HEX64 = re.compile(r"^[0-9a-f]{64}$")
+_ENVELOPE_ID = re.compile(r"^[0-9a-f]{32}$")
+_VERSION_NAME = re.compile(
+    r"^projects/[^/]+/locations/[^/]+/keyRings/[^/]+/cryptoKeys/[^/]+/cryptoKeyVersions/[^/]+$"
+)
+
+
+class FileEntry(BaseModel):
+    """One data file: its path relative to the envelope root and its sizes / ciphertext digest."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    path: str
+    size: int = Field(ge=0)
+    ciphertext_size: int = Field(ge=0)
+    ciphertext_sha256: str
+
+    @field_validator("ciphertext_sha256")
+    @classmethod
+    def _hex(cls, value: str) -> str:
+        if not _HEX64.match(value):
+            raise ValueError("must be 64 lowercase hex characters")
+        return value
+
+
+class KeyWrap(BaseModel):
+    """The data key wrapped by Cloud KMS, and the exact version that wrapped it."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    crypto_key: str
+    crypto_key_version: str
+    wrapped_keyset: str
+    wrapped_at: str
+
+    @field_validator("crypto_key_version")
+    @classmethod
+    def _version(cls, value: str) -> str:
+        if not _VERSION_NAME.match(value):
+            raise ValueError("must be a full CryptoKeyVersion resource name")
+        return value
+
+    @field_validator("wrapped_keyset")
+    @classmethod
+    def _b64(cls, value: str) -> str:
+        decode_b64(value)
+        return value
+
+    def wrapped_bytes(self) -> bytes:
+        return decode_b64(self.wrapped_keyset)
+
+
+class EnvelopeRecord(BaseModel):
+    """Format version 1 of the record (see docs/FORMAT.md for every field)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    format: Literal["kmsflow.envelope"] = "kmsflow.envelope"
+    version: Literal[1] = 1
+    envelope_id: str
+    kind: Literal["file", "dataset"]
+    created: str
+    key: KeyWrap
+    manifest: str
+    files: tuple[FileEntry, ...]
+
+    @field_validator("envelope_id")
+    @classmethod
+    def _id(cls, value: str) -> str:
+        if not _ENVELOPE_ID.match(value):
+            raise ValueError("must be 32 lowercase hex characters")
+        return value
+
+    @field_validator("manifest")
+    @classmethod
+    def _manifest_b64(cls, value: str) -> str:
+        decode_b64(value)
+        return value
+
+    @property
+    def plaintext_size(self) -> int:
+        return sum(f.size for f in self.files)
+
+    @property
+    def ciphertext_size(self) -> int:
+        return sum(f.ciphertext_size for f in self.files)
+
+    def to_json(self) -> bytes:
+        """Pretty, stable JSON (sorted keys per model order), UTF-8, trailing newline."""
+        return (json.dumps(self.model_dump(mode="json"), indent=2, ensure_ascii=False) + "\n").encode()
+
+    @classmethod
+    def from_json(cls, data: bytes, where: str) -> EnvelopeRecord:
+        """Parse and validate; ``where`` names the record in error messages."""
+        try:
+            raw = json.loads(data.decode("utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise RecordInvalidError(
+                f"{where}: not a JSON envelope record ({exc.__class__.__name__})"
+            ) from None
+        if not isinstance(raw, dict):
+            raise RecordInvalidError(f"{where}: not a JSON envelope record (top level is not an object)")
+        if raw.get("format") != FORMAT_NAME:
+            raise RecordInvalidError(
+                f"{where}: not a kmsflow envelope record (format is not {FORMAT_NAME!r})"
+            )
+        version = raw.get("version")
+        if isinstance(version, int) and version > FORMAT_VERSION:
+            raise UnsupportedFormatError(
+                f"{where}: envelope format version {version} is newer than this kmsflow "
+                f"(supports {FORMAT_VERSION}); upgrade kmsflow"
+            )
+        try:
+            return cls.model_validate(raw)
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            loc = ".".join(str(p) for p in first["loc"])
+            raise RecordInvalidError(
+                f"{where}: invalid envelope record field {loc!r}: {first['msg']}"
+            ) from None
+
+
+def authenticated_view(record: dict[str, Any]) -> dict[str, Any]:
+    """The part of a record the manifest seals: everything except ``manifest`` itself and
+    ``key.wrapped_keyset`` (which Cloud KMS authenticates, bound to the envelope id by its AAD)."""
+    view = {k: v for k, v in record.items() if k != "manifest"}
+    key = view.get("key")
+    if isinstance(key, dict):
+        view["key"] = {k: v for k, v in key.items() if k != "wrapped_keyset"}
+    return view
+
+
+def manifest_plaintext(record_fields: dict[str, Any]) -> bytes:
+    """The bytes sealed into ``manifest``: compact, key-sorted JSON of ``authenticated_view``."""
+    body = authenticated_view(record_fields)
+    return json.dumps(body, separators=(",", ":"), sort_keys=True, ensure_ascii=False).encode()
+
+
+def parse_manifest(data: bytes) -> dict[str, Any]:
+    """The manifest as a dict (compared field by field with the record, never re-serialized)."""
+    value = json.loads(data.decode("utf-8"))
+    if not isinstance(value, dict):
+        raise ValueError("manifest is not a JSON object")
+    return value
+
+
+def encode_b64(data: bytes) -> str:
+    return base64.b64encode(data).decode("ascii")
+
+
+def decode_b64(value: str) -> bytes:
+    """Strict, canonical standard base64: one spelling per byte string, so no bit of the record is
+    "don't care" (lenient decoders ignore the unused low bits of the last character)."""
+    try:
+        raw = base64.b64decode(value.encode("ascii"), validate=True)
+    except (binascii.Error, UnicodeEncodeError, ValueError):
+        raise ValueError("must be standard base64") from None
+    if base64.b64encode(raw).decode("ascii") != value:
+        raise ValueError("must be canonical base64")
+    return raw
+
+
+def utc_now() -> str:
+    """RFC 3339 UTC timestamp with seconds precision, e.g. 2026-11-30T10:05:25Z."""
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")

@@ -1,0 +1,180 @@
+"""Where bytes live: local paths and fsspec URLs (file://, gs://, ...) behind one small interface.
+
+Local paths use the ``os`` module directly (atomic ``rename``/``link`` need it). Everything with a
+scheme other than ``file://`` goes through fsspec; ``gs://`` goes through gcsfs, built by
+:func:`gcs_filesystem` so that the GCS emulator (``STORAGE_EMULATOR_HOST``) is honoured in one
+place. All reads and writes are streams: nothing here holds a whole file in memory.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import IO, Any
+
+import fsspec
+
+from kmsflow.envelope.errors import EnvelopeIOError
+
+STORAGE_EMULATOR_HOST_ENV = "STORAGE_EMULATOR_HOST"
+GCSFS_ZB_HNS_ENV = "GCSFS_EXPERIMENTAL_ZB_HNS_SUPPORT"
+CHUNK_SIZE = 1 << 20  # streaming granularity: memory per stream is a small multiple of this
+
+
+def gcs_filesystem() -> fsspec.AbstractFileSystem:
+    """A gcsfs filesystem for real GCS, or for the GCS emulator when STORAGE_EMULATOR_HOST is set.
+
+    Emulator mode: ``endpoint_url`` is the emulator and ``token="anon"``. We also force
+    ``GCSFS_EXPERIMENTAL_ZB_HNS_SUPPORT=false`` and use the classic ``gcsfs.core.GCSFileSystem``:
+    recent gcsfs first probes every bucket's type over gRPC (zonal / hierarchical namespace), which
+    emulators do not serve, and each probe stalls ~60 s before falling back. gcsfs reads that
+    variable at import time, so it is set before the import and the class is chosen explicitly in
+    case gcsfs was imported earlier. Against real GCS nothing is overridden (ADC credentials).
+    """
+    host = os.environ.get(STORAGE_EMULATOR_HOST_ENV, "").strip()
+    if host:
+        os.environ[GCSFS_ZB_HNS_ENV] = "false"
+        import gcsfs.core
+
+        endpoint = host if "://" in host else f"http://{host}"
+        fs: fsspec.AbstractFileSystem = gcsfs.core.GCSFileSystem(endpoint_url=endpoint, token="anon")
+        return fs
+    import gcsfs
+
+    real: fsspec.AbstractFileSystem = gcsfs.GCSFileSystem()
+    return real
+
+
+@dataclass(frozen=True)
+class Location:
+    """A file or directory: a local path (``fs is None``) or a path on an fsspec filesystem."""
+
+    path: str
+    fs: fsspec.AbstractFileSystem | None = None
+    protocol: str = ""
+
+    @property
+    def is_local(self) -> bool:
+        return self.fs is None
+
+    @property
+    def url(self) -> str:
+        """The user-facing name used in messages and reports."""
+        return self.path if self.fs is None else f"{self.protocol}://{self.path}"
+
+    @property
+    def name(self) -> str:
+        return self.path.rstrip("/").rsplit("/", 1)[-1]
+
+    def child(self, relpath: str) -> Location:
+        """The location ``relpath`` (``/``-separated) below this directory."""
+        if not relpath:
+            return self
+        sep = os.sep if self.is_local else "/"
+        native = relpath.replace("/", sep)
+        return Location(self.path.rstrip(sep) + sep + native, self.fs, self.protocol)
+
+    def sibling(self, name: str) -> Location:
+        """The location ``name`` in the same directory as this one."""
+        sep = os.sep if self.is_local else "/"
+        head = self.path.rstrip(sep).rsplit(sep, 1)
+        parent = head[0] + sep if len(head) == 2 else ""
+        return Location(parent + name, self.fs, self.protocol)
+
+    def exists(self) -> bool:
+        return os.path.lexists(self.path) if self.fs is None else bool(self.fs.exists(self.path))
+
+    def isdir(self) -> bool:
+        return os.path.isdir(self.path) if self.fs is None else bool(self.fs.isdir(self.path))
+
+    def isfile(self) -> bool:
+        return os.path.isfile(self.path) if self.fs is None else bool(self.fs.isfile(self.path))
+
+    def size(self) -> int:
+        return os.path.getsize(self.path) if self.fs is None else int(self.fs.size(self.path))
+
+    def open_read(self) -> IO[bytes]:
+        if self.fs is None:
+            return open(self.path, "rb")
+        # readahead of 8 MiB: large sequential GETs, bounded memory
+        return self.fs.open(self.path, "rb", block_size=CHUNK_SIZE * 8, cache_type="readahead")  # type: ignore[no-any-return]
+
+    def read_bytes(self) -> bytes:
+        """For small objects only (envelope records)."""
+        with self.open_read() as f:
+            return f.read()
+
+    def list_files(self) -> dict[str, int]:
+        """Every regular file below this directory: ``/``-separated relative path -> size, sorted.
+
+        One listing call on object stores (no per-file requests). Symbolic links to files count as
+        the files they point to; empty directories are not represented (an envelope is a set of
+        files).
+        """
+        found: dict[str, int] = {}
+        if self.fs is None:
+            for dirpath, dirnames, filenames in os.walk(self.path, followlinks=False):
+                dirnames.sort()
+                for name in filenames:
+                    full = os.path.join(dirpath, name)
+                    if os.path.isfile(full):
+                        found[os.path.relpath(full, self.path).replace(os.sep, "/")] = os.path.getsize(full)
+        else:
+            root = self.path.rstrip("/")
+            for p, info in self.fs.find(root, detail=True).items():
+                rel = p[len(root) + 1 :] if p.startswith(root + "/") else ""
+                if rel and not rel.endswith("/") and info.get("type", "file") == "file":
+                    found[rel] = int(info.get("size") or 0)
+        return dict(sorted(found.items()))
+
+    def remove(self) -> None:
+        """Best-effort delete of a file (used only to clean up our own partial outputs)."""
+        try:
+            if self.fs is None:
+                os.unlink(self.path)
+            else:
+                self.fs.rm(self.path)
+        except (OSError, FileNotFoundError):
+            pass
+
+
+def resolve(url: str) -> Location:
+    """A ``Location`` for a local path, ``file://`` URL, ``gs://`` URL or any fsspec URL."""
+    if "://" not in url:
+        return Location(os.path.abspath(url))
+    protocol, _, rest = url.partition("://")
+    protocol = protocol.lower()
+    if protocol in ("file", "local"):
+        return Location(os.path.abspath(rest))
+    fs: fsspec.AbstractFileSystem
+    if protocol in ("gs", "gcs"):
+        fs = gcs_filesystem()
+        protocol = "gs"
+    else:
+        try:
+            fs = fsspec.filesystem(protocol)
+        except (ImportError, ValueError) as exc:
+            raise EnvelopeIOError(f"{url}: unsupported storage scheme {protocol!r} ({exc})") from None
+    return Location(rest.rstrip("/") or rest, fs, protocol)
+
+
+def chunks(stream: IO[bytes], size: int = CHUNK_SIZE) -> Iterator[bytes]:
+    """Read ``stream`` to EOF in pieces of at most ``size`` bytes."""
+    while True:
+        block = stream.read(size)
+        if not block:
+            return
+        yield block
+
+
+def fs_open_write(fs: Any, path: str) -> Any:
+    """Open a remote object for writing without clobbering: ``xb`` where the filesystem supports it.
+
+    On GCS ``xb`` becomes an ``ifGenerationMatch=0`` precondition, so two writers racing for the
+    same name cannot silently replace each other's object.
+    """
+    try:
+        return fs.open(path, "xb", block_size=CHUNK_SIZE * 16)
+    except (ValueError, NotImplementedError):
+        return fs.open(path, "wb", block_size=CHUNK_SIZE * 16)

@@ -1,0 +1,50 @@
+"""Wrap and unwrap the data key with Cloud KMS: exactly one KMS call per envelope either way.
+
+The KMS associated data binds the format version and the envelope id (see ``aad.keyset_aad``), so a
+wrapped keyset moved into another envelope's record, or a record whose id was edited, is refused
+by KMS itself. A KMS "invalid argument" on Decrypt therefore means the record was altered (or names
+the wrong key) and is reported as :class:`TamperedError`; other KMS errors (permission denied,
+version disabled or destroyed, unavailable) pass through with their own types.
+"""
+
+from __future__ import annotations
+
+from google.cloud import kms_v1
+
+from kmsflow.envelope.aad import keyset_aad
+from kmsflow.envelope.errors import TamperedError
+from kmsflow.envelope.keyset import DataKey
+from kmsflow.envelope.record import KeyWrap, encode_b64, utc_now
+from kmsflow.kms import crypto
+from kmsflow.kms.errors import KmsInvalidArgumentError
+
+
+def wrap_key(
+    client: kms_v1.KeyManagementServiceClient, key_name: str, key: DataKey, envelope_id: str
+) -> KeyWrap:
+    """One KMS Encrypt of the serialized keyset under ``key_name`` (its current primary version)."""
+    wrapped = crypto.encrypt(client, key_name, key.serialize(), keyset_aad(envelope_id))
+    return KeyWrap(
+        crypto_key=crypto.key_of(wrapped.key_version),
+        crypto_key_version=wrapped.key_version,
+        wrapped_keyset=encode_b64(wrapped.ciphertext),
+        wrapped_at=utc_now(),
+    )
+
+
+def unwrap_key(
+    client: kms_v1.KeyManagementServiceClient, wrap: KeyWrap, envelope_id: str, where: str
+) -> DataKey:
+    """One KMS Decrypt of the wrapped keyset; the result stays in memory only."""
+    if crypto.key_of(wrap.crypto_key_version) != wrap.crypto_key:
+        raise TamperedError(
+            f"{where}: record names key version {wrap.crypto_key_version} outside {wrap.crypto_key}"
+        )
+    try:
+        serialized = crypto.decrypt(client, wrap.crypto_key, wrap.wrapped_bytes(), keyset_aad(envelope_id))
+    except KmsInvalidArgumentError as exc:
+        raise TamperedError(
+            f"{where}: KMS refused to unwrap the data key of envelope {envelope_id} "
+            f"(wrapped key or envelope id altered, or record moved between envelopes): {exc}"
+        ) from None
+    return DataKey.parse(serialized)

@@ -1,0 +1,158 @@
+"""Envelope test fixtures: KMS keys on the emulator, a call-counting KMS client, a GCS emulator."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections import Counter
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import grpc
+import pytest
+from google.api_core.client_options import ClientOptions
+from google.auth.credentials import AnonymousCredentials
+from google.cloud import kms_v1
+from google.cloud.kms_v1.services.key_management_service.transports import (
+    KeyManagementServiceGrpcTransport,
+)
+
+from kmsflow.kms.client import emulator_channel
+
+LOCATION = "projects/kmsflow-test/locations/us-central1"
+
+
+def make_key(client: kms_v1.KeyManagementServiceClient, ring_id: str, key_id: str = "data") -> str:
+    """Create key ring ``ring_id`` (if needed) and an ENCRYPT_DECRYPT key; return the key name."""
+    ring = f"{LOCATION}/keyRings/{ring_id}"
+    try:
+        client.create_key_ring(request={"parent": LOCATION, "key_ring_id": ring_id, "key_ring": {}})
+    except Exception as exc:  # AlreadyExists on the second key of a ring
+        if "exist" not in str(exc).lower():
+            raise
+    key = client.create_crypto_key(
+        request={
+            "parent": ring,
+            "crypto_key_id": key_id,
+            "crypto_key": {"purpose": kms_v1.CryptoKey.CryptoKeyPurpose.ENCRYPT_DECRYPT},
+        }
+    )
+    return str(key.name)
+
+
+class CallCounter(grpc.UnaryUnaryClientInterceptor):  # type: ignore[misc]
+    """Counts unary RPCs by method name (e.g. 'Encrypt', 'Decrypt') as they leave the client."""
+
+    def __init__(self) -> None:
+        self.calls: Counter[str] = Counter()
+
+    def intercept_unary_unary(self, continuation: Callable[..., Any], details: Any, request: Any) -> Any:
+        self.calls[details.method.rsplit("/", 1)[-1]] += 1
+        return continuation(details, request)
+
+
+def counting_client(endpoint: str) -> tuple[kms_v1.KeyManagementServiceClient, CallCounter]:
+    """A real KMS client over gRPC to the emulator, with a counter on its channel."""
+    counter = CallCounter()
+    channel = grpc.intercept_channel(emulator_channel(endpoint), counter)
+    transport = KeyManagementServiceGrpcTransport(channel=channel, credentials=AnonymousCredentials())
+    client = kms_v1.KeyManagementServiceClient(
+        transport=transport, client_options=ClientOptions(api_endpoint=endpoint)
+    )
+    return client, counter
+
+
+@pytest.fixture(autouse=True)
+def _no_ambient_endpoints(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Tests choose their endpoints and identities explicitly; nothing leaks in from the shell."""
+    for name in ("KMS_EMULATOR_HOST", "KMSFLOW_PRINCIPAL", "STORAGE_EMULATOR_HOST"):
+        monkeypatch.delenv(name, raising=False)
+
+
+@pytest.fixture
+def kms(emulator: Any) -> kms_v1.KeyManagementServiceClient:
+    return emulator.client()
+
+
+@pytest.fixture
+def key(kms: kms_v1.KeyManagementServiceClient, ring_id: str) -> str:
+    """A fresh ENCRYPT_DECRYPT CryptoKey (version 1 primary) on the shared emulator."""
+    return make_key(kms, ring_id)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture(scope="session")
+def gcs_emulator() -> Iterator[str]:
+    """``gcp-storage-emulator`` (in memory) on a free loopback port; yields ``host:port``."""
+    port = _free_port()
+    exe = Path(sys.executable).with_name("gcp-storage-emulator")
+    proc = subprocess.Popen(
+        [str(exe), "start", "--host=127.0.0.1", f"--port={port}", "--in-memory", "--quiet"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    host = f"127.0.0.1:{port}"
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            urllib.request.urlopen(f"http://{host}/storage/v1/b?project=test", timeout=1).read()
+            break
+        except Exception:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                proc.kill()
+                raise RuntimeError("gcp-storage-emulator did not start") from None
+            time.sleep(0.1)
+    yield host
+    proc.terminate()
+    try:
+        proc.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+
+
+@pytest.fixture
+def gcs_bucket(gcs_emulator: str, monkeypatch: pytest.MonkeyPatch) -> str:
+    """A new bucket on the GCS emulator, with STORAGE_EMULATOR_HOST set for this test; yields its name."""
+    import uuid
+
+    monkeypatch.setenv("STORAGE_EMULATOR_HOST", gcs_emulator)
+    name = f"b-{uuid.uuid4().hex[:12]}"
+    req = urllib.request.Request(
+        f"http://{gcs_emulator}/storage/v1/b?project=test",
+        data=f'{{"name": "{name}"}}'.encode(),
+        headers={"Content-Type": "application/json"},
+        method="POST",
+    )
+    urllib.request.urlopen(req, timeout=10).read()
+    return name
+
+
+def write_random(path: Path, size: int, seed: int = 0) -> bytes:
+    """A file of ``size`` pseudo-random bytes; returns its content (small files only)."""
+    import random
+
+    data = random.Random(seed).randbytes(size)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(data)
+    return data
+
+
+def listing(root: Path) -> list[str]:
+    """Every entry under ``root`` (files and directories), relative; [] if ``root`` is absent."""
+    if not root.exists():
+        return []
+    return sorted(str(p.relative_to(root)) for p in root.rglob("*"))
+
+
+def no_plaintext_left(parent: Path, dst_name: str) -> bool:
+    """True when neither the destination nor any kmsflow temp file for it exists in ``parent``."""
+    return not any(p.name == dst_name or p.name.startswith(f".{dst_name}.kmsflow-") for p in parent.iterdir())
