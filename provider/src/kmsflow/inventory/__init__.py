@@ -1,0 +1,26 @@
+"""Find envelope records under roots and count references per CryptoKey and CryptoKeyVersion (no Airflow).
+
+``scan(roots)`` lists each root once, reads only the small records (in parallel) and returns an
+:class:`Inventory`: per-version statistics, every envelope reference, and findings. A version may
+be destroyed only when ``inventory.complete`` is true and ``inventory.references(version)`` is
+empty (architecture invariant 2).
+"""
+
+from kmsflow.inventory.listing import Listing, RootUnreachableError, list_root
+from kmsflow.inventory.model import EnvelopeRef, Finding, FindingKind, Inventory, VersionStats
+from kmsflow.inventory.scanner import is_temp_name, parse_record, read_record_bytes, scan
+
+__all__ = [
+    "EnvelopeRef",
+    "Finding",
+    "FindingKind",
+    "Inventory",
+    "Listing",
+    "RootUnreachableError",
+    "VersionStats",
+    "is_temp_name",
+    "list_root",
+    "parse_record",
+    "read_record_bytes",
+    "scan",
+]

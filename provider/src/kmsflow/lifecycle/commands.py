@@ -1,0 +1,88 @@
+"""``kmsflow inventory ROOT... --json`` and ``kmsflow rewrap PATH...`` as plain functions for the CLI.
+
+Each returns a :class:`CommandResult`: the exit code, the text for stdout (a JSON document, also on
+failure, so scripts can see what was found) and, when the exit code is not 0, one line for stderr.
+They never raise for storage or KMS problems and never print; ``kmsflow.cli`` wires them to
+argparse. Nothing they output holds key material (reports carry names, ids, counts, dates).
+
+Exit codes (proposed additions to ``kmsflow.cli.EXIT_CODES``; both still print the full report):
+
+* ``EXIT_INCOMPLETE`` (8): the scan found blocking findings (unreachable root, unreadable or invalid
+  record, record without data, data without record): no proof of "zero references" possible.
+* ``EXIT_PARTIAL`` (9): rewrap left some envelopes not current (failures or conflicts); rerun.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from typing import Any, NamedTuple
+
+from google.cloud import kms_v1
+
+from kmsflow.inventory import scan
+from kmsflow.kms.client import new_kms_client
+from kmsflow.lifecycle.rewrap import rewrap
+
+EXIT_OK = 0
+EXIT_USAGE = 2
+EXIT_INCOMPLETE = 8
+EXIT_PARTIAL = 9
+
+
+class CommandResult(NamedTuple):
+    exit_code: int
+    output: str
+    error: str = ""
+
+
+def _dump(doc: dict[str, Any]) -> str:
+    return json.dumps(doc, indent=2, sort_keys=False) + "\n"
+
+
+def inventory_command(roots: Sequence[str], *, max_workers: int = 16) -> CommandResult:
+    """Scan ``roots``; exit 0 if complete, ``EXIT_INCOMPLETE`` otherwise (report printed anyway)."""
+    if not roots:
+        return CommandResult(EXIT_USAGE, "", "inventory: at least one ROOT is required")
+    if max_workers < 1:
+        return CommandResult(EXIT_USAGE, "", "inventory: --workers must be at least 1")
+    inv = scan(roots, max_workers=max_workers)
+    output = _dump(inv.to_dict())
+    if inv.complete:
+        return CommandResult(EXIT_OK, output)
+    first = inv.blocking_findings[0]
+    return CommandResult(
+        EXIT_INCOMPLETE,
+        output,
+        f"scan incomplete: {len(inv.blocking_findings)} blocking finding(s), first: {first.kind} at "
+        f"{first.url}: {first.detail}",
+    )
+
+
+def rewrap_command(
+    paths: Sequence[str],
+    *,
+    dry_run: bool = False,
+    max_workers: int = 16,
+    client: kms_v1.KeyManagementServiceClient | None = None,
+) -> CommandResult:
+    """Re-wrap every envelope under ``paths`` onto its key's primary; exit 0 when all are current."""
+    if not paths:
+        return CommandResult(EXIT_USAGE, "", "rewrap: at least one PATH is required")
+    if max_workers < 1:
+        return CommandResult(EXIT_USAGE, "", "rewrap: --workers must be at least 1")
+    report = rewrap(client or new_kms_client(), paths, max_workers=max_workers, dry_run=dry_run)
+    output = _dump(report.to_dict())
+    if report.ok:
+        return CommandResult(EXIT_OK, output)
+    if report.failures or report.conflicts:
+        issue = (report.failures or report.conflicts)[0]
+        reason = (
+            f"{len(report.failures)} failure(s), {len(report.conflicts)} conflict(s); first: "
+            f"{issue.url}: {issue.error}: {issue.reason}"
+        )
+        return CommandResult(EXIT_PARTIAL, output, reason)
+    first = next(f for f in report.scan_findings if f.blocking)
+    return CommandResult(
+        EXIT_INCOMPLETE, output, f"scan incomplete: first: {first.kind} at {first.url}: {first.detail}"
+    )

@@ -1,0 +1,109 @@
+"""Turn rewrap/verify targets (envelope paths or roots) into the list of envelope records to visit.
+
+A target that is an envelope (the path ``encrypt`` was given as DST, or its record) is found with
+``envelope.layout.locate``; a directory that is not a dataset envelope is a *root* and is scanned
+with :func:`kmsflow.inventory.scan` (all roots of one call in one scan). A caller that already holds
+an :class:`~kmsflow.inventory.Inventory` (e.g. an earlier DAG task) passes it to skip rescanning
+the roots it covers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from kmsflow.envelope.errors import EnvelopeError
+from kmsflow.envelope.layout import DATASET_RECORD, locate
+from kmsflow.envelope.storage import Location, resolve
+from kmsflow.inventory import EnvelopeRef, Finding, Inventory, scan
+
+
+@dataclass(frozen=True)
+class EnvelopeTarget:
+    """One envelope to visit: its user-facing URL, where its record is, and its kind."""
+
+    url: str
+    record: Location
+    kind: str
+
+
+@dataclass(frozen=True)
+class TargetIssue:
+    """A target that could not be turned into envelopes (not an envelope, unreachable, ...)."""
+
+    url: str
+    error: str
+    reason: str
+
+
+@dataclass
+class Targets:
+    envelopes: list[EnvelopeTarget] = field(default_factory=list)
+    issues: list[TargetIssue] = field(default_factory=list)
+    findings: list[Finding] = field(default_factory=list)
+    scanned: bool = False
+
+    @property
+    def scan_complete(self) -> bool:
+        return not any(f.blocking for f in self.findings)
+
+
+def collect(targets: Sequence[str], *, inventory: Inventory | None = None, max_workers: int = 16) -> Targets:
+    """Resolve ``targets`` (and/or ``inventory``) into deduplicated envelope targets."""
+    out = Targets()
+    refs: list[EnvelopeRef] = []
+    roots: list[str] = []
+    if inventory is not None:
+        wanted = set(targets) if targets else set(inventory.roots)
+        refs.extend(r for r in inventory.envelopes if r.root in wanted)
+        out.findings.extend(inventory.findings)
+        out.scanned = True
+    known_roots = set(inventory.roots) if inventory is not None else set()
+    for target in targets:
+        if target in known_roots:
+            continue
+        try:
+            loc = resolve(target)
+            if loc.isdir() and not loc.child(DATASET_RECORD).isfile():
+                roots.append(target)
+                continue
+            kind, root, record = locate(loc)
+        except EnvelopeError as exc:
+            out.issues.append(TargetIssue(target, exc.__class__.__name__, one_line(str(exc))))
+            continue
+        except OSError as exc:
+            out.issues.append(TargetIssue(target, exc.__class__.__name__, one_line(str(exc))))
+            continue
+        out.envelopes.append(EnvelopeTarget(root.url, record, kind))
+    if roots:
+        found = scan(roots, max_workers=max_workers)
+        refs.extend(found.envelopes)
+        out.findings.extend(found.findings)
+        out.scanned = True
+    fs_cache: dict[str, Location] = {}
+    out.envelopes.extend(EnvelopeTarget(r.url, location_of(r.record_url, fs_cache), r.kind) for r in refs)
+    seen: set[str] = set()
+    unique = []
+    for env in out.envelopes:
+        if env.record.url not in seen:
+            seen.add(env.record.url)
+            unique.append(env)
+    out.envelopes = unique
+    return out
+
+
+def location_of(url: str, cache: dict[str, Location]) -> Location:
+    """``resolve(url)``, reusing one filesystem object per scheme (10,000 records, one gcsfs)."""
+    if "://" not in url:
+        return Location(url)
+    scheme, _, rest = url.partition("://")
+    base = cache.get(scheme)
+    if base is None:
+        base = cache[scheme] = resolve(url)
+        return base
+    return Location(rest, base.fs, base.protocol)
+
+
+def one_line(text: str) -> str:
+    """Collapse a message to one line (reports and CLI output are line-oriented)."""
+    return " ".join(text.split())

@@ -1,0 +1,129 @@
+"""Inventory and rewrap of envelopes on gs:// through the GCS emulator."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from google.cloud import kms_v1
+from inventory.builders import make_dataset, make_file
+
+from kmsflow.envelope import Envelope, gcs_filesystem
+from kmsflow.inventory import scan
+from kmsflow.kms import resources
+from kmsflow.lifecycle import rewrap, verify_unwraps
+from kmsflow.lifecycle.cas import RecordConflictError, RecordSnapshot, read_snapshot, swap
+from kmsflow.lifecycle.targets import location_of
+
+
+def data_objects(fs: object, prefix: str) -> dict[str, tuple[str, str]]:
+    """(generation, md5) of every non-record object under ``prefix``."""
+    found = fs.find(prefix, detail=True)  # type: ignore[attr-defined]
+    return {
+        name: (str(info["generation"]), str(info.get("md5Hash")))
+        for name, info in found.items()
+        if not name.endswith(".kmsflow.json") and "/_kmsflow/" not in name
+    }
+
+
+def test_gcs_inventory_and_rewrap(
+    kms: kms_v1.KeyManagementServiceClient, key: str, gcs_bucket: str, tmp_path: Path
+) -> None:
+    root = f"gs://{gcs_bucket}/models"
+    made = [
+        make_file(kms, key, tmp_path / "src", f"{root}/a.enc", 5000, seed=1),
+        make_dataset(kms, key, tmp_path / "src", f"{root}/ds", {"s0": 100, "d/s1": 3000}, seed=2),
+    ]
+    fs = gcs_filesystem()
+    fs.pipe_file(f"{gcs_bucket}/models/.x.enc.kmsflow-0123456789ab.part", b"leftover")
+    v1 = made[0].record.key.crypto_key_version
+
+    inv = scan([root, f"gs://{gcs_bucket}/no-such-prefix"])
+    assert [str(f.kind) for f in inv.findings] == ["stale_temp", "unreachable_root"]
+    assert sorted(r.url for r in inv.references(v1)) == [f"{root}/a.enc", f"{root}/ds"]
+    assert inv.by_version()[v1].files == 3
+
+    v2 = resources.rotate(kms, key).name
+    before = data_objects(fs, f"{gcs_bucket}/models")
+    report = rewrap(kms, [root], max_workers=4)
+
+    assert report.ok, report.to_dict()
+    assert report.rewrapped == 2 and report.versions_after == {v2: 2}
+    fs.invalidate_cache()
+    assert data_objects(fs, f"{gcs_bucket}/models") == before  # data objects never rewritten
+    assert verify_unwraps(kms, [root]) == []
+    for i, m in enumerate(made):
+        env = Envelope.open(m.dst)
+        assert env.record.key.crypto_key_version == v2
+        out = tmp_path / f"out{i}"
+        env.decrypt(kms, str(out))
+        assert out.is_file() or out.is_dir()
+    assert rewrap(kms, [root]).already_current == 2
+
+
+def test_gcs_swap_refuses_a_changed_generation(
+    kms: kms_v1.KeyManagementServiceClient, key: str, gcs_bucket: str, tmp_path: Path
+) -> None:
+    made = make_file(kms, key, tmp_path / "src", f"gs://{gcs_bucket}/a.enc")
+    record = location_of(f"gs://{gcs_bucket}/a.enc.kmsflow.json", {})
+    snapshot = read_snapshot(record)
+    assert snapshot.generation and snapshot.data == made.record.to_json()
+    fs = gcs_filesystem()
+    fs.pipe_file(record.path, snapshot.data + b"\n")  # a concurrent writer
+
+    with pytest.raises(RecordConflictError, match="generation"):
+        swap(snapshot, b"{}")
+    assert fs.cat_file(record.path) == snapshot.data + b"\n"
+
+    resources.rotate(kms, key)
+
+    def writer(_url: str) -> None:
+        fs.pipe_file(record.path, made.record.to_json())  # same bytes, new generation
+
+    report = rewrap(kms, [made.dst], before_swap=writer)
+    assert [c.error for c in report.conflicts] == ["RecordConflictError"]
+
+
+class PreconditionFs:
+    """Stands in for gcsfs at the HTTP layer, because the GCS emulator ignores preconditions.
+
+    Real GCS answers a stale ``ifGenerationMatch`` with 412, which gcsfs raises as FileExistsError.
+    """
+
+    _location = "http://gcs.invalid"
+
+    def __init__(self, generation: str, stale: bool) -> None:
+        self.generation, self.stale = generation, stale
+        self.calls: list[dict[str, object]] = []
+
+    def invalidate_cache(self, path: str | None = None) -> None:
+        pass
+
+    def info(self, path: str) -> dict[str, object]:
+        return {"generation": self.generation, "size": 2}
+
+    def split_path(self, path: str) -> tuple[str, str, None]:
+        bucket, _, key = path.partition("/")
+        return bucket, key, None
+
+    def call(self, method: str, url: str, **kwargs: object) -> dict[str, object]:
+        self.calls.append({"method": method, "url": url, **kwargs})
+        if self.stale:
+            raise FileExistsError(url)
+        return {}
+
+
+def test_gcs_upload_carries_the_generation_precondition_and_maps_412_to_conflict() -> None:
+    from kmsflow.envelope.storage import Location
+
+    ok = PreconditionFs("1234", stale=False)
+    swap(RecordSnapshot(Location("b/a.kmsflow.json", ok, "gs"), b"{}", "1234"), b'{"new": 1}')
+    [call] = ok.calls
+    assert call["method"] == "POST" and call["url"] == "http://gcs.invalid/upload/storage/v1/b/b/o"
+    assert call["ifGenerationMatch"] == "1234" and call["uploadType"] == "multipart"
+    assert b'{"new": 1}' in call["data"]  # type: ignore[operator]
+    assert b'"name": "a.kmsflow.json"' in call["data"]  # type: ignore[operator]
+
+    lost = PreconditionFs("1234", stale=True)
+    with pytest.raises(RecordConflictError, match="precondition"):
+        swap(RecordSnapshot(Location("b/a.kmsflow.json", lost, "gs"), b"{}", "1234"), b"{}")
