@@ -15,7 +15,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 PACKAGE = ROOT / "provider" / "src" / "kmsflow"
-CORE = ["kms", "emulator", "envelope", "inventory", "lifecycle", "spec", "cli.py", "__init__.py"]
+CORE = ["kms", "emulator", "envelope", "inventory", "lifecycle", "audit", "spec", "cli.py", "__init__.py"]
 
 
 def _imports(path: Path) -> set[str]:

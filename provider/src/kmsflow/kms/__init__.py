@@ -10,6 +10,8 @@ from kmsflow.kms.client import (
 from kmsflow.kms.crc import crc32c
 from kmsflow.kms.crypto import Wrapped, decrypt, default_retry, encrypt, key_of
 from kmsflow.kms.errors import (
+    ConfirmationError,
+    ErasureRefusedError,
     FieldConflict,
     ImmutableFieldError,
     KeyVersionUnavailableError,
@@ -28,6 +30,8 @@ __all__ = [
     "EMULATOR_HOST_ENV",
     "PRINCIPAL_ENV",
     "PRINCIPAL_METADATA_KEY",
+    "ConfirmationError",
+    "ErasureRefusedError",
     "FieldConflict",
     "ImmutableFieldError",
     "KeyVersionUnavailableError",

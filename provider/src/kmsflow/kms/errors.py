@@ -56,6 +56,21 @@ class KmsGuardError(KmsError):
     """
 
 
+class ConfirmationError(KmsGuardError):
+    """A destructive manual action (shred, erase) was not confirmed by typing the exact names asked for.
+
+    Raised before any KMS call; the message says what to type.
+    """
+
+
+class ErasureRefusedError(KmsGuardError):
+    """Erasure was asked for a key the spec does not mark with ``tenant:`` (or does not know).
+
+    Destroying every version of a shared key would make other tenants' artifacts undecryptable,
+    so kmsflow erases only keys the spec dedicates to one tenant.
+    """
+
+
 @dataclass(frozen=True)
 class FieldConflict:
     """One immutable field whose live value differs from the wanted one."""

@@ -197,6 +197,8 @@ class KeySpec(_Model):
 
     project: Id
     location: Id
+    audit_log: Annotated[str, Field(min_length=1)] | None = None
+    """Where kmsflow's audit log lives: a local JSON-lines file, or a ``gs://bucket/prefix``."""
     key_rings: list[KeyRingSpec] = Field(default_factory=list)
 
     @property
