@@ -20,6 +20,11 @@ from google.cloud.kms_v1.services.key_management_service.transports import (
     KeyManagementServiceGrpcTransport,
 )
 
+from kmsflow.kms import logsafe
+
+# Before any client exists: DEBUG logs of google-cloud-kms must never carry KMS payloads.
+logsafe.install()
+
 EMULATOR_HOST_ENV = "KMS_EMULATOR_HOST"
 PRINCIPAL_ENV = "KMSFLOW_PRINCIPAL"
 PRINCIPAL_METADATA_KEY = "x-kmsflow-principal"
