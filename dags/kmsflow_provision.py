@@ -1,0 +1,135 @@
+"""kmsflow_provision: make Cloud KMS match a declarative key spec — validate, plan, apply, verify.
+
+Trigger it by hand (the form shows the Params below). Each run:
+
+1. **validate** the spec file (no KMS call; every problem listed with its field path);
+2. **plan** the difference with live KMS (reads only), rendered in the task log like
+   ``terraform plan``; the structured plan goes to XCom for review and for apply;
+3. **apply** exactly that plan — skipped when ``dry_run`` is on or the plan is empty. It only
+   creates and converges (rotation, labels, IAM of the roles the spec owns); it never deletes or
+   destroys, and an immutable-field conflict fails it before any write. Every landed change is
+   appended to the audit log (``audit_log`` param, else the connection's ``audit_log`` extra);
+4. **verify** by planning again: the run fails unless KMS now matches the spec.
+
+A second run therefore plans no changes and skips apply.
+
+``dry_run`` defaults to False. Why: the run is started by a person from the form (or a CI job) who
+chose this spec; the plan is always rendered before apply in the same run; and apply is additive and
+convergent (no deletion, no destruction, conflicts block before writing), so an unwanted apply is
+undone by fixing the spec and re-running, while a default of True would make every API/CI trigger a
+silent no-op. Tick ``dry_run`` to review a plan without applying it.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+from airflow.sdk import Param, dag, task
+from airflow.sdk.exceptions import AirflowSkipException
+
+from kmsflow.airflow.hooks.kms import KmsHook
+from kmsflow.airflow.provision import (
+    apply_plan,
+    default_spec_path,
+    plan_spec,
+    resolve_spec_path,
+    validate_spec,
+    verify_plan_spec,
+)
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+log = logging.getLogger(__name__)
+
+
+@dag(
+    dag_id="kmsflow_provision",
+    schedule=None,
+    catchup=False,
+    tags=["kmsflow", "kms"],
+    doc_md=__doc__,
+    params={
+        "spec_path": Param(
+            default_spec_path(REPO_ROOT),
+            type="string",
+            title="Key spec",
+            description="YAML key spec; relative paths are resolved against the repository root "
+            "(default: $KMSFLOW_SPEC, else examples/specs/seed.yaml).",
+        ),
+        "dry_run": Param(
+            False,
+            type="boolean",
+            title="Dry run",
+            description="Plan only: show the changes without applying them.",
+        ),
+        "audit_log": Param(
+            "",
+            type="string",
+            title="Audit log",
+            description="Where applied changes are recorded (path or gs://); empty: the connection's "
+            "'audit_log' extra.",
+        ),
+        "kmsflow_conn_id": Param(
+            KmsHook.default_conn_name,
+            type="string",
+            title="kmsflow connection",
+            description="Connection of type kmsflow (Cloud KMS credentials, or an emulator endpoint).",
+        ),
+    },
+)
+def kmsflow_provision() -> None:
+    @task
+    def validate(params: dict[str, Any] | None = None) -> dict[str, Any]:
+        """Validate the spec before touching KMS."""
+        assert params is not None  # injected from the task context
+        summary = validate_spec(resolve_spec_path(params["spec_path"], REPO_ROOT))
+        log.info("Spec %s is valid: %d crypto keys", summary["spec_path"], len(summary["crypto_keys"]))
+        return summary
+
+    @task
+    def plan(summary: dict[str, Any], params: dict[str, Any] | None = None) -> dict[str, Any]:
+        """Show what apply would change; the structured plan is this task's XCom."""
+        assert params is not None
+        hook = KmsHook(kmsflow_conn_id=params["kmsflow_conn_id"])
+        try:
+            the_plan = plan_spec(hook, Path(summary["spec_path"]))
+        finally:
+            hook.close()
+        log.info("Plan for %s:\n%s", summary["spec_path"], the_plan.render())
+        return the_plan.to_dict()
+
+    @task
+    def apply(
+        plan_dict: dict[str, Any], params: dict[str, Any] | None = None, run_id: str | None = None
+    ) -> dict[str, Any]:
+        """Apply the plan above, unless this is a dry run or there is nothing to do."""
+        assert params is not None
+        if params["dry_run"]:
+            raise AirflowSkipException("dry_run: the plan was not applied")
+        if plan_dict["empty"]:
+            raise AirflowSkipException("Cloud KMS already matches the spec: nothing to apply")
+        hook = KmsHook(kmsflow_conn_id=params["kmsflow_conn_id"])
+        try:
+            run = f"kmsflow_provision/{run_id}"
+            return apply_plan(hook, plan_dict, log, audit_log=params["audit_log"] or None, run=run)
+        finally:
+            hook.close()
+
+    @task(trigger_rule="none_failed")
+    def verify(plan_dict: dict[str, Any], params: dict[str, Any] | None = None) -> dict[str, Any]:
+        """Plan again: KMS must now match the spec (also after a skipped, empty apply)."""
+        assert params is not None
+        if params["dry_run"]:
+            raise AirflowSkipException("dry_run: nothing was applied, so nothing to verify")
+        hook = KmsHook(kmsflow_conn_id=params["kmsflow_conn_id"])
+        try:
+            return verify_plan_spec(hook, plan_dict)
+        finally:
+            hook.close()
+
+    planned = plan(validate())
+    apply(planned) >> verify(planned)
+
+
+kmsflow_provision()

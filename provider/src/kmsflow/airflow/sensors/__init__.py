@@ -1,0 +1,5 @@
+"""Sensors for kmsflow."""
+
+from kmsflow.airflow.sensors.key_version import KeyVersionStateSensor
+
+__all__ = ["KeyVersionStateSensor"]
