@@ -11,12 +11,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any, NoReturn
 
 from kmsflow import envelope
+from kmsflow.audit import AuditLogError, audit_command
 from kmsflow.envelope import (
     DestinationExistsError,
     EnvelopeError,
@@ -35,6 +37,15 @@ from kmsflow.kms import (
     KmsTransientError,
     new_kms_client,
 )
+from kmsflow.lifecycle.commands import (
+    EXIT_INCOMPLETE,
+    EXIT_PARTIAL,
+    CommandResult,
+    inventory_command,
+    rewrap_command,
+)
+
+AUDIT_LOG_ENV = "KMSFLOW_AUDIT_LOG"
 
 EXIT_OK = 0
 EXIT_INTERNAL = 1
@@ -61,6 +72,7 @@ EXIT_CODES: tuple[tuple[type[BaseException], int, str], ...] = (
     (InvalidPathError, EXIT_RECORD_INVALID, "unusable relative path in the dataset or record"),
     (EnvelopeIOError, EXIT_IO, "reading or writing storage failed (disk full, network, permission)"),
     (EnvelopeError, EXIT_INTERNAL, "other envelope error"),
+    (AuditLogError, EXIT_IO, "the audit log cannot be read or written"),
     (KmsPermissionError, EXIT_KMS_PERMISSION, "KMS: caller lacks the IAM permission"),
     (KeyVersionUnavailableError, EXIT_KMS_KEY_UNAVAILABLE, "KMS: key version disabled or destroyed"),
     (KmsNotFoundError, EXIT_KMS_NOT_FOUND, "KMS: key or key version does not exist"),
@@ -81,6 +93,8 @@ def _epilog() -> str:
     rows = {EXIT_OK: "success", EXIT_USAGE: "usage error", EXIT_INTERNAL: "unexpected error"}
     for _, code, text in EXIT_CODES:
         rows.setdefault(code, text)
+    rows[EXIT_INCOMPLETE] = "inventory/rewrap: scan incomplete (findings block any proof)"
+    rows[EXIT_PARTIAL] = "rewrap: some envelopes failed or conflicted (rerun)"
     rows[EXIT_INTERRUPTED] = "interrupted (no partial output kept)"
     lines = ["exit codes:", *(f"  {code:>3}  {text}" for code, text in sorted(rows.items()))]
     lines += [
@@ -223,8 +237,100 @@ def _add_inspect(sub: Any) -> None:
     p.set_defaults(func=_cmd_inspect)
 
 
+def _finish(result: CommandResult) -> int:
+    """Print a lifecycle command's report (stdout) and its one-line reason (stderr)."""
+    sys.stdout.write(result.output)
+    if result.error:
+        sys.stderr.write(f"kmsflow: error: {result.error}\n")
+    return result.exit_code
+
+
+def _render_inventory(report: dict[str, Any]) -> str:
+    """The human view of ``kmsflow inventory`` (``--json`` prints the full report instead)."""
+    lines = [
+        f"scan {report['scan_id']}: {report['envelope_count']} envelope(s) under "
+        f"{', '.join(report['roots'])} - {'complete' if report['complete'] else 'INCOMPLETE'}"
+    ]
+    for name, stats in sorted(report["versions"].items()):
+        lines.append(
+            f"  {name}: {stats['envelopes']} envelope(s), {stats['files']} file(s), "
+            f"{stats['plaintext_bytes']} bytes, newest {stats['newest_created']}"
+        )
+    lines += [f"  {f['kind']}: {f['url']}: {f['detail']}" for f in report["findings"]]
+    return "\n".join(lines) + "\n"
+
+
+def _cmd_inventory(args: argparse.Namespace) -> int:
+    result = inventory_command(args.roots, max_workers=args.workers)
+    if not args.json and result.output:
+        result = result._replace(output=_render_inventory(json.loads(result.output)))
+    return _finish(result)
+
+
+def _cmd_rewrap(args: argparse.Namespace) -> int:
+    return _finish(rewrap_command(args.paths, dry_run=args.dry_run, max_workers=args.workers))
+
+
+def _cmd_audit(args: argparse.Namespace) -> int:
+    if not args.location:
+        sys.stderr.write(f"kmsflow: error: name the audit log (LOCATION or ${AUDIT_LOG_ENV})\n")
+        return EXIT_USAGE
+    text = audit_command(
+        args.location, json_output=args.json, resource=args.resource, action=args.action
+    )
+    sys.stdout.write(text + "\n")
+    return EXIT_OK
+
+
+def _add_inventory(sub: Any) -> None:
+    p = sub.add_parser(
+        "inventory",
+        parents=[_common()],
+        help="list envelopes under roots per key version; exit 8 if the scan is incomplete",
+    )
+    p.add_argument("roots", nargs="+", metavar="ROOT", help="directory or gs:// prefix to scan")
+    p.add_argument("--json", action="store_true", help="print the full JSON report")
+    p.add_argument("--workers", type=int, default=16, help="parallel record reads (default 16)")
+    p.set_defaults(func=_cmd_inventory)
+
+
+def _add_rewrap(sub: Any) -> None:
+    p = sub.add_parser(
+        "rewrap",
+        parents=[_common()],
+        help="re-wrap data keys onto each key's primary version (the data is never read)",
+    )
+    p.add_argument("paths", nargs="+", metavar="PATH", help="an envelope, or a root to scan")
+    p.add_argument("--dry-run", action="store_true", help="report what would be re-wrapped")
+    p.add_argument("--workers", type=int, default=16, help="concurrent KMS round trips (default 16)")
+    p.set_defaults(func=_cmd_rewrap)
+
+
+def _add_audit(sub: Any) -> None:
+    p = sub.add_parser("audit", parents=[_common()], help="show the kmsflow audit log")
+    p.add_argument(
+        "location",
+        nargs="?",
+        default=os.environ.get(AUDIT_LOG_ENV),
+        metavar="LOCATION",
+        help=f"audit log file or gs:// prefix (default ${AUDIT_LOG_ENV})",
+    )
+    p.add_argument("--json", action="store_true", help="print events as JSON")
+    p.add_argument("--resource", help="only events for this key ring/key/version (and below)")
+    p.add_argument("--action", help="only events of this action (disable, destroy, rewrap, ...)")
+    p.set_defaults(func=_cmd_audit)
+
+
 Register = Callable[[Any], None]
-COMMANDS: tuple[Register, ...] = (_add_encrypt, _add_decrypt, _add_verify, _add_inspect)
+COMMANDS: tuple[Register, ...] = (
+    _add_encrypt,
+    _add_decrypt,
+    _add_verify,
+    _add_inspect,
+    _add_inventory,
+    _add_rewrap,
+    _add_audit,
+)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,0 +1,82 @@
+"""``kmsflow inventory``, ``kmsflow rewrap`` and ``kmsflow audit`` as subprocesses, as operators run them."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+from google.cloud import kms_v1
+from inventory.builders import make_file
+
+from kmsflow.audit import AuditLog
+from kmsflow.kms import resources
+
+KMSFLOW = str(Path(sys.executable).with_name("kmsflow"))
+
+
+def run(endpoint: str, *args: str, **env_extra: str) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if k not in ("KMSFLOW_PRINCIPAL", "KMSFLOW_AUDIT_LOG")}
+    env.update(KMS_EMULATOR_HOST=endpoint, **env_extra)
+    return subprocess.run([KMSFLOW, *args], capture_output=True, text=True, env=env, timeout=120)
+
+
+def test_inventory_then_rewrap_then_inventory(
+    emulator: Any, kms: kms_v1.KeyManagementServiceClient, key: str, tmp_path: Path
+) -> None:
+    root = tmp_path / "root"
+    for i in range(3):
+        make_file(kms, key, tmp_path / "src", str(root / f"a{i}.enc"), 100 + i, seed=i)
+    v1, v2 = f"{key}/cryptoKeyVersions/1", f"{key}/cryptoKeyVersions/2"
+
+    before = run(emulator.endpoint, "inventory", str(root), "--json")
+    assert before.returncode == 0, before.stderr
+    report = json.loads(before.stdout)
+    assert report["complete"] and report["versions"][v1]["envelopes"] == 3
+
+    human = run(emulator.endpoint, "inventory", str(root))
+    assert human.returncode == 0 and "complete" in human.stdout and f"{v1}: 3 envelope(s)" in human.stdout
+
+    resources.rotate(kms, key)
+    dry = run(emulator.endpoint, "rewrap", "--dry-run", str(root))
+    assert dry.returncode == 0, dry.stderr
+    assert json.loads(run(emulator.endpoint, "inventory", str(root), "--json").stdout)["versions"][v1][
+        "envelopes"
+    ] == 3
+
+    done = run(emulator.endpoint, "rewrap", str(root))
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["rewrapped"] == 3
+    after = json.loads(run(emulator.endpoint, "inventory", str(root), "--json").stdout)
+    assert list(after["versions"]) == [v2] and after["versions"][v2]["envelopes"] == 3
+
+
+def test_incomplete_inventory_exits_8_with_one_line(emulator: Any, tmp_path: Path) -> None:
+    root = tmp_path / "root"
+    root.mkdir()
+    (root / "broken.enc.kmsflow.json").write_text("{not json")
+    result = run(emulator.endpoint, "inventory", str(root), "--json")
+    assert result.returncode == 8
+    assert result.stderr.count("\n") == 1 and "scan incomplete" in result.stderr
+    assert json.loads(result.stdout)["complete"] is False  # the report is printed anyway
+
+
+def test_audit_view(emulator: Any, tmp_path: Path) -> None:
+    location = str(tmp_path / "audit.jsonl")
+    log = AuditLog(location, actor="user:ops@example.com", run="test")
+    log.append("disable", "projects/p/locations/l/keyRings/r/cryptoKeys/k/cryptoKeyVersions/1",
+               reason="retired", evidence={"scan_id": "abc", "references": 0})
+    log.append("rotate", "projects/p/locations/l/keyRings/r/cryptoKeys/other", reason="manual")
+
+    shown = run(emulator.endpoint, "audit", "--resource", "projects/p/locations/l/keyRings/r/cryptoKeys/k",
+                KMSFLOW_AUDIT_LOG=location)
+    assert shown.returncode == 0, shown.stderr
+    assert "disable" in shown.stdout and "scan_id=abc" in shown.stdout and "other" not in shown.stdout
+    as_json = json.loads(run(emulator.endpoint, "audit", location, "--json").stdout)
+    assert [e["action"] for e in as_json] == ["disable", "rotate"]
+
+    missing = run(emulator.endpoint, "audit")
+    assert missing.returncode == 2 and "KMSFLOW_AUDIT_LOG" in missing.stderr
