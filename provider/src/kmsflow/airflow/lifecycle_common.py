@@ -1,0 +1,100 @@
+"""What the lifecycle DAGs (``kmsflow_rotate_rewrap``, ``kmsflow_shred``, ``kmsflow_erase``) share.
+
+Spec loading with Airflow-shaped errors, the audit log location, the run's clock and the run type.
+Kept Airflow-light (only exceptions) so the task modules stay plain, testable functions.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+
+from airflow.sdk.exceptions import AirflowFailException
+
+from kmsflow.airflow.hooks.kms import KmsHook
+from kmsflow.airflow.operators.base import airflow_errors
+from kmsflow.audit import AuditLog, AuditLogError
+from kmsflow.spec import KeySpec, SpecError, load_spec
+
+log = logging.getLogger(__name__)
+
+MANUAL_RUN_TYPE = "manual"
+"""``DagRunType.MANUAL``'s value: a person (UI form, CLI) or an API/CI call triggered the run."""
+
+
+def load_key_spec(spec_path: str | Path) -> KeySpec:
+    """The validated spec; every problem (with its field path) becomes a non-retryable failure."""
+    try:
+        return load_spec(Path(spec_path))
+    except SpecError as exc:
+        raise AirflowFailException(str(exc)) from exc
+    except OSError as exc:
+        raise AirflowFailException(f"cannot read the key spec {spec_path}: {exc}") from exc
+
+
+def audit_location(spec: KeySpec, hook: KmsHook) -> str | None:
+    """The spec's ``audit_log`` first, else the connection's ``audit_log`` extra.
+
+    The spec wins because shred reads its soak clock back from the audit log: every run over one
+    spec must use the same log, whichever connection (worker identity) it runs with.
+    """
+    return spec.audit_log or hook.audit_log
+
+
+def open_audit(spec: KeySpec, hook: KmsHook, run: str, *, required_for: str | None = None) -> AuditLog | None:
+    """An :class:`AuditLog` stamped with the hook's identity and ``run``.
+
+    ``required_for`` names an action that changes KMS state: without a configured location it is
+    refused before anything happens (invariant 5); otherwise None is returned and the caller warns.
+    """
+    location = audit_location(spec, hook)
+    if not location:
+        if required_for:
+            raise AirflowFailException(
+                f"{required_for} changes Cloud KMS state and must be audited: set 'audit_log:' in the "
+                "key spec or the 'audit_log' extra of the kmsflow connection. Nothing was changed."
+            )
+        return None
+    with airflow_errors():
+        return AuditLog(location, actor=hook.actor(), run=run)
+
+
+@contextmanager
+def audit_errors() -> Iterator[None]:
+    """An unreadable or unwritable audit log stops the task (never retried blindly: a human looks)."""
+    try:
+        yield
+    except AuditLogError as exc:
+        raise AirflowFailException(f"audit log: {exc}") from exc
+
+
+def kms_now(hook: KmsHook) -> datetime:
+    """The run's clock: Cloud KMS time (UTC now), or the kmsflow emulator's clock.
+
+    Shred and erasure compare audit-event times with KMS timestamps (``create_time``,
+    ``destroy_time``); against the emulator (whose clock tests move) the wall clock would be wrong.
+    """
+    endpoint = hook.endpoint
+    if endpoint:
+        from kmsflow.emulator.admin import AdminClient
+
+        try:
+            with AdminClient(endpoint, timeout=5.0) as admin:
+                return datetime.fromtimestamp(admin.now(), UTC)
+        except Exception as exc:  # an endpoint without the Admin service: a proxy to real KMS
+            log.warning("cannot read the emulator clock at %s (%s); using UTC now", endpoint, exc)
+    return datetime.now(UTC)
+
+
+def is_manual(run_type: object) -> bool:
+    """True for a run a person or an API call triggered; scheduled, backfill and asset runs are not."""
+    value = getattr(run_type, "value", run_type)
+    return str(value) == MANUAL_RUN_TYPE
+
+
+def run_label(dag_id: str, run_id: str | None) -> str:
+    """``dag_id/run_id``: the ``run`` field of audit events, so each event leads back to its run."""
+    return f"{dag_id}/{run_id or 'unknown'}"
