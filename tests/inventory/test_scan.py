@@ -181,6 +181,33 @@ def test_stale_temps_are_informational(
     assert Inventory.from_dict(inv.to_dict()) == inv
 
 
+def test_reencrypt_backups_block_and_are_never_counted(
+    kms: kms_v1.KeyManagementServiceClient, key: str, tmp_path: Path
+) -> None:
+    """A re-encrypt backup may hold the only data its record decrypts (kill mid-replacement), and a
+    dataset backup's record names a version no reference counts: blocking until a rerun resolves it."""
+    root = tmp_path / "root"
+    made = make_file(kms, key, tmp_path / "src", str(root / "a.enc"))
+    ds = make_dataset(kms, key, tmp_path / "src", str(root / "ds"), {"s": 3})
+    os.link(made.dst, root / f".a.enc.kmsflow-{made.record.envelope_id}.old")
+    os.rename(ds.dst, root / f".ds.kmsflow-{ds.record.envelope_id}.old")  # "moved aside", D absent
+    (root / ".x.kmsflow-0123.old").write_bytes(b"not an envelope id: ordinary data")
+
+    inv = scan([str(root)])
+
+    assert not inv.complete
+    assert kinds(inv) == ["data_without_record", "reencrypt_backup", "reencrypt_backup"]
+    backups = {f.url: f for f in inv.findings if f.kind is FindingKind.REENCRYPT_BACKUP}
+    assert set(backups) == {
+        str(root / f".a.enc.kmsflow-{made.record.envelope_id}.old"),
+        str(root / f".ds.kmsflow-{ds.record.envelope_id}.old"),
+    }
+    assert all(f.blocking and "rerun reencrypt" in f.detail for f in backups.values())
+    assert str(root / "ds") in backups[str(root / f".ds.kmsflow-{ds.record.envelope_id}.old")].detail
+    assert [r.url for r in inv.envelopes] == [made.dst]  # a backup's record is not an envelope
+    assert Inventory.from_dict(inv.to_dict()) == inv
+
+
 def test_file_envelope_named_like_a_sidecar(
     kms: kms_v1.KeyManagementServiceClient, key: str, tmp_path: Path
 ) -> None:

@@ -19,9 +19,22 @@ from google.cloud import kms_v1
 
 from kmsflow.envelope import manifest
 from kmsflow.envelope.aad import data_aad
-from kmsflow.envelope.errors import DestinationExistsError, EnvelopeIOError, TamperedError
+from kmsflow.envelope.errors import (
+    DestinationExistsError,
+    EnvelopeIOError,
+    RecordNotFoundError,
+    TamperedError,
+)
 from kmsflow.envelope.keyset import DataKey
-from kmsflow.envelope.layout import RESERVED_DIR, check_relpath, data_location, locate
+from kmsflow.envelope.layout import (
+    DATASET_RECORD,
+    RESERVED_DIR,
+    check_relpath,
+    data_location,
+    locate,
+    reencrypt_backup,
+    reencrypt_backups,
+)
 from kmsflow.envelope.progress import NoProgress, Progress
 from kmsflow.envelope.record import EnvelopeRecord, FileEntry
 from kmsflow.envelope.staging import stage
@@ -48,9 +61,21 @@ class Envelope:
 
     @classmethod
     def open(cls, src: str | Location) -> Envelope:
-        """Find and parse the record for ``src`` (the path encrypt was given as its destination)."""
+        """Find and parse the record for ``src`` (the path encrypt was given as its destination).
+
+        An envelope caught half-way through a local re-encrypt (killed between its renames, see
+        ``kmsflow.lifecycle.reencrypt``) is read from the backup that still matches its record, so
+        it decrypts at every instant; nothing is written here (readers may be read-only).
+        """
         location = resolve(src) if isinstance(src, str) else src
-        kind, root, record_loc = locate(location)
+        try:
+            kind, root, record_loc = locate(location)
+        except RecordNotFoundError:
+            # A dataset is absent only between "old -> backup" and "new -> place": read the backup.
+            backups = [b for b, _ in reencrypt_backups(location) if b.isdir()]
+            if location.exists() or len(backups) != 1 or not backups[0].child(DATASET_RECORD).isfile():
+                raise
+            kind, root, record_loc = "dataset", backups[0], backups[0].child(DATASET_RECORD)
         try:
             data = record_loc.read_bytes()
         except OSError as exc:
@@ -62,6 +87,12 @@ class Envelope:
             check_relpath(entry.path, dataset=(kind == "dataset"))
         if kind == "file" and len(record.files) != 1:
             raise TamperedError(f"{record_loc.url}: a file envelope must list exactly one file")
+        if kind == "file" and root.is_local:
+            # Between "new data -> X" and "new record -> X.kmsflow.json" the record still names the
+            # old id and the old data is the backup carrying that id (a hard link, same bytes).
+            backup = reencrypt_backup(root, record.envelope_id)
+            if backup.isfile():
+                root = backup
         return cls(root, record_loc, record)
 
     @property

@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 import os
+import re
 
 from kmsflow.envelope.errors import InvalidPathError, RecordNotFoundError
 from kmsflow.envelope.storage import Location
@@ -17,6 +18,37 @@ from kmsflow.envelope.storage import Location
 SIDECAR_SUFFIX = ".kmsflow.json"
 RESERVED_DIR = "_kmsflow"
 DATASET_RECORD = f"{RESERVED_DIR}/envelope.json"
+
+REENCRYPT_BACKUP_NAME = re.compile(r"^\.(?P<name>.+)\.kmsflow-(?P<id>[0-9a-f]{32})\.old$")
+"""``.<name>.kmsflow-<envelope id>.old``: the old data an interrupted re-encrypt set aside (a hard
+link to a file envelope's data, or a whole dataset directory). The id is the envelope whose data it
+holds, so whoever finds it can tell whether it is still needed (the record beside it names that id,
+or the dataset is missing) or garbage. See ``kmsflow.lifecycle.reencrypt`` and docs/FORMAT.md §9."""
+
+
+def reencrypt_backup(envelope: Location, envelope_id: str) -> Location:
+    """Where re-encrypt sets aside the old data of envelope ``envelope_id`` living at ``envelope``."""
+    return envelope.sibling(f".{envelope.name}.kmsflow-{envelope_id}.old")
+
+
+def reencrypt_backups(envelope: Location) -> list[tuple[Location, str]]:
+    """Re-encrypt backups of the local envelope at ``envelope`` as (location, envelope id), sorted.
+
+    One listing of the parent directory; object stores have none (re-encrypt is local only).
+    """
+    if not envelope.is_local:
+        return []
+    parent = os.path.dirname(envelope.path.rstrip(os.sep)) or "."
+    try:
+        names = sorted(os.listdir(parent))
+    except OSError:
+        return []
+    found = []
+    for name in names:
+        m = REENCRYPT_BACKUP_NAME.match(name)
+        if m and m.group("name") == envelope.name:
+            found.append((envelope.sibling(name), m.group("id")))
+    return found
 
 
 def record_location(dst: Location, kind: str) -> Location:

@@ -8,7 +8,13 @@ empty (architecture invariant 2).
 
 from kmsflow.inventory.listing import Listing, RootUnreachableError, list_root
 from kmsflow.inventory.model import EnvelopeRef, Finding, FindingKind, Inventory, VersionStats
-from kmsflow.inventory.scanner import is_temp_name, parse_record, read_record_bytes, scan
+from kmsflow.inventory.scanner import (
+    is_reencrypt_backup_name,
+    is_temp_name,
+    parse_record,
+    read_record_bytes,
+    scan,
+)
 
 __all__ = [
     "EnvelopeRef",
@@ -18,6 +24,7 @@ __all__ = [
     "Listing",
     "RootUnreachableError",
     "VersionStats",
+    "is_reencrypt_backup_name",
     "is_temp_name",
     "list_root",
     "parse_record",

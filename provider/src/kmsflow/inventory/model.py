@@ -9,7 +9,10 @@ after a *complete* scan found zero envelopes referencing it). So the model is co
   data no record accounts for) is a *blocking* finding and makes ``complete`` false;
 * kmsflow's own leftover temp names (``.<name>.kmsflow-<hex>.tmp`` / ``.part``) are reported as
   informational ``stale_temp`` findings: they never hold a committed record, so they cannot hide a
-  reference.
+  reference;
+* a re-encrypt backup (``.<name>.kmsflow-<envelope id>.old``) is a *blocking*
+  ``reencrypt_backup`` finding: after a kill mid-replacement it may hold the only data the record
+  beside it can decrypt, and its own record (a dataset) names a version no reference counts.
 
 Nothing here holds key material: a reference carries names, ids, counts and dates, never the
 wrapped keyset.
@@ -37,6 +40,8 @@ class FindingKind(StrEnum):
     """A file under a root that no envelope record covers."""
     STALE_TEMP = "stale_temp"
     """A kmsflow temp file or directory left by an interrupted write (informational)."""
+    REENCRYPT_BACKUP = "reencrypt_backup"
+    """Old data set aside by an interrupted re-encrypt; may still be needed (blocking until a rerun)."""
 
 
 INFORMATIONAL = frozenset({FindingKind.STALE_TEMP})

@@ -3,7 +3,9 @@
 How every listed file is classified (layout: ``kmsflow.envelope.layout``):
 
 1. a path with a component named like kmsflow's staging temps (``.<name>.kmsflow-<hex>.tmp`` or
-   ``.part``) is a **stale temp** (informational: a temp never holds a committed record);
+   ``.part``) is a **stale temp** (informational: a temp never holds a committed record); one
+   named like a re-encrypt backup (``.<name>.kmsflow-<envelope id>.old``) is a blocking
+   **reencrypt backup** (it may hold the only data its envelope's record decrypts);
 2. ``D/_kmsflow/envelope.json`` is the record of the **dataset** envelope ``D``; every file under
    ``D`` is that envelope's (listed in its record, or reserved under ``D/_kmsflow/``) or is reported
    as data without record;
@@ -26,7 +28,13 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from kmsflow.envelope.errors import EnvelopeError, RecordInvalidError
-from kmsflow.envelope.layout import DATASET_RECORD, RESERVED_DIR, SIDECAR_SUFFIX, check_relpath
+from kmsflow.envelope.layout import (
+    DATASET_RECORD,
+    REENCRYPT_BACKUP_NAME,
+    RESERVED_DIR,
+    SIDECAR_SUFFIX,
+    check_relpath,
+)
 from kmsflow.envelope.record import EnvelopeRecord
 from kmsflow.envelope.storage import Location, resolve
 from kmsflow.inventory.listing import Listing, RootUnreachableError, list_root
@@ -47,6 +55,11 @@ def now_rfc3339() -> str:
 def is_temp_name(name: str) -> bool:
     """True for a kmsflow staging temp name (one path component)."""
     return bool(TEMP_NAME.match(name))
+
+
+def is_reencrypt_backup_name(name: str) -> bool:
+    """True for a re-encrypt backup name (one path component), see ``envelope.layout``."""
+    return bool(REENCRYPT_BACKUP_NAME.match(name))
 
 
 def read_record_bytes(loc: Location) -> bytes:
@@ -127,7 +140,9 @@ def _scan_root(url: str, pool: ThreadPoolExecutor, refs: list[EnvelopeRef], find
     sidecars: list[_Candidate] = []
     for rel in listing.files:
         parts = rel.split("/")
-        temp_at = next((i for i, p in enumerate(parts) if is_temp_name(p)), None)
+        temp_at = next(
+            (i for i, p in enumerate(parts) if is_temp_name(p) or is_reencrypt_backup_name(p)), None
+        )
         if temp_at is not None:
             temps["/".join(parts[: temp_at + 1])] = "directory" if temp_at < len(parts) - 1 else "file"
         elif rel == DATASET_RECORD or rel.endswith("/" + DATASET_RECORD):
@@ -164,6 +179,19 @@ def _scan_root(url: str, pool: ThreadPoolExecutor, refs: list[EnvelopeRef], find
         refs.append(_ref(url, root, cand, outcome.record))
 
     for top, what in sorted(temps.items()):
+        backup = REENCRYPT_BACKUP_NAME.match(top.rsplit("/", 1)[-1])
+        if backup is not None:
+            envelope = _join(top.rsplit("/", 1)[0] if "/" in top else "", backup.group("name"))
+            findings.append(
+                Finding(
+                    FindingKind.REENCRYPT_BACKUP,
+                    root.child(top).url,
+                    f"re-encrypt backup ({what}) of envelope {backup.group('id')} left by an "
+                    f"interrupted run; it may hold the data of {root.child(envelope).url}: rerun "
+                    "reencrypt on that envelope to resolve it (do not delete it by hand)",
+                )
+            )
+            continue
         findings.append(
             Finding(
                 FindingKind.STALE_TEMP,

@@ -43,3 +43,18 @@ __all__ += [
     "rotate",
     "run_shred",
 ]
+
+# Full re-encrypt for a suspected data-key compromise (issue 5): new data key, new envelope id.
+from kmsflow.lifecycle.reencrypt import (  # noqa: E402 (appended block, as above)
+    EnvelopeOutcome,
+    ReencryptNotSupportedError,
+    ReencryptReport,
+    reencrypt,
+)
+
+__all__ += [
+    "EnvelopeOutcome",
+    "ReencryptNotSupportedError",
+    "ReencryptReport",
+    "reencrypt",
+]

@@ -86,3 +86,36 @@ def rewrap_command(
     return CommandResult(
         EXIT_INCOMPLETE, output, f"scan incomplete: first: {first.kind} at {first.url}: {first.detail}"
     )
+
+
+def reencrypt_command(
+    paths: Sequence[str],
+    *,
+    dry_run: bool = False,
+    max_workers: int = 4,
+    client: kms_v1.KeyManagementServiceClient | None = None,
+) -> CommandResult:
+    """Re-encrypt every envelope under ``paths`` under a fresh data key (suspected data-key
+    compromise); exit 0 when all were, ``EXIT_PARTIAL`` on failures or conflicts (rerun),
+    ``EXIT_INCOMPLETE`` when a root could not be fully scanned. The report is printed either way."""
+    from kmsflow.lifecycle.reencrypt import reencrypt  # keeps `kmsflow inventory` imports lean
+
+    if not paths:
+        return CommandResult(EXIT_USAGE, "", "reencrypt: at least one PATH is required")
+    if max_workers < 1:
+        return CommandResult(EXIT_USAGE, "", "reencrypt: --workers must be at least 1")
+    report = reencrypt(client or new_kms_client(), paths, max_workers=max_workers, dry_run=dry_run)
+    output = _dump(report.to_dict())
+    if report.ok:
+        return CommandResult(EXIT_OK, output)
+    if report.failures or report.conflicts:
+        issue = (report.failures or report.conflicts)[0]
+        reason = (
+            f"{len(report.failures)} failure(s), {len(report.conflicts)} conflict(s); first: "
+            f"{issue.url}: {issue.error}: {issue.reason}"
+        )
+        return CommandResult(EXIT_PARTIAL, output, reason)
+    first = next(f for f in report.scan_findings if f.blocking)
+    return CommandResult(
+        EXIT_INCOMPLETE, output, f"scan incomplete: first: {first.kind} at {first.url}: {first.detail}"
+    )
