@@ -1,118 +1,285 @@
-"""End-to-end key lifecycle demo against the kmsflow KMS emulator.
+"""The end-to-end key lifecycle demo: KMS emulator + a real local Airflow + the kmsflow CLI.
 
-Starts ``kmsflow-emulator`` on a free loopback port (IAM enforced), then drives it with the real
-``google-cloud-kms`` client: key ring and key with 90-day rotation (the seed's resources), a
-least-privilege IAM binding, encrypt/decrypt through KMS, a manual and an automatic rotation (the
-emulated clock is moved forward 90 days), and the resulting versions.
+Everything runs on this machine, under ``demo-output/`` (or ``$KMSFLOW_DEMO_DIR``; wiped at the start):
+
+1. the Cloud KMS emulator (IAM enforced, persistent, clock under the demo's control);
+2. a local Airflow (``airflow standalone``: scheduler, DAG processor, API server) running the
+   kmsflow DAGs from ``dags/``, with one kmsflow connection per identity;
+3. ``kmsflow_provision`` converges KMS to the seed's key spec (then a second run changes nothing);
+4. ``kmsflow_ml_pipeline`` trains a model and encrypts dataset, model and metrics as the producer,
+   then decrypts and scores them as the consumer; the CLI shows who may do what;
+5. 91 days pass: Cloud KMS-style automatic rotation; ``kmsflow_rotate_rewrap`` re-wraps every data
+   key onto the new version without touching the data;
+6. ``kmsflow_shred`` proves the old version unreferenced, disables it, lets it soak, destroys it and
+   confirms DESTROYED, while every artifact still decrypts;
+7. ``kmsflow_erase`` crypto-erases the tenant "acme", with a report proving it;
+8. ``kmsflow audit`` shows every state change, with its evidence.
 """
 
 from __future__ import annotations
 
+import json
+import os
+import shutil
+import signal
 import subprocess
 import sys
-import time
+from pathlib import Path
+from typing import Any
 
-from google.cloud import kms_v1
+from local_airflow import LocalAirflow, kmsflow_connection
 
 from kmsflow.emulator.admin import AdminClient
-from kmsflow.kms import crc32c, new_kms_client
+from kmsflow.kms import new_kms_client
 
-OWNER = "user:demo-admin@example.com"
-PIPELINE = "serviceAccount:pipeline@kmsflow-demo.iam.gserviceaccount.com"
-LOCATION = "projects/kmsflow-demo/locations/us-central1"
-NINETY_DAYS = 90 * 24 * 3600
+ROOT = Path(__file__).resolve().parent.parent
+OUT = Path(os.environ.get("KMSFLOW_DEMO_DIR", ROOT / "demo-output")).resolve()
+BIN = Path(sys.executable).parent
+DAY = 86400
+
+PROVISIONER = "user:kmsflow-provisioner@example.com"
+PRODUCER = "serviceAccount:ml-pipeline@kmsflow-demo.iam.gserviceaccount.com"
+CONSUMER = "serviceAccount:inference@kmsflow-demo.iam.gserviceaccount.com"
+ACME_CONSUMER = "serviceAccount:acme-inference@kmsflow-demo.iam.gserviceaccount.com"
+RING = "projects/kmsflow-demo/locations/us-central1/keyRings/ai-key-ring"
+KEY = f"{RING}/cryptoKeys/ai-crypto-key"
+TENANT_KEY = f"{RING}/cryptoKeys/tenant-acme-key"
+DAGS = ["kmsflow_provision", "kmsflow_ml_pipeline", "kmsflow_rotate_rewrap", "kmsflow_shred", "kmsflow_erase"]
 
 
 def step(text: str) -> None:
     print(f"\n==> {text}", flush=True)
 
 
-def start_emulator() -> tuple[subprocess.Popen[str], str]:
-    process = subprocess.Popen(
-        [sys.executable, "-m", "kmsflow.emulator.cli", "serve", "--port", "0",
-         "--enforce-iam", "--owner", OWNER],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        text=True,
-    )
-    assert process.stdout is not None
-    line = process.stdout.readline()
-    if "listening on" not in line:
-        process.kill()
-        raise SystemExit(f"demo: the emulator did not start: {line!r}")
-    return process, line.rsplit(" ", 1)[1].strip()
+def say(text: str) -> None:
+    for line in text.rstrip().splitlines():
+        print(f"    {line}", flush=True)
 
 
-def show_versions(admin_client: kms_v1.KeyManagementServiceClient, key_name: str) -> None:
-    key = admin_client.get_crypto_key(name=key_name)
-    for version in admin_client.list_crypto_key_versions(parent=key_name):
-        marker = "  <- primary" if version.name == key.primary.name else ""
-        print(f"    {version.name.rsplit('/', 1)[1]:>3}  {version.state.name:<18}{marker}")
+class Demo:
+    def __init__(self) -> None:
+        self.emulator: subprocess.Popen[str] | None = None
+        self.endpoint = ""
+        self.airflow: LocalAirflow | None = None
+        self.audit_log = OUT / "audit.jsonl"
+
+    # ------------------------------------------------------------------ set-up
+
+    def start_emulator(self) -> None:
+        self.emulator = subprocess.Popen(
+            [
+                str(BIN / "kmsflow-emulator"),
+                "serve",
+                "--port",
+                "0",
+                "--data-dir",
+                str(OUT / "kms"),
+                "--enforce-iam",
+                "--owner",
+                PROVISIONER,
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            text=True,
+        )
+        assert self.emulator.stdout is not None
+        line = self.emulator.stdout.readline()
+        if "listening on" not in line:
+            raise SystemExit(f"demo: the KMS emulator did not start: {line!r}")
+        self.endpoint = line.rsplit(" ", 1)[1].strip()
+
+    def write_spec(self) -> Path:
+        """The seed's spec, with its artifact roots and audit log placed under demo-output/."""
+        text = (ROOT / "examples" / "specs" / "seed.yaml").read_text()
+        text = text.replace("- demo-output/", f"- {OUT}/")
+        for root in ("artifacts", "tenants/acme"):  # the spec's roots: they exist before any scan
+            (OUT / root).mkdir(parents=True, exist_ok=True)
+        spec = OUT / "spec.yaml"
+        spec.write_text(f"audit_log: {self.audit_log}\n{text}")
+        return spec
+
+    def start_airflow(self, spec: Path) -> None:
+        self.airflow = LocalAirflow(
+            OUT / "airflow",
+            ROOT / "dags",
+            {
+                "KMSFLOW_SPEC": str(spec),
+                "KMSFLOW_ARTIFACT_ROOT": str(OUT / "artifacts"),
+                "KMSFLOW_STAGING_DIR": str(OUT / "staging"),
+                "AIRFLOW_CONN_KMSFLOW_DEFAULT": kmsflow_connection(
+                    self.endpoint, PROVISIONER, audit_log=str(self.audit_log)
+                ),
+                "AIRFLOW_CONN_KMSFLOW_PRODUCER": kmsflow_connection(self.endpoint, PRODUCER),
+                "AIRFLOW_CONN_KMSFLOW_CONSUMER": kmsflow_connection(self.endpoint, CONSUMER),
+            },
+        )
+        self.airflow.start(DAGS)
+
+    def stop(self) -> None:
+        if self.airflow is not None:
+            self.airflow.stop()
+        if self.emulator is not None:
+            self.emulator.terminate()
+            self.emulator.wait(timeout=10)
+
+    # ------------------------------------------------------------------ helpers
+
+    def dag(self, dag_id: str, conf: dict[str, Any] | None = None, *, show: tuple[str, ...] = ()) -> None:
+        """Run a DAG on the local Airflow; print what the ``show`` tasks logged; fail loudly."""
+        assert self.airflow is not None
+        state, run_id = self.airflow.run_dag(dag_id, conf)
+        say(f"{dag_id} {run_id}: {state}")
+        for task, message in self.airflow.messages(dag_id, run_id):
+            if task in show:
+                say(f"[{task}] {message}")
+        if state != "success":
+            raise SystemExit(f"demo: {dag_id} failed; logs under {OUT / 'airflow' / 'logs'}")
+
+    def cli(self, *args: str, principal: str, expect: int = 0) -> str:
+        """Run the ``kmsflow`` CLI as ``principal`` against the emulator; check its exit code."""
+        env = {
+            **os.environ,
+            "KMS_EMULATOR_HOST": self.endpoint,
+            "KMSFLOW_PRINCIPAL": principal,
+            "KMSFLOW_AUDIT_LOG": str(self.audit_log),
+        }
+        result = subprocess.run(
+            [str(BIN / "kmsflow"), *args], env=env, capture_output=True, text=True, timeout=300
+        )
+        if result.returncode != expect:
+            raise SystemExit(
+                f"demo: kmsflow {' '.join(args)} exited {result.returncode}, want {expect}: "
+                f"{result.stderr.strip()}"
+            )
+        return result.stdout if expect == 0 else result.stderr
+
+    def advance(self, days: float) -> None:
+        with AdminClient(self.endpoint) as admin:
+            admin.advance(days * DAY)
+
+    def versions(self, key: str) -> None:
+        client = new_kms_client(endpoint=self.endpoint, principal=PROVISIONER)
+        primary = client.get_crypto_key(name=key).primary.name
+        for version in client.list_crypto_key_versions(parent=key):
+            mark = "  <- primary" if version.name == primary else ""
+            say(f"{key.rsplit('/', 1)[1]} v{version.name.rsplit('/', 1)[1]}: {version.state.name}{mark}")
+
+    def envelopes(self) -> list[str]:
+        """Every envelope the demo wrote (the ``url`` of each, from the inventory)."""
+        report = json.loads(
+            self.cli("inventory", str(OUT / "artifacts"), str(OUT / "tenants"), "--json", principal=CONSUMER)
+        )
+        return [e["url"] for e in report["envelopes"]]
+
+    # ------------------------------------------------------------------ the story
+
+    def run(self) -> None:
+        step("Starting the Cloud KMS emulator (IAM enforced) and a local Airflow (airflow standalone)")
+        self.start_emulator()
+        spec = self.write_spec()
+        self.start_airflow(spec)
+        say(f"emulator {self.endpoint}; Airflow home {OUT / 'airflow'}; spec {spec}")
+
+        step("kmsflow_provision: plan and apply the seed's key spec (key ring, keys, rotation, IAM)")
+        self.dag("kmsflow_provision", {"spec_path": str(spec)}, show=("plan",))
+        step("kmsflow_provision again: the spec is converged, nothing to change")
+        self.dag("kmsflow_provision", {"spec_path": str(spec)}, show=("plan",))
+
+        step("kmsflow_ml_pipeline: train, encrypt as the producer, decrypt and score as the consumer")
+        self.dag("kmsflow_ml_pipeline", {"key_name": KEY}, show=("score",))
+        say(self.cli("inventory", str(OUT / "artifacts"), principal=CONSUMER))
+
+        step("Least privilege: the producer cannot decrypt what it wrote; the consumer can")
+        metrics = next(u for u in self.envelopes() if u.endswith("metrics.json.enc"))
+        say(self.cli("decrypt", metrics, str(OUT / "refused.json"), principal=PRODUCER, expect=10))
+        self.cli("decrypt", metrics, str(OUT / "metrics.json"), principal=CONSUMER)
+        say(f"consumer decrypted metrics: {(OUT / 'metrics.json').read_text().strip()}")
+        (OUT / "metrics.json").unlink()
+
+        step("A tenant's data under its own key (tenant-acme-key), encrypted by the producer")
+        tenant_src = OUT / "tenant-src" / "acme-embeddings.bin"
+        tenant_src.parent.mkdir(parents=True)
+        tenant_src.write_bytes(os.urandom(64 * 1024))
+        self.cli(
+            "encrypt",
+            "--key",
+            TENANT_KEY,
+            str(tenant_src),
+            str(OUT / "tenants" / "acme" / "embeddings.enc"),
+            principal=PRODUCER,
+        )
+        shutil.rmtree(tenant_src.parent)
+
+        step("91 days pass: the emulator rotates ai-crypto-key automatically, like Cloud KMS")
+        self.advance(91)
+        self.versions(KEY)
+
+        step("kmsflow_rotate_rewrap: re-wrap every stale data key onto the new primary (data untouched)")
+        self.dag("kmsflow_rotate_rewrap", {"spec_path": str(spec)}, show=("detect", "publish"))
+        say(self.cli("inventory", str(OUT / "artifacts"), principal=CONSUMER))
+
+        step("kmsflow_shred, 31 days later: prove v1 unreferenced, then disable it (reversible)")
+        self.advance(31)
+        shred = {
+            "spec_path": str(spec),
+            "dry_run": False,
+            "confirm": "ai-crypto-key",
+            "keys": ["ai-crypto-key"],
+        }
+        self.dag("kmsflow_shred", shred, show=("shred",))
+        self.versions(KEY)
+        step("kmsflow_shred after the 7-day soak: prove again, then destroy (30-day grace)")
+        self.advance(8)
+        self.dag("kmsflow_shred", shred, show=("shred",))
+        step("kmsflow_shred after the grace period: confirm DESTROYED")
+        self.advance(31)
+        self.dag("kmsflow_shred", shred, show=("shred",))
+        self.versions(KEY)
+
+        step("Every artifact still decrypts (verify authenticates every byte, writes nothing)")
+        for url in self.envelopes():
+            self.cli("verify", url, principal=ACME_CONSUMER if "/tenants/acme/" in url else CONSUMER)
+            say(f"ok  {Path(url).relative_to(OUT)}")
+
+        step("kmsflow_erase: crypto-erase tenant acme (typed confirmation), with a proof report")
+        self.dag(
+            "kmsflow_erase",
+            {
+                "spec_path": str(spec),
+                "key": "tenant-acme-key",
+                "confirm_tenant": "acme",
+                "confirm_key": "tenant-acme-key",
+                "reason": "tenant offboarding (demo)",
+            },
+            show=("erase",),
+        )
+        say(
+            self.cli(
+                "decrypt",
+                str(OUT / "tenants" / "acme" / "embeddings.enc"),
+                str(OUT / "acme.bin"),
+                principal=ACME_CONSUMER,
+                expect=11,
+            )
+        )
+
+        step("kmsflow audit: every state change, who, when, why, with evidence")
+        say(self.cli("audit", principal=CONSUMER))
+        print("\ndemo: all steps passed", flush=True)
 
 
 def main() -> int:
-    step("Starting the Cloud KMS emulator (IAM enforced)")
-    process, endpoint = start_emulator()
-    print(f"    emulator at {endpoint}; owner {OWNER}")
+    # Stopped from outside (CI timeout, Ctrl-C): still stop Airflow and the emulator.
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
+    if OUT.exists():
+        shutil.rmtree(OUT)
+    OUT.mkdir()
+    demo = Demo()
     try:
-        admin = new_kms_client(endpoint=endpoint, principal=OWNER)
-        pipeline = new_kms_client(endpoint=endpoint, principal=PIPELINE)
-
-        step("Creating key ring 'ai-key-ring' and key 'ai-crypto-key' (90-day rotation)")
-        ring = admin.create_key_ring(
-            request={"parent": LOCATION, "key_ring_id": "ai-key-ring", "key_ring": {}}
-        )
-        key = admin.create_crypto_key(
-            request={
-                "parent": ring.name,
-                "crypto_key_id": "ai-crypto-key",
-                "crypto_key": {
-                    "purpose": kms_v1.CryptoKey.CryptoKeyPurpose.ENCRYPT_DECRYPT,
-                    "rotation_period": {"seconds": NINETY_DAYS},
-                    "next_rotation_time": {"seconds": int(time.time()) + NINETY_DAYS},
-                },
-            }
-        )
-        print(f"    {key.name}\n    primary: {key.primary.name}")
-
-        step(f"Granting {PIPELINE} roles/cloudkms.cryptoKeyEncrypterDecrypter")
-        policy = admin.get_iam_policy(request={"resource": key.name})
-        policy.bindings.add(role="roles/cloudkms.cryptoKeyEncrypterDecrypter", members=[PIPELINE])
-        admin.set_iam_policy(request={"resource": key.name, "policy": policy})
-
-        step("Encrypting a sample through KMS as the pipeline (CRC32C verified both ways)")
-        plaintext = b"Hello, kmsflow!"
-        encrypted = pipeline.encrypt(
-            request={"name": key.name, "plaintext": plaintext, "plaintext_crc32c": crc32c(plaintext)}
-        )
-        assert encrypted.verified_plaintext_crc32c
-        assert encrypted.ciphertext_crc32c == crc32c(encrypted.ciphertext)
-        print(f"    {len(encrypted.ciphertext)} bytes of ciphertext under {encrypted.name}")
-        decrypted = pipeline.decrypt(request={"name": key.name, "ciphertext": encrypted.ciphertext})
-        assert decrypted.plaintext == plaintext
-        print(f"    decrypted: {decrypted.plaintext.decode()!r}")
-
-        step("Rotating by hand (new version, made primary)")
-        version = admin.create_crypto_key_version(parent=key.name, crypto_key_version={})
-        admin.update_crypto_key_primary_version(
-            name=key.name, crypto_key_version_id=version.name.rsplit("/", 1)[1]
-        )
-        show_versions(admin, key.name)
-
-        step("Moving the emulated clock forward 90 days: Cloud KMS-style automatic rotation")
-        with AdminClient(endpoint) as clock:
-            clock.advance(NINETY_DAYS + 60)
-        show_versions(admin, key.name)
-
-        step("Old ciphertext still decrypts under its original version")
-        again = pipeline.decrypt(request={"name": key.name, "ciphertext": encrypted.ciphertext})
-        assert again.plaintext == plaintext and not again.used_primary
-        print("    ok (used_primary = False)")
-        print("\ndemo: all steps passed")
+        demo.run()
         return 0
     finally:
-        process.terminate()
-        process.wait(timeout=10)
+        demo.stop()
 
 
 if __name__ == "__main__":

@@ -7,7 +7,7 @@ cd "$root"
 ./scripts/bootstrap.sh
 bin="$root/.venv/bin"
 echo "== ruff" >&2
-"$bin/ruff" check provider dags tests bench
+"$bin/ruff" check provider dags tests bench scripts
 echo "== mypy (core)" >&2
 "$bin/mypy" provider/src/kmsflow
 echo "== pytest" >&2
