@@ -221,13 +221,13 @@ def test_reencrypt_fails_clearly_before_any_change(
     result = run_dag(rewrap_dag, spec_path=str(world.spec_path), mode="reencrypt", rotate_first=True)
     assert result.states["plan"] == "failed"
     [message] = failure_messages(capfd)
-    assert "mode 'reencrypt'" in message and "not implemented" in message
+    assert "mode 'reencrypt'" in message and "kmsflow reencrypt" in message
     assert {result.states[t] for t in ("rotate", "detect", "inventory", "check", "publish")} == {
         "upstream_failed"
     }
     assert record_bytes(world) == before
     assert len(resources.list_versions(world.client, world.data_key)) == 1  # no rotation
-    with pytest.raises(AirflowFailException, match=r"'reencrypt' .* not implemented"):
+    with pytest.raises(AirflowFailException, match=r"'reencrypt' .* not available in this DAG"):
         prepare(str(world.spec_path), key=None, roots=None, mode="reencrypt", batch_size=1, max_parallel=1)
 
 

@@ -80,3 +80,17 @@ def test_audit_view(emulator: Any, tmp_path: Path) -> None:
 
     missing = run(emulator.endpoint, "audit")
     assert missing.returncode == 2 and "KMSFLOW_AUDIT_LOG" in missing.stderr
+
+
+def test_reencrypt_gives_a_new_data_key_and_keeps_the_plaintext(
+    emulator: Any, kms: kms_v1.KeyManagementServiceClient, key: str, tmp_path: Path
+) -> None:
+    made = make_file(kms, key, tmp_path / "src", str(tmp_path / "root" / "a.enc"), 5000)
+    record = tmp_path / "root" / "a.enc.kmsflow.json"
+    before_id = json.loads(record.read_text())["envelope_id"]
+    done = run(emulator.endpoint, "reencrypt", str(tmp_path / "root"))
+    assert done.returncode == 0, done.stderr
+    assert json.loads(record.read_text())["envelope_id"] != before_id
+    out = tmp_path / "out"
+    assert run(emulator.endpoint, "decrypt", str(tmp_path / "root" / "a.enc"), str(out)).returncode == 0
+    assert out.read_bytes() == made.src.read_bytes()

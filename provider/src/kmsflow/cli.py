@@ -42,6 +42,7 @@ from kmsflow.lifecycle.commands import (
     EXIT_PARTIAL,
     CommandResult,
     inventory_command,
+    reencrypt_command,
     rewrap_command,
 )
 
@@ -94,7 +95,7 @@ def _epilog() -> str:
     for _, code, text in EXIT_CODES:
         rows.setdefault(code, text)
     rows[EXIT_INCOMPLETE] = "inventory/rewrap: scan incomplete (findings block any proof)"
-    rows[EXIT_PARTIAL] = "rewrap: some envelopes failed or conflicted (rerun)"
+    rows[EXIT_PARTIAL] = "rewrap/reencrypt: some envelopes failed or conflicted (rerun)"
     rows[EXIT_INTERRUPTED] = "interrupted (no partial output kept)"
     lines = ["exit codes:", *(f"  {code:>3}  {text}" for code, text in sorted(rows.items()))]
     lines += [
@@ -271,6 +272,10 @@ def _cmd_rewrap(args: argparse.Namespace) -> int:
     return _finish(rewrap_command(args.paths, dry_run=args.dry_run, max_workers=args.workers))
 
 
+def _cmd_reencrypt(args: argparse.Namespace) -> int:
+    return _finish(reencrypt_command(args.paths, dry_run=args.dry_run, max_workers=args.workers))
+
+
 def _cmd_audit(args: argparse.Namespace) -> int:
     if not args.location:
         sys.stderr.write(f"kmsflow: error: name the audit log (LOCATION or ${AUDIT_LOG_ENV})\n")
@@ -306,6 +311,18 @@ def _add_rewrap(sub: Any) -> None:
     p.set_defaults(func=_cmd_rewrap)
 
 
+def _add_reencrypt(sub: Any) -> None:
+    p = sub.add_parser(
+        "reencrypt",
+        parents=[_common()],
+        help="suspected data-key compromise: new data keys, data re-encrypted (local paths)",
+    )
+    p.add_argument("paths", nargs="+", metavar="PATH", help="an envelope, or a root to scan")
+    p.add_argument("--dry-run", action="store_true", help="report what would be re-encrypted")
+    p.add_argument("--workers", type=int, default=4, help="envelopes re-encrypted at once (default 4)")
+    p.set_defaults(func=_cmd_reencrypt)
+
+
 def _add_audit(sub: Any) -> None:
     p = sub.add_parser("audit", parents=[_common()], help="show the kmsflow audit log")
     p.add_argument(
@@ -329,6 +346,7 @@ COMMANDS: tuple[Register, ...] = (
     _add_inspect,
     _add_inventory,
     _add_rewrap,
+    _add_reencrypt,
     _add_audit,
 )
 

@@ -70,9 +70,9 @@ def prepare(
         raise AirflowFailException(f"mode must be one of {', '.join(MODES)} (got {mode!r})")
     if mode == "reencrypt":
         raise AirflowFailException(
-            "mode 'reencrypt' (new data keys, data re-encrypted) is not implemented in "
-            "kmsflow.lifecycle yet; only 'rewrap' (re-wrap the data key under the primary, data "
-            "untouched) is available. Nothing was changed."
+            "mode 'reencrypt' (new data keys, data re-encrypted) is not available in this DAG "
+            "yet; run `kmsflow reencrypt PATH...` (kmsflow.lifecycle.reencrypt) for local roots. "
+            "Nothing was changed."
         )
     if batch_size < 1 or max_parallel < 1:
         raise AirflowFailException(
