@@ -8,6 +8,7 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from types import ModuleType
 
 import pytest
 
@@ -16,6 +17,10 @@ from kmsflow.kms import new_kms_client
 
 OWNER = "user:owner@example.com"
 LOCATION = "projects/kmsflow-test/locations/us-central1"
+
+# pytest imports every conftest.py without a package as the module "conftest", so the later ones
+# replace this one in sys.modules: keep a handle on this module while it is being imported.
+_THIS_MODULE = sys.modules[__name__]
 
 
 @dataclass
@@ -82,3 +87,21 @@ def fresh_emulator(tmp_path: Path) -> Iterator[RunningEmulator]:
 @pytest.fixture
 def ring_id() -> str:
     return f"ring-{uuid.uuid4().hex[:12]}"
+
+
+@pytest.fixture(scope="session")
+def shared() -> ModuleType:
+    """This module (``OWNER``, ``LOCATION``, ``start_emulator``...), for subdirectory conftests:
+    they cannot ``from conftest import`` it, since every conftest is imported as ``conftest``."""
+    return _THIS_MODULE
+
+
+@pytest.fixture(scope="session")
+def owner() -> str:
+    return OWNER
+
+
+@pytest.fixture(scope="session")
+def location() -> str:
+    return LOCATION
+

@@ -6,8 +6,8 @@ process-wide (nothing else reads them); the KMS emulator contract variables (``K
 ``KMSFLOW_PRINCIPAL``) are never set globally, so other test directories are unaffected.
 
 Test modules import nothing from a ``conftest`` (every ``conftest.py`` outside a package is imported
-as the module ``conftest``); the shared ``tests/conftest.py`` is reached through pytest's plugin
-manager, as ``tests/emulator/conftest.py`` does.
+as the module ``conftest``); the shared ``tests/conftest.py`` hands itself out as the ``shared``
+fixture (and ``owner``, ``location``).
 """
 
 from __future__ import annotations
@@ -21,13 +21,11 @@ import sys
 import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
-SHARED_CONFTEST = REPO / "tests" / "conftest.py"
 
 _HOME = tempfile.mkdtemp(prefix="kmsflow-airflow-home-")
 atexit.register(shutil.rmtree, _HOME, ignore_errors=True)
@@ -50,29 +48,10 @@ from kmsflow.airflow.hooks.kms import KmsHook  # noqa: E402
 CONN_ENV = "AIRFLOW_CONN_KMSFLOW_DEFAULT"
 
 
-@pytest.fixture(scope="session")
-def shared(request: pytest.FixtureRequest) -> ModuleType:
-    """``tests/conftest.py`` as loaded by pytest (``OWNER``, ``LOCATION``, ``start_emulator``...)."""
-    manager = request.config.pluginmanager
-    module = manager.get_plugin(str(SHARED_CONFTEST))
-    if module is None:
-        module = next(
-            p
-            for p in manager.get_plugins()
-            if isinstance(p, ModuleType) and Path(getattr(p, "__file__", "") or "") == SHARED_CONFTEST
-        )
-    assert isinstance(module, ModuleType)
-    return module
 
 
-@pytest.fixture(scope="session")
-def owner(shared: ModuleType) -> str:
-    return str(shared.OWNER)
 
 
-@pytest.fixture(scope="session")
-def location(shared: ModuleType) -> str:
-    return str(shared.LOCATION)
 
 
 @pytest.fixture(autouse=True)

@@ -2,7 +2,7 @@
 
 Test modules here import nothing from any conftest: every ``conftest.py`` outside a package is
 imported under the module name ``conftest``, so ``from conftest import ...`` would depend on which
-one pytest loaded last. The shared module is reached through pytest's plugin manager instead.
+one pytest loaded last. The shared module comes from its ``shared`` fixture instead.
 """
 
 from __future__ import annotations
@@ -19,33 +19,6 @@ import pytest
 from google.cloud import kms_v1
 
 from kmsflow.emulator.admin import AdminClient
-
-SHARED_CONFTEST = Path(__file__).resolve().parent.parent / "conftest.py"
-
-
-@pytest.fixture(scope="session")
-def shared(request: pytest.FixtureRequest) -> ModuleType:
-    """``tests/conftest.py`` as loaded by pytest (``OWNER``, ``LOCATION``, ``start_emulator``...)."""
-    manager = request.config.pluginmanager
-    module = manager.get_plugin(str(SHARED_CONFTEST))
-    if module is None:
-        module = next(
-            p
-            for p in manager.get_plugins()
-            if isinstance(p, ModuleType) and Path(getattr(p, "__file__", "") or "") == SHARED_CONFTEST
-        )
-    assert isinstance(module, ModuleType)
-    return module
-
-
-@pytest.fixture(scope="session")
-def location(shared: ModuleType) -> str:
-    return str(shared.LOCATION)
-
-
-@pytest.fixture(scope="session")
-def owner(shared: ModuleType) -> str:
-    return str(shared.OWNER)
 
 
 @pytest.fixture(autouse=True)

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, Protocol
 
 from google.cloud import kms_v1
 
@@ -38,6 +38,39 @@ class CommandResult(NamedTuple):
 
 def _dump(doc: dict[str, Any]) -> str:
     return json.dumps(doc, indent=2, sort_keys=False) + "\n"
+
+
+class _LifecycleReport(Protocol):
+    """What rewrap and reencrypt reports share: the run's outcome and its reasons."""
+
+    @property
+    def ok(self) -> bool: ...
+    @property
+    def failures(self) -> Sequence[Any]: ...
+    @property
+    def conflicts(self) -> Sequence[Any]: ...
+    @property
+    def scan_findings(self) -> Sequence[Any]: ...
+
+    def to_dict(self) -> dict[str, Any]: ...
+
+
+def _outcome(report: _LifecycleReport) -> CommandResult:
+    """Exit 0 when ``report.ok``; else ``EXIT_PARTIAL`` (failures/conflicts) or ``EXIT_INCOMPLETE``."""
+    output = _dump(report.to_dict())
+    if report.ok:
+        return CommandResult(EXIT_OK, output)
+    if report.failures or report.conflicts:
+        issue = (report.failures or report.conflicts)[0]
+        reason = (
+            f"{len(report.failures)} failure(s), {len(report.conflicts)} conflict(s); first: "
+            f"{issue.url}: {issue.error}: {issue.reason}"
+        )
+        return CommandResult(EXIT_PARTIAL, output, reason)
+    first = next(f for f in report.scan_findings if f.blocking)
+    return CommandResult(
+        EXIT_INCOMPLETE, output, f"scan incomplete: first: {first.kind} at {first.url}: {first.detail}"
+    )
 
 
 def inventory_command(roots: Sequence[str], *, max_workers: int = 16) -> CommandResult:
@@ -72,20 +105,7 @@ def rewrap_command(
     if max_workers < 1:
         return CommandResult(EXIT_USAGE, "", "rewrap: --workers must be at least 1")
     report = rewrap(client or new_kms_client(), paths, max_workers=max_workers, dry_run=dry_run)
-    output = _dump(report.to_dict())
-    if report.ok:
-        return CommandResult(EXIT_OK, output)
-    if report.failures or report.conflicts:
-        issue = (report.failures or report.conflicts)[0]
-        reason = (
-            f"{len(report.failures)} failure(s), {len(report.conflicts)} conflict(s); first: "
-            f"{issue.url}: {issue.error}: {issue.reason}"
-        )
-        return CommandResult(EXIT_PARTIAL, output, reason)
-    first = next(f for f in report.scan_findings if f.blocking)
-    return CommandResult(
-        EXIT_INCOMPLETE, output, f"scan incomplete: first: {first.kind} at {first.url}: {first.detail}"
-    )
+    return _outcome(report)
 
 
 def reencrypt_command(
@@ -105,17 +125,4 @@ def reencrypt_command(
     if max_workers < 1:
         return CommandResult(EXIT_USAGE, "", "reencrypt: --workers must be at least 1")
     report = reencrypt(client or new_kms_client(), paths, max_workers=max_workers, dry_run=dry_run)
-    output = _dump(report.to_dict())
-    if report.ok:
-        return CommandResult(EXIT_OK, output)
-    if report.failures or report.conflicts:
-        issue = (report.failures or report.conflicts)[0]
-        reason = (
-            f"{len(report.failures)} failure(s), {len(report.conflicts)} conflict(s); first: "
-            f"{issue.url}: {issue.error}: {issue.reason}"
-        )
-        return CommandResult(EXIT_PARTIAL, output, reason)
-    first = next(f for f in report.scan_findings if f.blocking)
-    return CommandResult(
-        EXIT_INCOMPLETE, output, f"scan incomplete: first: {first.kind} at {first.url}: {first.detail}"
-    )
+    return _outcome(report)
