@@ -25,7 +25,7 @@ from kmsflow.envelope.layout import check_relpath, data_location, record_locatio
 from kmsflow.envelope.progress import NoProgress, Progress
 from kmsflow.envelope.record import EnvelopeRecord, FileEntry, utc_now
 from kmsflow.envelope.staging import Staging, stage
-from kmsflow.envelope.storage import CHUNK_SIZE, Location, chunks, resolve
+from kmsflow.envelope.storage import TINK_CHUNK_SIZE, Location, chunks, resolve
 from kmsflow.envelope.streams import HashingWriter
 from kmsflow.envelope.wrap import wrap_key
 
@@ -102,7 +102,7 @@ def _encrypt_file(
         with src_loc.open_read() as fin, staging.writer(dst_loc) as fout:
             sink = HashingWriter(fout)
             with key.primitive.new_encrypting_stream(sink, data_aad(envelope_id, rel)) as enc:
-                for block in chunks(fin, CHUNK_SIZE):
+                for block in chunks(fin, TINK_CHUNK_SIZE):
                     enc.write(block)
                     plain += len(block)
                     progress.advance(len(block))

@@ -38,7 +38,7 @@ from kmsflow.envelope.layout import (
 from kmsflow.envelope.progress import NoProgress, Progress
 from kmsflow.envelope.record import EnvelopeRecord, FileEntry
 from kmsflow.envelope.staging import stage
-from kmsflow.envelope.storage import CHUNK_SIZE, Location, resolve
+from kmsflow.envelope.storage import TINK_CHUNK_SIZE, Location, resolve
 from kmsflow.envelope.streams import HashingReader
 from kmsflow.envelope.wrap import unwrap_key
 
@@ -190,7 +190,7 @@ class Envelope:
             try:
                 with key.primitive.new_decrypting_stream(reader, aad) as dec:
                     while True:
-                        block = dec.read1(CHUNK_SIZE)
+                        block = dec.read1(TINK_CHUNK_SIZE)
                         if not block:
                             break
                         plain += len(block)
