@@ -62,7 +62,7 @@ from kmsflow.envelope.errors import EnvelopeError, EnvelopeIOError, TamperedErro
 from kmsflow.envelope.keyset import DataKey
 from kmsflow.envelope.layout import DATASET_RECORD, REENCRYPT_BACKUP_NAME, SIDECAR_SUFFIX
 from kmsflow.envelope.record import EnvelopeRecord, FileEntry, utc_now
-from kmsflow.envelope.storage import CHUNK_SIZE, Location, resolve
+from kmsflow.envelope.storage import TINK_CHUNK_SIZE, Location, resolve
 from kmsflow.envelope.streams import HashingReader, HashingWriter
 from kmsflow.envelope.wrap import unwrap_key, wrap_key
 from kmsflow.inventory import Finding, FindingKind
@@ -492,7 +492,7 @@ class _Job:
                         ) as dec,
                         new_key.primitive.new_encrypting_stream(sink, data_aad(new_id, entry.path)) as enc,
                     ):
-                        while block := dec.read1(CHUNK_SIZE):
+                        while block := dec.read1(TINK_CHUNK_SIZE):
                             plain += len(block)
                             if plain > entry.size:
                                 raise TamperedError(f"{src}: longer than recorded (appended or swapped)")
@@ -559,7 +559,7 @@ def _plaintext_digest(key: DataKey, envelope_id: str, entry: FileEntry, path: st
         reader = HashingReader(raw)
         try:
             with key.primitive.new_decrypting_stream(reader, data_aad(envelope_id, entry.path)) as dec:
-                while block := dec.read1(CHUNK_SIZE):
+                while block := dec.read1(TINK_CHUNK_SIZE):
                     plain += len(block)
                     sha.update(block)
             reader.drain()
