@@ -58,3 +58,13 @@ def test_the_log_never_writes_what_looks_like_key_material(tmp_path: Path) -> No
     assert encoded not in text and secret.hex() not in text
     [event] = read_events(str(tmp_path / "a.jsonl"))
     assert event.evidence == {"k": REDACTED, "s": REDACTED} and event.reason == REDACTED
+
+
+def test_a_base64_blob_that_starts_with_a_slash_is_not_mistaken_for_a_path() -> None:
+    # Found by the randomized test above: a key whose base64 began with "/" slipped through as a "path".
+    secret = b"\xfc" + os.urandom(31)  # first 6 bits all ones: the base64 starts with "/"
+    encoded = base64.b64encode(secret).decode()
+    assert encoded.startswith("/")
+    assert looks_like_key_material(encoded)
+    assert scrub({"note": f"oops {encoded}"}) == {"note": REDACTED}
+    assert not looks_like_key_material("/tmp/pytest-of-root/pytest-1/root")

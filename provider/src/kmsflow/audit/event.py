@@ -54,14 +54,17 @@ def parse_time(value: str) -> datetime:
 def looks_like_key_material(text: str) -> bool:
     """True for an unbroken token that decodes as base64 to 16+ bytes and is not a name or hex id.
 
-    Resource names (``projects/...``), URLs and paths, hex ids and digests (scan ids, envelope ids,
-    SHA-256) are allowed: they are how evidence names things. A long mixed-case base64 token is
+    Resource names (``projects/...``), URLs, hex ids and digests (scan ids, envelope ids, SHA-256)
+    and ordinary paths are allowed: they are how evidence names things. A long mixed-case base64 token is
     what a wrapped key, a serialized keyset or a ciphertext looks like once encoded.
     """
     for token in text.split():
         if len(token) < MIN_BLOB_CHARS or _HEX.match(token):
             continue
-        if token.startswith(("projects/", "/", "./", "file:", "gs:")) or "://" in token:
+        # Resource names and URLs are how evidence names things. Local paths get no exemption: a
+        # base64 blob may start with "/" too, and real paths almost always hold a "." "-" or "_"
+        # next to their "/", which no single base64 alphabet has, so they pass the check below.
+        if token.startswith(("projects/", "file:", "gs:")) or "://" in token:
             continue
         std, url = _B64.match(token), _B64_URL.match(token)
         if not (std or url):
