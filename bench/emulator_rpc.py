@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import os
 import platform
-import subprocess
 import sys
 import threading
 import time
@@ -27,6 +26,7 @@ from dataclasses import dataclass, field
 import grpc
 from google.protobuf import struct_pb2
 
+from kmsflow.emulator.process import spawn
 from kmsflow.kms import new_kms_client
 
 LOCATION = "projects/kmsflow-bench/locations/us-central1"
@@ -117,23 +117,13 @@ def run_for(
 
 
 def start_subprocess() -> tuple[str, Callable[[], None], int | None]:
-    process = subprocess.Popen(
-        [sys.executable, "-m", "kmsflow.emulator.cli", "serve", "--port", "0"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        text=True,
-    )
-    assert process.stdout is not None
-    line = process.stdout.readline()
-    if "listening on" not in line:
-        process.kill()
-        raise SystemExit(f"emulator did not start: {line!r}")
+    process, endpoint = spawn()
 
     def stop() -> None:
         process.terminate()
         process.wait(timeout=10)
 
-    return line.rsplit(" ", 1)[1].strip(), stop, process.pid
+    return endpoint, stop, process.pid
 
 
 def start_in_process() -> tuple[str, Callable[[], None], int | None]:

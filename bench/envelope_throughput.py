@@ -128,18 +128,9 @@ def run_child(argv: list[str], env: dict[str, str] | None = None) -> tuple[float
 
 
 def start_emulator() -> tuple[subprocess.Popen[str], str]:
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "kmsflow.emulator.cli", "serve", "--port", "0"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        text=True,
-    )
-    assert proc.stdout is not None
-    line = proc.stdout.readline()
-    if "listening on" not in line:
-        proc.kill()
-        raise RuntimeError(f"emulator did not start: {line!r}")
-    return proc, line.rsplit(" ", 1)[1].strip()
+    from kmsflow.emulator.process import spawn
+
+    return spawn()
 
 
 def make_key(endpoint: str) -> str:

@@ -28,7 +28,6 @@ import platform
 import shutil
 import statistics
 import subprocess
-import sys
 import tempfile
 import time
 import uuid
@@ -43,6 +42,7 @@ from google.auth.credentials import AnonymousCredentials
 from google.cloud import kms_v1
 from google.cloud.kms_v1.services.key_management_service.transports import KeyManagementServiceGrpcTransport
 
+from kmsflow.emulator.process import spawn
 from kmsflow.envelope import encrypt
 from kmsflow.envelope.aad import keyset_aad
 from kmsflow.envelope.record import EnvelopeRecord
@@ -62,18 +62,7 @@ def timed(fn: Callable[[], T]) -> tuple[T, float]:
 
 
 def start_emulator() -> tuple[subprocess.Popen[str], str]:
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "kmsflow.emulator.cli", "serve", "--port", "0"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        text=True,
-    )
-    assert proc.stdout is not None
-    line = proc.stdout.readline()
-    if "listening on" not in line:
-        proc.kill()
-        raise SystemExit(f"emulator did not start: {line!r}")
-    return proc, line.rsplit(" ", 1)[1].strip()
+    return spawn()
 
 
 def make_key(client: kms_v1.KeyManagementServiceClient) -> str:

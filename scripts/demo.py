@@ -30,6 +30,7 @@ from typing import Any
 from local_airflow import LocalAirflow, kmsflow_connection
 
 from kmsflow.emulator.admin import AdminClient
+from kmsflow.emulator.process import spawn
 from kmsflow.kms import new_kms_client
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -66,27 +67,9 @@ class Demo:
     # ------------------------------------------------------------------ set-up
 
     def start_emulator(self) -> None:
-        self.emulator = subprocess.Popen(
-            [
-                str(BIN / "kmsflow-emulator"),
-                "serve",
-                "--port",
-                "0",
-                "--data-dir",
-                str(OUT / "kms"),
-                "--enforce-iam",
-                "--owner",
-                PROVISIONER,
-            ],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.DEVNULL,
-            text=True,
+        self.emulator, self.endpoint = spawn(
+            "--data-dir", str(OUT / "kms"), "--enforce-iam", "--owner", PROVISIONER
         )
-        assert self.emulator.stdout is not None
-        line = self.emulator.stdout.readline()
-        if "listening on" not in line:
-            raise SystemExit(f"demo: the KMS emulator did not start: {line!r}")
-        self.endpoint = line.rsplit(" ", 1)[1].strip()
 
     def write_spec(self) -> Path:
         """The seed's spec, with its artifact roots and audit log placed under demo-output/."""

@@ -13,6 +13,7 @@ from types import ModuleType
 import pytest
 
 from kmsflow.emulator.admin import AdminClient
+from kmsflow.emulator.process import spawn
 from kmsflow.kms import new_kms_client
 
 OWNER = "user:owner@example.com"
@@ -34,19 +35,8 @@ class RunningEmulator:
 
 
 def start_emulator(*extra: str) -> RunningEmulator:
-    """Start ``kmsflow-emulator serve --port 0`` and wait for its "listening on" line."""
-    process = subprocess.Popen(
-        [sys.executable, "-m", "kmsflow.emulator.cli", "serve", "--port", "0", *extra],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        text=True,
-    )
-    assert process.stdout is not None
-    line = process.stdout.readline()
-    if "listening on" not in line:
-        process.kill()
-        raise RuntimeError(f"emulator did not start: {line!r}")
-    endpoint = line.rsplit(" ", 1)[1].strip()
+    """Start ``kmsflow-emulator serve --port 0`` and wait until it listens."""
+    process, endpoint = spawn(*extra)
     return RunningEmulator(endpoint=endpoint, process=process, admin=AdminClient(endpoint))
 
 

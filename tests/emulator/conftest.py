@@ -19,6 +19,7 @@ import pytest
 from google.cloud import kms_v1
 
 from kmsflow.emulator.admin import AdminClient
+from kmsflow.emulator.process import spawn
 
 
 @pytest.fixture(autouse=True)
@@ -171,19 +172,10 @@ def launch(shared: ModuleType, tmp_path: Path) -> Iterator[Callable[..., Launche
     def start(*args: str) -> Launched:
         stderr_path = tmp_path / f"emulator-{len(started)}.stderr"
         with stderr_path.open("w") as stderr:
-            process = subprocess.Popen(
-                [sys.executable, "-m", "kmsflow.emulator.cli", "serve", "--port", "0", *args],
-                stdout=subprocess.PIPE,
-                stderr=stderr,
-                text=True,
-            )
-        assert process.stdout is not None
-        line = process.stdout.readline()
-        if "listening on" not in line:
-            process.kill()
-            process.wait()
-            raise RuntimeError(f"emulator did not start: {line!r}; stderr: {stderr_path.read_text()}")
-        endpoint = line.rsplit(" ", 1)[1].strip()
+            try:
+                process, endpoint = spawn(*args, stderr=stderr)
+            except RuntimeError as exc:
+                raise RuntimeError(f"{exc}; stderr: {stderr_path.read_text()}") from None
         launched = Launched(
             shared.RunningEmulator(endpoint=endpoint, process=process, admin=AdminClient(endpoint)),
             stderr_path,

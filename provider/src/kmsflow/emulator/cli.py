@@ -15,6 +15,7 @@ import grpc
 
 from kmsflow.emulator.admin import AdminClient
 from kmsflow.emulator.faults import FaultPlan
+from kmsflow.emulator.process import LISTENING
 from kmsflow.emulator.server import EmulatorServer
 
 
@@ -81,7 +82,7 @@ def _serve(args: argparse.Namespace) -> int:
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
-    print(f"kmsflow-emulator listening on {server.endpoint}", flush=True)
+    print(f"{LISTENING}{server.endpoint}", flush=True)
     stopping.wait()
     server.stop()
     print("kmsflow-emulator stopped", flush=True)
