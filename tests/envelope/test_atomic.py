@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -21,29 +22,37 @@ def entries(parent: Path) -> list[str]:
     return sorted(p.name for p in parent.iterdir())
 
 
+# Files up to 4 MiB are written inline; larger ones through the write-behind thread
+# (kmsflow.envelope.streams.WriteBehind): both paths must fail cleanly.
+SIZES = pytest.mark.parametrize("mib", [3, 12], ids=["inline", "write-behind"])
+
+
+@SIZES
 @pytest.mark.parametrize("kind", ["file", "dataset"])
-def test_exception_mid_stream_leaves_nothing(kms: Any, key: str, tmp_path: Path, kind: str) -> None:
+def test_exception_mid_stream_leaves_nothing(kms: Any, key: str, tmp_path: Path, kind: str, mib: int) -> None:
     src = tmp_path / "src"
     if kind == "file":
-        write_random(src, 3 << 20)
+        write_random(src, mib << 20)
     else:
         for i in range(3):
-            write_random(src / f"d{i}" / "shard", 2 << 20, seed=i)
+            write_random(src / f"d{i}" / "shard", (mib << 20) // 2, seed=i)
+    fail_at = (mib << 20) * 2 // 3
     out = tmp_path / "out"
     out.mkdir()
     with pytest.raises(InjectedError):
-        envelope.encrypt(kms, key, str(src), str(out / "enc"), progress=FailAfter(2 << 20))
+        envelope.encrypt(kms, key, str(src), str(out / "enc"), progress=FailAfter(fail_at))
     assert entries(out) == []
     # parent directories created for the output are removed too
     with pytest.raises(InjectedError):
-        envelope.encrypt(kms, key, str(src), str(out / "new" / "deeper" / "enc"), progress=FailAfter(2 << 20))
+        envelope.encrypt(kms, key, str(src), str(out / "new" / "deeper" / "enc"), progress=FailAfter(fail_at))
     assert entries(out) == []
 
     envelope.encrypt(kms, key, str(src), str(out / "enc"))
     before = entries(out)
     with pytest.raises(InjectedError):
-        envelope.decrypt(kms, str(out / "enc"), str(out / "plain"), progress=FailAfter(2 << 20))
+        envelope.decrypt(kms, str(out / "enc"), str(out / "plain"), progress=FailAfter(fail_at))
     assert entries(out) == before
+    assert not [t for t in threading.enumerate() if t.name == "kmsflow-write-behind"]
 
 
 def _with_file_size_limit(limit: int) -> list[str]:
@@ -58,18 +67,19 @@ def _with_file_size_limit(limit: int) -> list[str]:
     return [sys.executable, "-c", boot]
 
 
+@SIZES
 @pytest.mark.parametrize("kind", ["file", "dataset"])
-def test_full_disk_leaves_nothing(emulator: Any, key: str, tmp_path: Path, kind: str) -> None:
+def test_full_disk_leaves_nothing(emulator: Any, key: str, tmp_path: Path, kind: str, mib: int) -> None:
     src = tmp_path / "src"
     if kind == "file":
-        write_random(src, 3 << 20)
+        write_random(src, mib << 20)
     else:
         write_random(src / "a", 1 << 19)
-        write_random(src / "b", 3 << 20, seed=1)  # the second file hits the limit
+        write_random(src / "b", mib << 20, seed=1)  # the second file hits the limit
     out = tmp_path / "out"
     out.mkdir()
     env = {**os.environ, "KMS_EMULATOR_HOST": emulator.endpoint}
-    kmsflow = _with_file_size_limit(2 << 20)
+    kmsflow = _with_file_size_limit((mib << 20) * 2 // 3)
     run = subprocess.run(
         [*kmsflow, "encrypt", "--key", key, str(src), str(out / "enc")],
         capture_output=True,
@@ -79,6 +89,7 @@ def test_full_disk_leaves_nothing(emulator: Any, key: str, tmp_path: Path, kind:
     )
     assert run.returncode == 7, run.stderr
     assert run.stderr.startswith("kmsflow: error:") and run.stderr.count("\n") == 1
+    assert str(out / "enc") in run.stderr and "File too large" in run.stderr, run.stderr
     assert entries(out) == []
 
     envelope.encrypt(emulator.client(), key, str(src), str(out / "enc"))
@@ -92,4 +103,5 @@ def test_full_disk_leaves_nothing(emulator: Any, key: str, tmp_path: Path, kind:
     )
     assert run.returncode == 7, run.stderr
     assert "Traceback" not in run.stderr and run.stderr.count("\n") == 1
+    assert str(out / "plain") in run.stderr and "File too large" in run.stderr, run.stderr
     assert entries(out) == before

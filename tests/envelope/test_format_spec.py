@@ -8,13 +8,13 @@ envelopes. The reader is the same code as the worked example in docs/FORMAT.md.
 from __future__ import annotations
 
 import base64
-import hashlib
 import io
 import json
 import os
 from pathlib import Path
 from typing import Any
 
+import google_crc32c
 import grpc
 import pytest
 import tink
@@ -82,9 +82,10 @@ def decrypt_file(
         ciphertext = f.read()
     if (
         len(ciphertext) != entry["ciphertext_size"]
-        or hashlib.sha256(ciphertext).hexdigest() != entry["ciphertext_sha256"]
+        or base64.b64encode(google_crc32c.value(ciphertext).to_bytes(4, "big")).decode()
+        != entry["ciphertext_crc32c"]
     ):
-        raise ValueError(f"{rel}: ciphertext size or digest mismatch")
+        raise ValueError(f"{rel}: ciphertext size or CRC32C mismatch")
     with saead.new_decrypting_stream(io.BytesIO(ciphertext), aad) as dec:
         plaintext = dec.read()  # a real reader streams to a temp file and renames at the end
     if len(plaintext) != entry["size"]:
@@ -158,7 +159,7 @@ def test_spec_reader_rejects_a_renamed_shard(emulator: Any, key: str, tmp_path: 
     entry = dict(
         record["files"][0],
         ciphertext_size=len(swapped := a.read_bytes()),
-        ciphertext_sha256=hashlib.sha256(swapped).hexdigest(),
+        ciphertext_crc32c=base64.b64encode(google_crc32c.value(swapped).to_bytes(4, "big")).decode(),
     )
     with pytest.raises(tink.TinkError):  # even with digests forged to match, the AAD binds the path
         decrypt_file(saead, record, str(tmp_path / "enc"), entry, str(tmp_path / "out"))

@@ -142,7 +142,7 @@ def test_record_names_exact_version_and_holds_no_plaintext_digest(kms: Any, key:
     assert record["key"]["crypto_key"] == key
     assert record["key"]["crypto_key_version"] == f"{key}/cryptoKeyVersions/1"
     assert record["format"] == "kmsflow.envelope" and record["version"] == 1
-    assert set(record["files"][0]) == {"path", "size", "ciphertext_size", "ciphertext_sha256"}
+    assert set(record["files"][0]) == {"path", "size", "ciphertext_size", "ciphertext_crc32c"}
     summary = envelope.inspect(str(tmp_path / "enc"))
     assert summary["crypto_key_version"] == f"{key}/cryptoKeyVersions/1"
     assert summary["envelope_id"] == record["envelope_id"] and summary["plaintext_size"] == 10

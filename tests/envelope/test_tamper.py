@@ -137,7 +137,7 @@ def test_every_flipped_record_byte_is_rejected(kms: Any, file_env: Path) -> None
     "edit",
     [
         lambda r: r["files"][0].update(size=r["files"][0]["size"] - 1),
-        lambda r: r["files"][0].update(ciphertext_sha256="0" * 64),
+        lambda r: r["files"][0].update(ciphertext_crc32c="AAAAAA=="),
         lambda r: r["key"].update(crypto_key_version=r["key"]["crypto_key_version"][:-1] + "2"),
         lambda r: r["key"].update(wrapped_at="2020-01-01T00:00:00Z"),
         lambda r: r.update(envelope_id="0" * 32),

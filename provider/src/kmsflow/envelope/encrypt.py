@@ -6,7 +6,7 @@ Order of work, and why:
 2. generate a fresh Tink keyset and wrap it with ONE KMS Encrypt *before* streaming, so a wrong
    key, a missing permission or a disabled primary fails in milliseconds, not after an hour;
 3. stream every file through Tink streaming AEAD (AAD = envelope id + relative path) into staged
-   outputs, counting and hashing the ciphertext on the way (one pass, constant memory);
+   outputs, counting and checksumming (CRC32C) the ciphertext on the way (one pass, constant memory);
 4. seal the record's fields into the manifest, write the record last, publish atomically.
 """
 
@@ -26,7 +26,7 @@ from kmsflow.envelope.progress import NoProgress, Progress
 from kmsflow.envelope.record import EnvelopeRecord, FileEntry, utc_now
 from kmsflow.envelope.staging import Staging, stage
 from kmsflow.envelope.storage import TINK_CHUNK_SIZE, Location, chunks, resolve
-from kmsflow.envelope.streams import HashingWriter
+from kmsflow.envelope.streams import ChecksumWriter, WriteBehind, write_behind
 from kmsflow.envelope.wrap import wrap_key
 
 
@@ -97,10 +97,11 @@ def _encrypt_file(
     src_loc = data_location(source, rel)
     dst_loc = data_location(dest, rel)
     plain = 0
-    sink: HashingWriter | None = None
+    sink: ChecksumWriter | None = None
+    behind: WriteBehind | None = None
     try:
-        with src_loc.open_read() as fin, staging.writer(dst_loc) as fout:
-            sink = HashingWriter(fout)
+        with src_loc.open_read() as fin, staging.writer(dst_loc) as fout, write_behind(fout) as behind:
+            sink = ChecksumWriter(behind)
             with key.primitive.new_encrypting_stream(sink, data_aad(envelope_id, rel)) as enc:
                 for block in chunks(fin, TINK_CHUNK_SIZE):
                     enc.write(block)
@@ -112,13 +113,11 @@ def _encrypt_file(
         raise EnvelopeIOError(f"{dst_loc.url}: {reason} while writing ciphertext") from None
     except OSError as exc:
         ours = exc.filename is not None and exc.filename != src_loc.path
-        failed = dst_loc if ours or (sink is not None and sink.error is exc) else src_loc
+        written = any(s is not None and s.error is exc for s in (sink, behind))
+        failed = dst_loc if ours or written else src_loc
         raise EnvelopeIOError(f"{failed.url}: {_reason(exc)} while encrypting") from None
-    finally:
-        if sink is not None:
-            sink.finish()
     assert sink is not None
-    return FileEntry(path=rel, size=plain, ciphertext_size=sink.count, ciphertext_sha256=sink.hexdigest())
+    return FileEntry(path=rel, size=plain, ciphertext_size=sink.count, ciphertext_crc32c=sink.crc32c())
 
 
 def _reason(exc: OSError) -> str:

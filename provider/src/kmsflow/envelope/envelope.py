@@ -12,7 +12,7 @@ authenticated, so a failure at the last byte of the last shard leaves nothing at
 
 from __future__ import annotations
 
-from typing import IO, Any
+from typing import Any
 
 import tink
 from google.cloud import kms_v1
@@ -39,7 +39,7 @@ from kmsflow.envelope.progress import NoProgress, Progress
 from kmsflow.envelope.record import EnvelopeRecord, FileEntry
 from kmsflow.envelope.staging import stage
 from kmsflow.envelope.storage import TINK_CHUNK_SIZE, Location, resolve
-from kmsflow.envelope.streams import HashingReader
+from kmsflow.envelope.streams import BinarySink, ChecksumReader, write_behind
 from kmsflow.envelope.wrap import unwrap_key
 
 
@@ -169,10 +169,15 @@ class Envelope:
             for entry in self.record.files:
                 target = data_location(dest, entry.path)
                 with staging.writer(target) as out:
-                    self._decrypt_file(key, entry, out, target.url, progress)
+                    try:
+                        with write_behind(out) as behind:
+                            self._decrypt_file(key, entry, behind, target.url, progress)
+                    except OSError as exc:  # the last pieces failed to write (a full disk)
+                        reason = _reason(exc)
+                        raise EnvelopeIOError(f"{target.url}: {reason} while writing plaintext") from None
 
     def _decrypt_file(
-        self, key: DataKey, entry: FileEntry, out: IO[bytes] | _NullSink, out_name: str, progress: Progress
+        self, key: DataKey, entry: FileEntry, out: BinarySink, out_name: str, progress: Progress
     ) -> None:
         """Decrypt one file to ``out``, reading the ciphertext to EOF; raise unless all of it checks."""
         src = data_location(self.root, entry.path)
@@ -185,7 +190,7 @@ class Envelope:
             raise EnvelopeIOError(f"{name}: cannot read ({_reason(exc)})") from None
         plain = 0
         with raw:
-            reader = HashingReader(raw)
+            reader = ChecksumReader(raw)
             aad = data_aad(self.record.envelope_id, entry.path)
             try:
                 with key.primitive.new_decrypting_stream(reader, aad) as dec:
@@ -215,12 +220,10 @@ class Envelope:
                 ) from None
             except OSError as exc:
                 raise EnvelopeIOError(f"{name}: {_reason(exc)} while reading") from None
-            finally:
-                reader.finish()
         if plain != entry.size or reader.count != entry.ciphertext_size:
             raise TamperedError(f"{name}: size differs from the envelope record")
-        if reader.hexdigest() != entry.ciphertext_sha256:
-            raise TamperedError(f"{name}: ciphertext SHA-256 differs from the envelope record")
+        if reader.crc32c() != entry.ciphertext_crc32c:
+            raise TamperedError(f"{name}: ciphertext CRC32C differs from the envelope record")
 
 
 def _reason(exc: OSError) -> str:

@@ -27,7 +27,6 @@ from kmsflow.envelope.errors import RecordInvalidError, UnsupportedFormatError
 
 FORMAT_NAME = "kmsflow.envelope"
 RECORD_MEDIA_TYPE = "application/json"
-_HEX64 = re.compile(r"^[0-9a-f]{64}$")
 _ENVELOPE_ID = re.compile(r"^[0-9a-f]{32}$")
 _VERSION_NAME = re.compile(
     r"^projects/[^/]+/locations/[^/]+/keyRings/[^/]+/cryptoKeys/[^/]+/cryptoKeyVersions/[^/]+$"
@@ -35,20 +34,20 @@ _VERSION_NAME = re.compile(
 
 
 class FileEntry(BaseModel):
-    """One data file: its path relative to the envelope root and its sizes / ciphertext digest."""
+    """One data file: its path relative to the envelope root, its sizes and its ciphertext CRC32C."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     path: str
     size: int = Field(ge=0)
     ciphertext_size: int = Field(ge=0)
-    ciphertext_sha256: str
+    ciphertext_crc32c: str
 
-    @field_validator("ciphertext_sha256")
+    @field_validator("ciphertext_crc32c")
     @classmethod
-    def _hex(cls, value: str) -> str:
-        if not _HEX64.match(value):
-            raise ValueError("must be 64 lowercase hex characters")
+    def _crc32c(cls, value: str) -> str:
+        if len(decode_b64(value)) != 4:
+            raise ValueError("must be a CRC32C as GCS writes it: base64 of 4 big-endian bytes")
         return value
 
 

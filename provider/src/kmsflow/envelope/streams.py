@@ -1,10 +1,15 @@
-"""Pass-through streams that count and SHA-256 the ciphertext as Tink writes or reads it.
+"""Pass-through streams: CRC32C the ciphertext as Tink writes or reads it, and write behind.
 
-Hashing on the way through keeps every file to a single pass: no re-read for the digest, constant
-memory. SHA-256 costs about as much CPU as Tink's AES-GCM plus the copies, so once a file is large
-enough to matter the digest is computed on a helper thread (``hashlib`` releases the GIL for large
-updates): on a multi-core machine encryption, I/O and hashing overlap. The queue between them is
-bounded, so memory stays constant however large the file.
+Checksumming on the way through keeps every file to a single pass: no re-read for the checksum,
+constant memory. CRC32C (Castagnoli, hardware-accelerated in ``google-crc32c``) costs ~0.05 s per
+GiB, so it runs inline on the thread that moves the bytes. Authentication is Tink's job; the
+checksum lets storage-level tools compare a stored object with the record without any key (it is
+the same value GCS keeps as an object's ``crc32c``, see docs/FORMAT.md §2).
+
+:class:`WriteBehind` hands the output to a helper thread once a file is large: Tink holds the GIL
+while it encrypts or decrypts a segment, but ``write`` releases it, so writing segment *n* overlaps
+with computing segment *n+1* and a large file streams at close to ``cp`` speed instead of the sum
+of both (docs/BENCHMARKS.md). The queue is bounded, so memory stays constant.
 
 Each wrapper remembers the ``OSError`` it passed on (``.error``): Tink reports I/O failures of its
 source or destination as a generic ``TinkError``, and the caller needs to tell a full disk or a
@@ -15,66 +20,45 @@ layer to finalize or discard.
 
 from __future__ import annotations
 
-import hashlib
+import base64
+import contextlib
 import io
 import queue
 import threading
-from typing import IO, Any
+from collections.abc import Iterator
+from typing import IO, Any, Protocol
 
-# Below this many bytes a file is hashed inline: a thread would cost more than it saves.
+import google_crc32c
+
+
+class BinarySink(Protocol):
+    """Where bytes go: a binary file, a staged object, another wrapper of this module."""
+
+    def write(self, data: bytes | memoryview, /) -> int | None: ...
+
+
+# Below this many bytes a file is written inline: a thread would cost more than it saves.
 _THREAD_THRESHOLD = 4 << 20
-_QUEUE_DEPTH = 32  # pieces in flight (Tink hands over <= 1 MiB at a time): bounded memory
+_QUEUE_DEPTH = 8  # pieces in flight (Tink hands over <= 1 MiB at a time): bounded memory
 
 
-class Sha256Pipe:
-    """SHA-256 fed in order, computed on a helper thread once the input is large.
-
-    Only immutable ``bytes`` are queued (Tink's and file objects' reads and writes produce new
-    ``bytes``), so the producer may reuse nothing and no copy is needed.
-    """
-
-    def __init__(self) -> None:
-        self._sha = hashlib.sha256()
-        self._seen = 0
-        self._queue: queue.Queue[bytes | None] | None = None
-        self._thread: threading.Thread | None = None
-
-    def update(self, data: bytes) -> None:
-        self._seen += len(data)
-        if self._queue is None and self._seen > _THREAD_THRESHOLD:
-            self._queue = queue.Queue(_QUEUE_DEPTH)
-            self._thread = threading.Thread(target=self._run, name="kmsflow-sha256", daemon=True)
-            self._thread.start()
-        if self._queue is None:
-            self._sha.update(data)
-        else:
-            self._queue.put(data)
-
-    def _run(self) -> None:
-        assert self._queue is not None
-        while (data := self._queue.get()) is not None:
-            self._sha.update(data)
-
-    def hexdigest(self) -> str:
-        """Finish (wait for the helper thread) and return the digest."""
-        self.close()
-        return self._sha.hexdigest()
-
-    def close(self) -> None:
-        """Stop the helper thread; safe to call more than once (and on error paths)."""
-        if self._thread is not None and self._queue is not None:
-            self._queue.put(None)
-            self._thread.join()
-            self._thread = None
+def crc32c_base64(value: int) -> str:
+    """A CRC32C as GCS writes it: standard base64 of the 4 big-endian bytes (e.g. ``"AAAAAA=="``)."""
+    return base64.b64encode(value.to_bytes(4, "big")).decode("ascii")
 
 
-class HashingWriter(io.RawIOBase):
-    """Writes through to ``inner`` while counting bytes and hashing them."""
+def crc32c_of(data: bytes) -> str:
+    """The base64 CRC32C of ``data`` (small buffers; streams use the wrappers below)."""
+    return crc32c_base64(int(google_crc32c.value(data)))
 
-    def __init__(self, inner: IO[bytes]) -> None:
+
+class ChecksumWriter(io.RawIOBase):
+    """Writes through to ``inner`` while counting bytes and computing their CRC32C."""
+
+    def __init__(self, inner: BinarySink) -> None:
         super().__init__()
         self._inner = inner
-        self._sha = Sha256Pipe()
+        self._crc = 0
         self.count = 0
         self.error: OSError | None = None
 
@@ -82,38 +66,35 @@ class HashingWriter(io.RawIOBase):
         return True
 
     def write(self, b: Any) -> int:
-        data = b if isinstance(b, bytes) else bytes(b)
+        data = b if isinstance(b, bytes) else bytes(b)  # google_crc32c takes bytes, not views
+        size = len(data)
         try:
-            view = memoryview(data)
-            written = 0
-            while written < len(data):
-                n = self._inner.write(view[written:])
-                written += len(data) - written if n is None else n
+            written = self._inner.write(data)
+            if written is not None and written < size:  # a raw (unbuffered) stream's short write
+                view = memoryview(data)
+                while written < size:
+                    written += self._inner.write(view[written:]) or 0
         except OSError as exc:
             self.error = exc
             raise
-        self._sha.update(data)
-        self.count += len(data)
-        return len(data)
+        self._crc = google_crc32c.extend(self._crc, data)
+        self.count += size
+        return size
 
     def close(self) -> None:  # leave ``inner`` open: the staging layer finalizes it
         super().close()
 
-    def finish(self) -> None:
-        """Stop the hashing thread (also on failure paths)."""
-        self._sha.close()
-
-    def hexdigest(self) -> str:
-        return self._sha.hexdigest()
+    def crc32c(self) -> str:
+        return crc32c_base64(self._crc)
 
 
-class HashingReader(io.RawIOBase):
-    """Reads from ``inner`` while counting bytes and hashing them."""
+class ChecksumReader(io.RawIOBase):
+    """Reads from ``inner`` while counting bytes and computing their CRC32C."""
 
     def __init__(self, inner: IO[bytes]) -> None:
         super().__init__()
         self._inner = inner
-        self._sha = Sha256Pipe()
+        self._crc = 0
         self.count = 0
         self.error: OSError | None = None
 
@@ -127,7 +108,7 @@ class HashingReader(io.RawIOBase):
             self.error = exc
             raise
         if data:
-            self._sha.update(data if isinstance(data, bytes) else bytes(data))
+            self._crc = google_crc32c.extend(self._crc, data)
             self.count += len(data)
         return data
 
@@ -137,16 +118,103 @@ class HashingReader(io.RawIOBase):
         return len(data)
 
     def drain(self) -> None:
-        """Read (and hash) whatever follows: bytes appended after Tink's final segment count too."""
+        """Read (and checksum) whatever follows: bytes appended after Tink's last segment count too."""
         while self.read(1 << 20):
             pass
 
     def close(self) -> None:  # leave ``inner`` open: the caller owns it
         super().close()
 
-    def finish(self) -> None:
-        """Stop the hashing thread (also on failure paths)."""
-        self._sha.close()
+    def crc32c(self) -> str:
+        return crc32c_base64(self._crc)
 
-    def hexdigest(self) -> str:
-        return self._sha.hexdigest()
+
+class WriteBehind(io.RawIOBase):
+    """Writes to ``inner`` in order, on a helper thread once more than 4 MiB went through.
+
+    Only immutable ``bytes`` are queued (Tink's writes and reads produce new ``bytes``; anything
+    else is copied), so the producer can never change a piece in flight. A failure of the helper
+    thread is kept (``.failure``) and raised to the producer at its next ``write`` and by
+    :meth:`finish`; nothing after a failed write is written.
+    """
+
+    def __init__(self, inner: BinarySink) -> None:
+        super().__init__()
+        self._inner = inner
+        self._seen = 0
+        self._queue: queue.Queue[bytes | None] = queue.Queue(_QUEUE_DEPTH)
+        self._thread: threading.Thread | None = None
+        self._aborted = False
+        self.failure: BaseException | None = None
+
+    @property
+    def error(self) -> OSError | None:
+        """The ``OSError`` a write failed with (a full disk, a network error), if any."""
+        return self.failure if isinstance(self.failure, OSError) else None
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, b: Any) -> int:
+        if self.failure is not None:
+            raise self.failure
+        data = b if isinstance(b, bytes) else bytes(b)
+        self._seen += len(data)
+        if self._thread is None and self._seen <= _THREAD_THRESHOLD:
+            self._write(data)
+            return len(data)
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._run, name="kmsflow-write-behind", daemon=True)
+            self._thread.start()
+        self._queue.put(data)
+        return len(data)
+
+    def _write(self, data: bytes) -> None:
+        try:
+            written = self._inner.write(data)
+            if written is not None and written < len(data):  # a raw stream's short write
+                view = memoryview(data)
+                while written < len(data):
+                    written += self._inner.write(view[written:]) or 0
+        except BaseException as exc:
+            self.failure = exc
+            raise
+
+    def _run(self) -> None:
+        while (data := self._queue.get()) is not None:
+            if self.failure is None and not self._aborted:
+                with contextlib.suppress(BaseException):  # kept in .failure for the producer
+                    self._write(data)
+
+    def _stop(self) -> None:
+        if self._thread is not None:
+            self._queue.put(None)
+            self._thread.join()
+            self._thread = None
+
+    def finish(self) -> None:
+        """Wait until every piece is written; raise what a write failed with."""
+        self._stop()
+        if self.failure is not None:
+            raise self.failure
+
+    def abort(self) -> None:
+        """Stop without writing what is still queued (the output is being discarded anyway)."""
+        self._aborted = True
+        self._stop()
+
+    def close(self) -> None:  # leave ``inner`` open: the staging layer finalizes it
+        super().close()
+
+
+@contextlib.contextmanager
+def write_behind(inner: BinarySink) -> Iterator[WriteBehind]:
+    """A :class:`WriteBehind` over ``inner``: drained (errors raised) on a normal exit, aborted on an
+    exception, so the helper thread never outlives the block and never writes after a failure."""
+    behind = WriteBehind(inner)
+    try:
+        yield behind
+    except BaseException:
+        behind.abort()
+        raise
+    behind.finish()

@@ -14,7 +14,7 @@ envelope (local paths only, see "Object stores" below):
    encrypting stream (new key, new AAD) -> a file in the hidden staging directory
    ``.<name>.kmsflow-<hex>.tmp`` beside the envelope. Constant memory (1 MiB blocks); plaintext
    exists only in those in-memory blocks, never in a file, temp file or log. The old ciphertext is
-   read to EOF and must match the record's size and SHA-256 (authenticated end to end);
+   read to EOF and must match the record's size and CRC32C (authenticated end to end);
 5. seal the new record's manifest, write the record into the staging directory, fsync everything;
 6. **verify before replacing**: one KMS Decrypt of the new wrapped keyset, the new manifest
    checked, every staged file decrypted under the new key to EOF, its size and digest checked, and
@@ -63,7 +63,7 @@ from kmsflow.envelope.keyset import DataKey
 from kmsflow.envelope.layout import DATASET_RECORD, REENCRYPT_BACKUP_NAME, SIDECAR_SUFFIX
 from kmsflow.envelope.record import EnvelopeRecord, FileEntry, utc_now
 from kmsflow.envelope.storage import TINK_CHUNK_SIZE, Location, resolve
-from kmsflow.envelope.streams import HashingReader, HashingWriter
+from kmsflow.envelope.streams import ChecksumReader, ChecksumWriter
 from kmsflow.envelope.wrap import unwrap_key, wrap_key
 from kmsflow.inventory import Finding, FindingKind
 from kmsflow.inventory.scanner import now_rfc3339, parse_record
@@ -484,7 +484,7 @@ class _Job:
             seen = local.ident(os.fstat(raw.fileno()))
             fd = os.open(dst, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
             with os.fdopen(fd, "wb") as out:
-                reader, sink = HashingReader(raw), HashingWriter(out)
+                reader, sink = ChecksumReader(raw), ChecksumWriter(out)
                 try:
                     with (
                         old_key.primitive.new_decrypting_stream(
@@ -510,18 +510,15 @@ class _Job:
                         f"{src}: failed authentication (modified, truncated, extended, renamed or "
                         "from another envelope); not re-encrypted"
                     ) from None
-                finally:
-                    reader.finish()
-                    sink.finish()
                 out.flush()
                 os.fchmod(out.fileno(), os.fstat(raw.fileno()).st_mode & 0o7777)
                 os.fsync(out.fileno())
         if plain != entry.size or reader.count != entry.ciphertext_size:
             raise TamperedError(f"{src}: size differs from the envelope record; not re-encrypted")
-        if reader.hexdigest() != entry.ciphertext_sha256:
-            raise TamperedError(f"{src}: ciphertext SHA-256 differs from the record; not re-encrypted")
+        if reader.crc32c() != entry.ciphertext_crc32c:
+            raise TamperedError(f"{src}: ciphertext CRC32C differs from the record; not re-encrypted")
         new_entry = FileEntry(
-            path=entry.path, size=plain, ciphertext_size=sink.count, ciphertext_sha256=sink.hexdigest()
+            path=entry.path, size=plain, ciphertext_size=sink.count, ciphertext_crc32c=sink.crc32c()
         )
         return new_entry, plain_sha.digest(), seen
 
@@ -556,7 +553,7 @@ def _plaintext_digest(key: DataKey, envelope_id: str, entry: FileEntry, path: st
     sha = hashlib.sha256()
     plain = 0
     with open(path, "rb") as raw:
-        reader = HashingReader(raw)
+        reader = ChecksumReader(raw)
         try:
             with key.primitive.new_decrypting_stream(reader, data_aad(envelope_id, entry.path)) as dec:
                 while block := dec.read1(TINK_CHUNK_SIZE):
@@ -565,10 +562,8 @@ def _plaintext_digest(key: DataKey, envelope_id: str, entry: FileEntry, path: st
             reader.drain()
         except tink.TinkError:
             raise EnvelopeIOError(f"{path}: staged ciphertext failed authentication (new key)") from None
-        finally:
-            reader.finish()
-    expected = (entry.size, entry.ciphertext_size, entry.ciphertext_sha256)
-    if (plain, reader.count, reader.hexdigest()) != expected:
+    expected = (entry.size, entry.ciphertext_size, entry.ciphertext_crc32c)
+    if (plain, reader.count, reader.crc32c()) != expected:
         raise EnvelopeIOError(f"{path}: staged ciphertext differs from the new record")
     return sha.digest()
 
