@@ -1,29 +1,40 @@
 """kmsflow_rotate_rewrap: keep every envelope wrapped by its key's current primary version.
 
-Runs daily (and by hand, with the form below). Each run:
+Runs daily (and by hand, with the form below). ``mode="rewrap"`` (the default) re-wraps the data
+keys of stale envelopes; ``mode="reencrypt"`` is the answer to a suspected *data-key* compromise:
+every envelope of the selected keys gets a new data key and new ciphertext. Each run:
 
-1. **prepare** -- checks the params against the spec (no KMS call); ``mode="reencrypt"`` fails here:
-   it is not implemented in ``kmsflow.lifecycle`` yet;
+1. **prepare** -- checks the params against the spec (no KMS call);
 2. **rotate** -- only with ``rotate_first`` (and not in a dry run): a new primary per key, audited
    (``lifecycle.rotate``); refused when no audit log is configured;
 3. **detect_rotation** -- each key's primary vs. the one the last successful run recorded (Airflow
    Variable ``kmsflow_rotate_rewrap_primaries``): reports Cloud KMS automatic rotations and
    rotations made by kmsflow or by hand. The run goes on either way;
-4. **inventory** -- one scan of every root; the stale envelopes (wrapped by a non-primary version)
-   of the selected keys, as record URLs. An incomplete scan still re-wraps what it could read;
+4. **inventory** -- one scan of every root; the envelopes to visit, as record URLs: the stale ones
+   (wrapped by a non-primary version) of the selected keys, or in ``reencrypt`` mode all of them,
+   whatever version wraps them. An incomplete scan still visits what it could read;
 5. **batches** -- ``batch_size`` URLs each, grown so the count never exceeds ``[core] max_map_length``;
-6. **rewrap** -- mapped over the batches (``.expand``), so a Celery deployment spreads them over
-   workers; each re-wraps records only (KMS Decrypt + Encrypt of the small wrapped key, compare-and-
-   swap of the record), never data, and appends ``rewrap-batch`` audit events;
-7. **verify** -- a fresh scan: every envelope of the selected keys must unwrap under its primary,
-   and both scans must be complete, else the run fails here with the list of problems;
-8. **publish** -- counts per version before and after (XCom and log), and records the primaries for
+6. **route** -- a branch: the mode's task below runs, the other one is skipped;
+7. **rewrap** or **reencrypt** -- mapped over the batches (``.expand``), so a Celery deployment
+   spreads them over workers. ``rewrap`` rewrites records only (KMS Decrypt + Encrypt of the small
+   wrapped key, compare-and-swap of the record), never data, and appends ``rewrap-batch`` audit
+   events; ``reencrypt`` runs ``lifecycle.reencrypt`` (new data key and envelope id, data streamed
+   through, verified, swapped in crash-safely; local paths only so far) and appends
+   ``reencrypt-batch`` events naming old and new envelope ids. Either reports per-envelope
+   failures instead of stopping at the first;
+8. **verify** -- a fresh scan: every envelope of the selected keys must unwrap under its primary,
+   both scans must be complete and no batch may have reported a failure, and in ``reencrypt``
+   mode each re-encrypted envelope must carry its new envelope id (the old one gone), else the run
+   fails here with the list of problems;
+9. **publish** -- counts per version before and after (XCom and log), and records the primaries for
    the next run's detection (live runs only).
 
 ``dry_run`` defaults to False, scheduled runs included. Why: re-wrapping is not destructive -- it
 rewrites a few hundred bytes of record by compare-and-swap, both the old and the new record decrypt
 the same data while the old version exists, and no KMS state changes. A dry-run default would let
 stale envelopes pile up silently, and those block ``kmsflow_shred`` from ever retiring old versions.
+A scheduled run always uses the default mode, ``rewrap``: re-encrypting rewrites every byte of every
+envelope, so it is a deliberate, manual incident response.
 """
 
 from __future__ import annotations
@@ -39,6 +50,7 @@ from airflow.sdk.exceptions import AirflowSkipException
 from kmsflow.airflow.hooks.kms import KmsHook
 from kmsflow.airflow.lifecycle_common import audit_location, load_key_spec, open_audit, run_label
 from kmsflow.airflow.provision import default_spec_path, resolve_spec_path
+from kmsflow.airflow.reencrypt_tasks import new_id_check, reencrypt_batch
 from kmsflow.airflow.rewrap_tasks import (
     DEFAULT_BATCH_SIZE,
     DEFAULT_MAX_PARALLEL,
@@ -65,7 +77,7 @@ def _hook(params: dict[str, Any]) -> KmsHook:
 
 
 def _as_reports(pulled: Any) -> list[dict[str, Any]]:
-    """The mapped rewrap task's reports (none when it was skipped: nothing stale)."""
+    """The mapped rewrap/reencrypt task's reports (none when it was skipped: nothing to visit)."""
     if pulled is None:
         return []
     if isinstance(pulled, dict):
@@ -102,7 +114,13 @@ def _as_reports(pulled: Any) -> list[dict[str, Any]]:
             "of the spec.",
         ),
         "mode": Param(
-            "rewrap", enum=list(MODES), title="Mode", description="'reencrypt' is not implemented yet."
+            "rewrap",
+            enum=list(MODES),
+            title="Mode",
+            description="'rewrap': new wrapping of the stale envelopes' data keys (records only). "
+            "'reencrypt': suspected data-key compromise -- every envelope of the key(s), whatever "
+            "version wraps it, gets a new data key and new ciphertext (local paths only so far; "
+            "gs:// envelopes are reported as failures).",
         ),
         "dry_run": Param(False, type="boolean", title="Dry run", description="Count, change nothing."),
         "max_parallel": Param(
@@ -110,7 +128,8 @@ def _as_reports(pulled: Any) -> list[dict[str, Any]]:
             type="integer",
             minimum=1,
             title="KMS concurrency",
-            description="Concurrent KMS calls (and record writes) inside each rewrap task.",
+            description="Concurrent KMS calls (and record writes) inside each rewrap task; envelopes "
+            "re-encrypted at a time inside each reencrypt task.",
         ),
         "rotate_first": Param(
             False, type="boolean", title="Rotate first", description="Rotate each key (audited) first."
@@ -120,7 +139,8 @@ def _as_reports(pulled: Any) -> list[dict[str, Any]]:
             type="integer",
             minimum=1,
             title="Batch size",
-            description="Envelopes per mapped rewrap task (grown to respect [core] max_map_length).",
+            description="Envelopes per mapped rewrap/reencrypt task (grown to respect [core] "
+            "max_map_length).",
         ),
         "reason": Param(
             "scheduled re-wrap onto the primary version",
@@ -178,20 +198,33 @@ def kmsflow_rotate_rewrap() -> None:
 
     @task(multiple_outputs=False)
     def inventory(config: dict[str, Any], detected: dict[str, Any]) -> dict[str, Any]:
-        """One scan of every root: the stale envelopes' record URLs and per-version counts."""
+        """One scan of every root: the record URLs to visit and per-version counts."""
         return take_inventory(
-            config["roots"], config["keys"], detected["primaries"], max_workers=config["max_parallel"]
+            config["roots"],
+            config["keys"],
+            detected["primaries"],
+            max_workers=config["max_parallel"],
+            every_version=config["mode"] == "reencrypt",
         )
 
     @task
     def batches(config: dict[str, Any], found: dict[str, Any]) -> list[list[str]]:
-        """Batches of stale record URLs, never more than ``[core] max_map_length`` of them."""
+        """Batches of record URLs to visit, never more than ``[core] max_map_length`` of them."""
         limit = conf.getint("core", "max_map_length", fallback=1024)
-        made = make_batches(found["stale"], config["batch_size"], limit)
+        made = make_batches(found["targets"], config["batch_size"], limit)
         log.info(
-            "%d stale envelope(s) in %d batch(es) (max_map_length %d)", len(found["stale"]), len(made), limit
+            "%d envelope(s) to %s in %d batch(es) (max_map_length %d)",
+            len(found["targets"]),
+            config["mode"],
+            len(made),
+            limit,
         )
         return made
+
+    @task.branch
+    def route(config: dict[str, Any]) -> str:
+        """The mode's mapped task runs, the other one is skipped (each task is named after its mode)."""
+        return str(config["mode"])
 
     @task(multiple_outputs=False, map_index_template="{{ batch_label }}")
     def rewrap(
@@ -219,6 +252,32 @@ def kmsflow_rotate_rewrap() -> None:
         finally:
             hook.close()
 
+    @task(multiple_outputs=False, map_index_template="{{ batch_label }}")
+    def reencrypt(
+        batch: list[str],
+        config: dict[str, Any],
+        params: dict[str, Any] | None = None,
+        run_id: str | None = None,
+    ) -> dict[str, Any]:
+        """Re-encrypt one batch under new data keys; audited per key when an audit log is configured."""
+        assert params is not None
+        get_current_context()["batch_label"] = f"{len(batch)} envelope(s) from {batch[0]}"  # type: ignore[typeddict-unknown-key]
+        hook = _hook(params)
+        try:
+            run = run_label(DAG_ID, run_id)
+            audit = open_audit(load_key_spec(config["spec_path"]), hook, run)
+            return reencrypt_batch(
+                hook,
+                batch,
+                dry_run=bool(params["dry_run"]),
+                max_workers=config["max_parallel"],
+                audit=audit,
+                run=run,
+                reason=params["reason"],
+            )
+        finally:
+            hook.close()
+
     @task(multiple_outputs=False, trigger_rule="none_failed")
     def check(
         config: dict[str, Any],
@@ -226,9 +285,11 @@ def kmsflow_rotate_rewrap() -> None:
         params: dict[str, Any] | None = None,
         ti: Any = None,
     ) -> dict[str, Any]:
-        """Every envelope unwraps under its primary, every root was seen; else the run fails here."""
+        """Every envelope unwraps under its primary, every root was seen (re-encrypt: and every
+        re-encrypted envelope has its new id); else the run fails here."""
         assert params is not None and ti is not None
-        reports = _as_reports(ti.xcom_pull(task_ids="rewrap"))
+        mode = config["mode"]
+        reports = _as_reports(ti.xcom_pull(task_ids=mode))  # the mapped task is named after its mode
         hook = _hook(params)
         try:
             return verify(
@@ -239,12 +300,14 @@ def kmsflow_rotate_rewrap() -> None:
                 inventory=found,
                 batch_reports=reports,
                 max_workers=config["max_parallel"],
+                also=new_id_check(reports) if mode == "reencrypt" else None,
             )
         finally:
             hook.close()
 
     @task(multiple_outputs=False, trigger_rule="none_failed")
     def publish(
+        config: dict[str, Any],
         detected: dict[str, Any],
         found: dict[str, Any],
         verified: dict[str, Any],
@@ -254,11 +317,12 @@ def kmsflow_rotate_rewrap() -> None:
         """Counts per version before/after (XCom + log); live runs record the primaries."""
         assert params is not None and ti is not None
         dry_run = bool(params["dry_run"])
-        # Pulled rather than passed: both may be skipped (no rotation asked, nothing stale).
+        mode = config["mode"]
+        # Pulled rather than passed: both may be skipped (no rotation asked, nothing to visit).
         rotated = ti.xcom_pull(task_ids="rotate")
-        reports = ti.xcom_pull(task_ids="rewrap")
+        reports = ti.xcom_pull(task_ids=mode)
         summary = summarize(
-            detected, found, _as_reports(reports), verified, dry_run=dry_run, rotated_now=rotated
+            detected, found, _as_reports(reports), verified, dry_run=dry_run, rotated_now=rotated, mode=mode
         )
         log.info("%s", render_summary(summary))
         if not dry_run:
@@ -273,10 +337,13 @@ def kmsflow_rotate_rewrap() -> None:
     rotated >> detected
     found = inventory(config, detected)
     made = batches(config, found)
-    reports = rewrap.partial(config=config).expand(batch=made)
+    chosen = route(config)
+    rewrapped = rewrap.partial(config=config).expand(batch=made)
+    reencrypted = reencrypt.partial(config=config).expand(batch=made)
+    made >> chosen >> [rewrapped, reencrypted]
     verified = check(config, found)
-    reports >> verified
-    publish(detected, found, verified)
+    [rewrapped, reencrypted] >> verified
+    publish(config, detected, found, verified)
 
 
 kmsflow_rotate_rewrap()

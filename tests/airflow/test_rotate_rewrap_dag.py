@@ -14,6 +14,7 @@ from lifecycle_dagkit import failure_messages, load_dag, run_dag
 
 from kmsflow.audit import read_events
 from kmsflow.envelope import decrypt, inspect
+from kmsflow.inventory import scan
 from kmsflow.kms import resources
 from kmsflow.spec import KeySpec, apply, load_spec, plan
 
@@ -122,7 +123,9 @@ def test_dag_shape_and_defaults(rewrap_dag: Any) -> None:
         "detect",
         "inventory",
         "batches",
+        "route",
         "rewrap",
+        "reencrypt",
         "check",
         "publish",
     ]
@@ -135,6 +138,7 @@ def test_rotate_then_rewrap_in_batches_then_noop_then_automatic_rotation(
 
     first = run_dag(rewrap_dag, spec_path=str(world.spec_path), rotate_first=True, batch_size=2)
     assert first.state == "success", first.states
+    assert first.states.pop("reencrypt") == "skipped"  # the other mode's task, skipped by ``route``
     assert set(first.states.values()) == {"success"}
     # 7 stale envelopes in batches of 2: four mapped task instances.
     assert first.mapped_states["rewrap"] == {0: "success", 1: "success", 2: "success", 3: "success"}
@@ -210,25 +214,231 @@ def test_dry_run_changes_nothing(rewrap_dag: Any, world: World) -> None:
     assert not world.audit.exists() or not read_events(str(world.audit), action="rewrap-batch")
 
 
-def test_reencrypt_fails_clearly_before_any_change(
-    rewrap_dag: Any, world: World, capfd: pytest.CaptureFixture[str]
-) -> None:
-    from airflow.sdk.exceptions import AirflowFailException
+def envelope_ids(world: World) -> dict[str, str]:
+    return {made.dst: inspect(made.dst)["envelope_id"] for made in world.made}
 
-    from kmsflow.airflow.rewrap_tasks import prepare
 
-    before = record_bytes(world)
-    result = run_dag(rewrap_dag, spec_path=str(world.spec_path), mode="reencrypt", rotate_first=True)
-    assert result.states["plan"] == "failed"
-    [message] = failure_messages(capfd)
-    assert "mode 'reencrypt'" in message and "kmsflow reencrypt" in message
-    assert {result.states[t] for t in ("rotate", "detect", "inventory", "check", "publish")} == {
-        "upstream_failed"
+def data_digests(world: World) -> dict[str, str]:
+    """SHA-256 of every data file (records excluded), by path under either root."""
+    return {
+        f"{root.name}/{rel}": digest
+        for root in (world.root_a, world.root_b)
+        for rel, (digest, _) in fingerprint(root).items()
     }
-    assert record_bytes(world) == before
-    assert len(resources.list_versions(world.client, world.data_key)) == 1  # no rotation
-    with pytest.raises(AirflowFailException, match=r"'reencrypt' .* not available in this DAG"):
-        prepare(str(world.spec_path), key=None, roots=None, mode="reencrypt", batch_size=1, max_parallel=1)
+
+
+def everything(world: World) -> dict[str, tuple[str, int]]:
+    """Every file under both roots, records included: content digest and mtime."""
+    return {
+        f"{root.name}/{rel}": seen
+        for root in (world.root_a, world.root_b)
+        for rel, seen in fingerprint(root, exclude_records=False).items()
+    }
+
+
+def reports_of(result: Any, task_id: str = "reencrypt") -> list[dict[str, Any]]:
+    return [result.mapped_values[task_id][i] for i in sorted(result.mapped_values[task_id])]
+
+
+def assert_reencrypted(world: World, before_ids: dict[str, str], before_data: dict[str, str]) -> None:
+    """Same names, but every data file's bytes and every envelope id changed."""
+    after_ids, after_data = envelope_ids(world), data_digests(world)
+    assert after_data.keys() == before_data.keys()  # nothing left behind (staging, backups)
+    assert all(after_data[f] != before_data[f] for f in before_data), "ciphertext not rewritten"
+    assert after_ids.keys() == before_ids.keys()
+    assert all(after_ids[e] != before_ids[e] for e in before_ids), "envelope id not changed"
+
+
+def test_reencrypt_gives_every_envelope_a_new_data_key_then_again_after_rotate_first(
+    rewrap_dag: Any, world: World, tmp_path: Path
+) -> None:
+    # Mixed versions: six ``data`` envelopes stale on v1, one current on v2, ``other``'s current on
+    # v1. Re-encrypt visits all eight -- a new data key is the point, not the version.
+    resources.rotate(world.client, world.data_key)
+    world.made.append(
+        make_file(world.client, world.data_key, tmp_path / "src", str(world.root_a / "new.enc"), 77, seed=20)
+    )
+    ids, data = envelope_ids(world), data_digests(world)
+
+    first = run_dag(rewrap_dag, spec_path=str(world.spec_path), mode="reencrypt", batch_size=3)
+    assert first.state == "success", first.states
+    assert first.states.pop("rewrap") == "skipped" and first.states.pop("rotate") == "skipped"
+    assert set(first.states.values()) == {"success"}
+    assert first.mapped_states["reencrypt"] == {0: "success", 1: "success", 2: "success"}
+    assert first.values["inventory"]["stale"] == 6 and len(first.values["inventory"]["targets"]) == 8
+    reports = reports_of(first)
+    assert [r["reencrypted"] for r in reports] == [3, 3, 2]
+    assert all(r["failures"] == [] and r["conflicts"] == [] and r["dry_run"] is False for r in reports)
+
+    assert_reencrypted(world, ids, data)
+    for made in world.made:  # re-encrypt wraps each new data key with the key's primary
+        key, primary = (world.other_key, 1) if made.dst.startswith(str(world.root_b)) else (world.data_key, 2)
+        assert inspect(made.dst)["crypto_key_version"] == v(key, primary)
+    assert_all_decrypt(world, tmp_path / "first")
+
+    summary = first.values["publish"]
+    assert summary["mode"] == "reencrypt" and summary["reencrypted"] == 8 and summary["rewrapped"] == 0
+    assert summary["batches"] == 3 and summary["stale_before"] == 6
+    assert summary["versions_before"] == {
+        v(world.data_key, 1): 6,
+        v(world.data_key, 2): 1,
+        v(world.other_key, 1): 1,
+    }
+    assert summary["versions_after"] == {v(world.data_key, 2): 7, v(world.other_key, 1): 1}
+    assert first.values["check"]["ok"] is True and first.values["check"]["issues"] == []
+
+    # Audited per key per batch, with each envelope's old and new id (the old one names the
+    # suspect data key); no rewrap events.
+    events = read_events(str(world.audit), action="reencrypt-batch")
+    assert len(events) == summary["audit_events"] == 4  # batch 3 holds ``data`` and ``other``
+    assert all(e.run == f"{DAG_ID}/{first.run_id}" for e in events)
+    moved = {
+        x["url"]: (x["old_envelope_id"], x["new_envelope_id"])
+        for e in events
+        for x in e.evidence["envelopes"]
+    }
+    assert moved == {url: (old, inspect(url)["envelope_id"]) for url, old in ids.items()}
+    assert not read_events(str(world.audit), action="rewrap-batch")
+    xcom_text = json.dumps([first.values, first.mapped_values], default=str)
+    assert "wrapped_keyset" not in xcom_text
+    for made in world.made:
+        assert made.record.key.wrapped_keyset not in xcom_text
+
+    # rotate_first: rotate, then re-encrypt everything again under the new primaries.
+    ids, data = envelope_ids(world), data_digests(world)
+    second = run_dag(rewrap_dag, spec_path=str(world.spec_path), mode="reencrypt", rotate_first=True)
+    assert second.state == "success", second.states
+    assert second.values["publish"]["rotated_by_this_run"] == {
+        world.data_key: v(world.data_key, 3),
+        world.other_key: v(world.other_key, 2),
+    }
+    assert second.values["publish"]["versions_after"] == {v(world.data_key, 3): 7, v(world.other_key, 2): 1}
+    assert (
+        second.mapped_states["reencrypt"] == {0: "success"} and second.values["publish"]["reencrypted"] == 8
+    )
+    assert_reencrypted(world, ids, data)
+    assert_all_decrypt(world, tmp_path / "second")
+
+
+def test_reencrypt_dry_run_changes_nothing(rewrap_dag: Any, world: World) -> None:
+    resources.rotate(world.client, world.data_key)  # v2 primary
+    before = everything(world)
+
+    result = run_dag(
+        rewrap_dag,
+        spec_path=str(world.spec_path),
+        mode="reencrypt",
+        dry_run=True,
+        rotate_first=True,
+        batch_size=4,
+    )
+    assert result.state == "success", result.states
+    assert everything(world) == before  # bytes and mtimes of data and records
+    assert result.states["rotate"] == "skipped"  # never in a dry run
+    assert len(resources.list_versions(world.client, world.data_key)) == 2
+    assert len(resources.list_versions(world.client, world.other_key)) == 1
+    assert result.mapped_states["reencrypt"] == {0: "success", 1: "success"}
+    assert [r["would_reencrypt"] for r in reports_of(result)] == [4, 3]
+    summary = result.values["publish"]
+    assert summary["dry_run"] is True and summary["reencrypted"] == 0 and summary["would_reencrypt"] == 7
+    assert (
+        summary["versions_before"]
+        == summary["versions_after"]
+        == {v(world.data_key, 1): 6, v(world.other_key, 1): 1}
+    )
+    assert summary["versions_after_if_applied"] == {v(world.data_key, 2): 6, v(world.other_key, 1): 1}
+    assert result.values["check"]["not_primary"] == 6 and summary["audit_events"] == 0
+    assert not world.audit.exists() or not read_events(str(world.audit), action="reencrypt-batch")
+
+
+def test_reencrypt_failure_fails_the_run_after_the_others_are_reencrypted(
+    rewrap_dag: Any, world: World, tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    bad = str(world.root_a / "f2.enc")
+    raw = bytearray(Path(bad).read_bytes())
+    raw[len(raw) // 2] ^= 0x01  # same size: the inventory still counts it, re-encrypt refuses it
+    Path(bad).write_bytes(bytes(raw))
+    ids, data = envelope_ids(world), data_digests(world)
+    bad_record = Path(bad + ".kmsflow.json").read_bytes()
+
+    result = run_dag(rewrap_dag, spec_path=str(world.spec_path), mode="reencrypt", batch_size=2)
+    # The mapped tasks report, they do not raise: every batch ran, then ``check`` failed the run.
+    assert result.mapped_states["reencrypt"] == {0: "success", 1: "success", 2: "success", 3: "success"}
+    assert result.states["check"] == "failed" and result.states["publish"] == "upstream_failed"
+    assert result.state == "failed"
+    reports = reports_of(result)
+    failures = [f for r in reports for f in r["failures"]]
+    assert [(f["url"], f["error"]) for f in failures] == [(bad, "TamperedError")]
+    [shared] = [r for r in reports if r["failures"]]
+    assert shared["reencrypted"] == 1  # its batch neighbour was still re-encrypted
+    assert sum(r["reencrypted"] for r in reports) == 6
+    [message] = failure_messages(capfd)
+    assert message.startswith("verification failed: 1 problem(s)") and f"{bad}: TamperedError" in message
+
+    # The failed envelope is exactly as it was; every other one has a new data key and decrypts.
+    assert Path(bad).read_bytes() == bytes(raw) and Path(bad + ".kmsflow.json").read_bytes() == bad_record
+    after_ids, after_data = envelope_ids(world), data_digests(world)
+    assert after_data.keys() == data.keys()
+    assert {f for f in data if after_data[f] != data[f]} == set(data) - {"root-a/f2.enc"}
+    assert {e for e in ids if after_ids[e] != ids[e]} == set(ids) - {bad}
+    world.made = [m for m in world.made if m.dst != bad]
+    assert_all_decrypt(world, tmp_path)
+
+
+def test_reencrypt_batches_respect_max_map_length(
+    rewrap_dag: Any, world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("AIRFLOW__CORE__MAX_MAP_LENGTH", "2")
+    ids, data = envelope_ids(world), data_digests(world)
+
+    result = run_dag(rewrap_dag, spec_path=str(world.spec_path), mode="reencrypt", batch_size=1)
+    assert result.state == "success", result.states
+    # 7 batches of 1 would exceed max_map_length 2: two batches, grown to 4 and 3.
+    assert [len(b) for b in result.values["batches"]] == [4, 3]
+    assert result.mapped_states["reencrypt"] == {0: "success", 1: "success"}
+    assert [r["reencrypted"] for r in reports_of(result)] == [4, 3]
+    assert_reencrypted(world, ids, data)
+
+
+def test_reencrypt_check_does_not_take_the_report_on_trust(
+    rewrap_dag: Any, world: World, monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture[str]
+) -> None:
+    """A batch that claims re-encryption the disk does not show fails ``check`` (the envelope-id half
+    of verify: unwrapping under the primary alone would pass, nothing else changed)."""
+    from dataclasses import replace
+
+    from kmsflow.airflow import reencrypt_tasks
+
+    real = reencrypt_tasks.reencrypt
+
+    def claims_without_doing(client: Any, targets: Any, **kwargs: Any) -> Any:
+        report = real(client, targets, **{**kwargs, "dry_run": True})
+        report.dry_run = False
+        report.results = [replace(r, status="reencrypted", new_envelope_id="0" * 32) for r in report.results]
+        return report
+
+    monkeypatch.setattr(reencrypt_tasks, "reencrypt", claims_without_doing)
+    before = everything(world)
+    result = run_dag(rewrap_dag, spec_path=str(world.spec_path), mode="reencrypt")
+    assert result.mapped_states["reencrypt"] == {0: "success"}
+    assert result.states["check"] == "failed" and result.state == "failed"
+    [message] = failure_messages(capfd)
+    assert message.startswith("verification failed: 14 problem(s)")  # 7 x (mismatch, old id in use)
+    assert "EnvelopeIdMismatch" in message and "OldDataKeyInUse" in message
+    assert everything(world) == before
+
+
+def test_new_id_check_catches_an_envelope_that_kept_its_data_key(world: World) -> None:
+    from kmsflow.airflow.reencrypt_tasks import new_id_check
+
+    fresh = scan([str(world.root_a), str(world.root_b)])
+    target = world.made[0].dst
+    old = inspect(target)["envelope_id"]
+    claimed = {"status": "reencrypted", "url": target, "old_envelope_id": old, "new_envelope_id": "0" * 32}
+    issues = new_id_check([{"results": [claimed]}])(fresh)
+    assert [(i.url, i.error) for i in issues] == [(target, "EnvelopeIdMismatch"), (target, "OldDataKeyInUse")]
+    honest = {**claimed, "old_envelope_id": "f" * 32, "new_envelope_id": old}
+    assert new_id_check([{"results": [honest, {**honest, "status": "failed"}]}])(fresh) == []
 
 
 def test_incomplete_scan_rewraps_what_it_can_and_fails_verify(
@@ -278,3 +488,8 @@ def test_prepare_selects_keys_and_roots(tmp_path: Path, ring_id: str) -> None:
         prepare(str(spec_path), key="nope", roots=None, mode="rewrap", batch_size=1, max_parallel=1)
     with pytest.raises(AirflowFailException, match="at least 1"):
         prepare(str(spec_path), key=None, roots=None, mode="rewrap", batch_size=0, max_parallel=1)
+    assert every["mode"] == "rewrap"
+    again = prepare(str(spec_path), key=None, roots=None, mode="reencrypt", batch_size=1, max_parallel=1)
+    assert again["mode"] == "reencrypt" and again["keys"] == every["keys"]
+    with pytest.raises(AirflowFailException, match="mode must be one of rewrap, reencrypt"):
+        prepare(str(spec_path), key=None, roots=None, mode="rotate", batch_size=1, max_parallel=1)

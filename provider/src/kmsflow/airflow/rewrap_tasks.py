@@ -6,8 +6,10 @@ plaintext (invariant 4; the rewrap library keeps the unwrapped keyset inside its
 
 Flow: :func:`prepare` (params, spec, keys, roots) → :func:`rotate_keys` (only with ``rotate_first``)
 → :func:`detect_rotation` (primary now vs. primary recorded by the last successful run) →
-:func:`take_inventory` (one scan of every root; stale record URLs) → :func:`make_batches` →
-:func:`rewrap_batch` (mapped, one per batch) → :func:`verify` → :func:`summarize`.
+:func:`take_inventory` (one scan of every root; record URLs to visit) → :func:`make_batches` →
+:func:`rewrap_batch` (mapped, one per batch) → :func:`verify` → :func:`summarize`. The
+``reencrypt`` mode swaps in :mod:`kmsflow.airflow.reencrypt_tasks` for the mapped step and adds
+its check to :func:`verify`; everything else is shared.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from __future__ import annotations
 import logging
 import math
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from typing import Any
 
@@ -27,7 +29,7 @@ from kmsflow.airflow.operators.base import airflow_errors
 from kmsflow.audit import AuditLog, read_events, record_rewrap
 from kmsflow.inventory import Inventory, scan
 from kmsflow.kms import resources
-from kmsflow.lifecycle import rewrap, rotate, verify_unwraps
+from kmsflow.lifecycle import Issue, rewrap, rotate, verify_unwraps
 from kmsflow.lifecycle.shred import select_keys
 
 log = logging.getLogger(__name__)
@@ -64,16 +66,11 @@ def prepare(
     """Check the params against the spec before any KMS call; the run's configuration for XCom.
 
     ``roots`` default to every root of the spec (not only the chosen keys'): an envelope of key A
-    filed under key B's root still needs re-wrapping, and only a scan of all roots finds it.
+    filed under key B's root still needs re-wrapping (or re-encrypting), and only a scan of all
+    roots finds it.
     """
     if mode not in MODES:
         raise AirflowFailException(f"mode must be one of {', '.join(MODES)} (got {mode!r})")
-    if mode == "reencrypt":
-        raise AirflowFailException(
-            "mode 'reencrypt' (new data keys, data re-encrypted) is not available in this DAG "
-            "yet; run `kmsflow reencrypt PATH...` (kmsflow.lifecycle.reencrypt) for local roots. "
-            "Nothing was changed."
-        )
     if batch_size < 1 or max_parallel < 1:
         raise AirflowFailException(
             f"batch_size and max_parallel must be at least 1 (got {batch_size}, {max_parallel})"
@@ -92,6 +89,7 @@ def prepare(
         )
     return {
         "spec_path": str(spec_path),
+        "mode": mode,
         "keys": [name for name, _ in selected],
         "roots": chosen_roots,
         "batch_size": batch_size,
@@ -177,13 +175,21 @@ def detect_rotation(
 
 
 def take_inventory(
-    roots: Sequence[str], keys: Sequence[str], primaries: Mapping[str, str], *, max_workers: int
+    roots: Sequence[str],
+    keys: Sequence[str],
+    primaries: Mapping[str, str],
+    *,
+    max_workers: int,
+    every_version: bool = False,
 ) -> dict[str, Any]:
-    """One scan of ``roots``; the stale envelopes of ``keys`` (record URLs) and a summary.
+    """One scan of ``roots``; the envelopes of ``keys`` to visit (``targets``, record URLs), a summary.
 
-    An incomplete scan does not stop the run: what is readable is still re-wrapped, and the
-    findings travel to :func:`verify`, which fails the run at the end (what was not seen was not
-    re-wrapped). Envelopes of keys outside the selection are counted, never touched.
+    The targets are the stale envelopes (wrapped by a version other than the primary), or with
+    ``every_version`` all of the keys' envelopes: re-encrypting replaces a suspect *data* key, which
+    an envelope has whichever version wraps it. An incomplete scan does not stop the run: what is
+    readable is still visited, and the findings travel to :func:`verify`, which fails the run at the
+    end (what was not seen was not visited). Envelopes of keys outside the selection are counted,
+    never touched.
     """
     inventory = scan(list(roots), max_workers=max_workers)
     wanted = set(keys)
@@ -194,13 +200,16 @@ def take_inventory(
     for finding in inventory.blocking_findings:
         log.warning("scan finding %s %s: %s", finding.kind, finding.url, finding.detail)
     summary = inventory.to_dict(include_envelopes=False)
+    targets = sorted(mine, key=lambda r: r.record_url) if every_version else stale
     log.info(
-        "inventory %s: %d envelope(s) under %d root(s), %d of the selected key(s), %d stale, complete=%s",
+        "inventory %s: %d envelope(s) under %d root(s), %d of the selected key(s), %d stale, "
+        "%d to visit, complete=%s",
         inventory.scan_id,
         len(inventory.envelopes),
         len(inventory.roots),
         len(mine),
         len(stale),
+        len(targets),
         inventory.complete,
     )
     return {
@@ -210,7 +219,8 @@ def take_inventory(
         "envelopes": len(mine),
         "other_keys_envelopes": len(inventory.envelopes) - len(mine),
         "versions_before": _version_counts(inventory, keys),
-        "stale": [r.record_url for r in stale],
+        "stale": len(stale),
+        "targets": [r.record_url for r in targets],
         "blocking_findings": [f.to_dict() for f in inventory.blocking_findings],
         "summary": {k: summary[k] for k in ("keys", "versions", "envelope_count", "findings")},
     }
@@ -270,16 +280,20 @@ def verify(
     inventory: Mapping[str, Any],
     batch_reports: Sequence[Mapping[str, Any]],
     max_workers: int,
+    also: Callable[[Inventory], Sequence[Issue]] | None = None,
 ) -> dict[str, Any]:
     """A fresh scan; every envelope of ``keys`` must unwrap under its key's primary.
 
     Fails (after logging everything) when an envelope does not unwrap, is still wrapped by an older
     version (except in a dry run, where that is expected), a batch reported failures or conflicts,
-    or either scan was incomplete.
+    either scan was incomplete, or ``also`` (the mode's own check of the same fresh scan, e.g.
+    :func:`kmsflow.airflow.reencrypt_tasks.new_id_check`) found problems.
     """
     fresh = _only_keys(scan(list(roots), max_workers=max_workers), keys)
     with airflow_errors():
         issues = verify_unwraps(hook.get_conn(), fresh, max_workers=max_workers)
+    if also is not None:
+        issues.extend(also(fresh))
     not_primary = [i for i in issues if i.error == "NotPrimary"]
     problems = [i for i in issues if not (dry_run and i.error == "NotPrimary")]
     batch_issues = [
@@ -310,7 +324,8 @@ def verify(
     more = f" (and {len(lines) - MAX_ISSUES_SHOWN} more in the log)" if len(lines) > MAX_ISSUES_SHOWN else ""
     raise AirflowFailException(
         f"verification failed: {len(lines)} problem(s): {shown}{more}. Fix the cause (blocking scan "
-        "findings, unreadable records) and rerun: re-wrapping converges."
+        "findings, unreadable records, unsupported or tampered envelopes) and rerun: re-wrapping "
+        "converges (re-encrypting gives every envelope a new data key again)."
     )
 
 
@@ -322,14 +337,20 @@ def summarize(
     *,
     dry_run: bool,
     rotated_now: Mapping[str, str] | None = None,
+    mode: str = "rewrap",
 ) -> dict[str, Any]:
-    """The run in numbers: counts per version before and after, what moved, what rotated."""
+    """The run in numbers: counts per version before and after, what moved, what rotated.
+
+    ``batch_reports`` are rewrap or (``mode="reencrypt"``) reencrypt reports; both count envelopes
+    per version before and after, so the summary has one shape whichever mode ran.
+    """
     would_after: Counter[str] = Counter(inventory["versions_before"])
     for report in batch_reports:
         would_after.subtract(report["versions_before"])
         would_after.update(report["versions_after"])
     return {
         "dry_run": dry_run,
+        "mode": mode,
         "keys": sorted(detected["primaries"]),
         "primaries": dict(detected["primaries"]),
         "rotated_since_last_run": list(detected["rotated"]),
@@ -337,10 +358,12 @@ def summarize(
         "rotated_by_this_run": dict(rotated_now or {}),
         "scan_id": inventory["scan_id"],
         "envelopes": inventory["envelopes"],
-        "stale_before": len(inventory["stale"]),
+        "stale_before": inventory["stale"],
         "batches": len(batch_reports),
-        "rewrapped": sum(int(r["rewrapped"]) for r in batch_reports),
-        "would_rewrap": sum(int(r["would_rewrap"]) for r in batch_reports),
+        "rewrapped": sum(int(r.get("rewrapped", 0)) for r in batch_reports),
+        "would_rewrap": sum(int(r.get("would_rewrap", 0)) for r in batch_reports),
+        "reencrypted": sum(int(r.get("reencrypted", 0)) for r in batch_reports),
+        "would_reencrypt": sum(int(r.get("would_reencrypt", 0)) for r in batch_reports),
         "audit_events": sum(int(r.get("audit_events", 0)) for r in batch_reports),
         "versions_before": dict(inventory["versions_before"]),
         "versions_after": dict(verified["versions_after"]),
@@ -355,11 +378,16 @@ def summarize(
 
 def render_summary(summary: Mapping[str, Any]) -> str:
     """The summary as log lines (one per version), for people reading the task log."""
+    verb = "re-encrypted" if summary["mode"] == "reencrypt" else "re-wrapped"
+    done, would = (
+        (summary["reencrypted"], summary["would_reencrypt"])
+        if summary["mode"] == "reencrypt"
+        else (summary["rewrapped"], summary["would_rewrap"])
+    )
     lines = [
-        f"kmsflow rotate+rewrap{' (DRY RUN, nothing changed)' if summary['dry_run'] else ''}: "
+        f"kmsflow rotate+{summary['mode']}{' (DRY RUN, nothing changed)' if summary['dry_run'] else ''}: "
         f"{summary['envelopes']} envelope(s), {summary['stale_before']} stale, "
-        f"{summary['rewrapped']} re-wrapped, {summary['would_rewrap']} would be, "
-        f"{summary['batches']} batch(es)"
+        f"{done} {verb}, {would} would be, {summary['batches']} batch(es)"
     ]
     for key in summary["keys"]:
         rotated = " (rotated since the last run)" if key in summary["rotated_since_last_run"] else ""
