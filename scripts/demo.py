@@ -12,8 +12,10 @@ Everything runs on this machine, under ``demo-output/`` (or ``$KMSFLOW_DEMO_DIR`
    key onto the new version without touching the data;
 6. ``kmsflow_shred`` proves the old version unreferenced, disables it, lets it soak, destroys it and
    confirms DESTROYED, while every artifact still decrypts;
-7. ``kmsflow_erase`` crypto-erases the tenant "acme", with a report proving it;
-8. ``kmsflow audit`` shows every state change, with its evidence.
+7. ``kmsflow_rotate_rewrap`` in ``reencrypt`` mode gives every artifact of the key a new data key
+   (a suspected data-key leak), and every artifact still verifies;
+8. ``kmsflow_erase`` crypto-erases the tenant "acme", with a report proving it;
+9. ``kmsflow audit`` shows every state change, with its evidence.
 """
 
 from __future__ import annotations
@@ -149,10 +151,15 @@ class Demo:
 
     def envelopes(self) -> list[str]:
         """Every envelope the demo wrote (the ``url`` of each, from the inventory)."""
+        return list(self.envelope_ids())
+
+    def envelope_ids(self) -> dict[str, str]:
+        """Every envelope the demo wrote, from the inventory: URL -> envelope id (a new id means a
+        new data key)."""
         report = json.loads(
             self.cli("inventory", str(OUT / "artifacts"), str(OUT / "tenants"), "--json", principal=CONSUMER)
         )
-        return [e["url"] for e in report["envelopes"]]
+        return {e["url"]: e["envelope_id"] for e in report["envelopes"]}
 
     # ------------------------------------------------------------------ the story
 
@@ -218,6 +225,22 @@ class Demo:
         self.advance(31)
         self.dag("kmsflow_shred", shred, show=("shred",))
         self.versions(KEY)
+
+        step("kmsflow_rotate_rewrap mode=reencrypt: a data key may have leaked: new data keys and ciphertext")
+        before = self.envelope_ids()
+        self.dag(
+            "kmsflow_rotate_rewrap",
+            {
+                "spec_path": str(spec),
+                "key": "ai-crypto-key",
+                "mode": "reencrypt",
+                "reason": "suspected data-key leak in a crash dump (demo incident INC-42)",
+            },
+            show=("publish",),
+        )
+        after = self.envelope_ids()
+        changed = sum(1 for url, eid in after.items() if url in before and before[url] != eid)
+        say(f"{changed} envelope(s) of ai-crypto-key now have a new data key (new envelope id)")
 
         step("Every artifact still decrypts (verify authenticates every byte, writes nothing)")
         for url in self.envelopes():

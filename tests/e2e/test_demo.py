@@ -43,6 +43,7 @@ def test_the_demo_runs_the_whole_lifecycle_on_a_real_scheduler(tmp_path: Path) -
     assert "cloudkms.cryptoKeyVersions.useToDecrypt' denied" in out  # producer refused
     assert "v1 [ENABLED] disabled:" in out and "destroyed_confirmed" in out  # the shred path
     assert "ai-crypto-key v1: DESTROYED" in out
+    assert "3 envelope(s) of ai-crypto-key now have a new data key" in out  # mode=reencrypt
     assert out.count("    ok  ") == 4  # every artifact (3 pipeline + 1 tenant) verified after shred
     assert out.rstrip().endswith("demo: all steps passed")
     # The demo directory holds ciphertext and records only: no plaintext file was left behind.
