@@ -40,6 +40,7 @@ envelope, so it is a deliberate, manual incident response.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -74,6 +75,31 @@ log = logging.getLogger(__name__)
 
 def _hook(params: dict[str, Any]) -> KmsHook:
     return KmsHook(kmsflow_conn_id=params["kmsflow_conn_id"])
+
+
+def _run_batch(
+    work: Callable[..., dict[str, Any]],
+    batch: list[str],
+    config: dict[str, Any],
+    params: dict[str, Any],
+    run_id: str | None,
+) -> dict[str, Any]:
+    """One mapped batch of the mode's work (rewrap or reencrypt) with its own hook and audit log."""
+    get_current_context()["batch_label"] = f"{len(batch)} envelope(s) from {batch[0]}"  # type: ignore[typeddict-unknown-key]
+    hook = _hook(params)
+    try:
+        run = run_label(DAG_ID, run_id)
+        return work(
+            hook,
+            batch,
+            dry_run=bool(params["dry_run"]),
+            max_workers=config["max_parallel"],
+            audit=open_audit(load_key_spec(config["spec_path"]), hook, run),
+            run=run,
+            reason=params["reason"],
+        )
+    finally:
+        hook.close()
 
 
 def _as_reports(pulled: Any) -> list[dict[str, Any]]:
@@ -235,22 +261,7 @@ def kmsflow_rotate_rewrap() -> None:
     ) -> dict[str, Any]:
         """Re-wrap one batch (records only); audited per key when an audit log is configured."""
         assert params is not None
-        get_current_context()["batch_label"] = f"{len(batch)} envelope(s) from {batch[0]}"  # type: ignore[typeddict-unknown-key]
-        hook = _hook(params)
-        try:
-            run = run_label(DAG_ID, run_id)
-            audit = open_audit(load_key_spec(config["spec_path"]), hook, run)
-            return rewrap_batch(
-                hook,
-                batch,
-                dry_run=bool(params["dry_run"]),
-                max_workers=config["max_parallel"],
-                audit=audit,
-                run=run,
-                reason=params["reason"],
-            )
-        finally:
-            hook.close()
+        return _run_batch(rewrap_batch, batch, config, params, run_id)
 
     @task(multiple_outputs=False, map_index_template="{{ batch_label }}")
     def reencrypt(
@@ -261,22 +272,7 @@ def kmsflow_rotate_rewrap() -> None:
     ) -> dict[str, Any]:
         """Re-encrypt one batch under new data keys; audited per key when an audit log is configured."""
         assert params is not None
-        get_current_context()["batch_label"] = f"{len(batch)} envelope(s) from {batch[0]}"  # type: ignore[typeddict-unknown-key]
-        hook = _hook(params)
-        try:
-            run = run_label(DAG_ID, run_id)
-            audit = open_audit(load_key_spec(config["spec_path"]), hook, run)
-            return reencrypt_batch(
-                hook,
-                batch,
-                dry_run=bool(params["dry_run"]),
-                max_workers=config["max_parallel"],
-                audit=audit,
-                run=run,
-                reason=params["reason"],
-            )
-        finally:
-            hook.close()
+        return _run_batch(reencrypt_batch, batch, config, params, run_id)
 
     @task(multiple_outputs=False, trigger_rule="none_failed")
     def check(
