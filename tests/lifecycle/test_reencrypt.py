@@ -259,12 +259,14 @@ def test_injected_kms_faults_still_converge(fresh_emulator: Any, tmp_path: Path)
     assert scan([str(root)]).findings == ()
 
 
-def test_object_store_targets_fail_clearly(kms: kms_v1.KeyManagementServiceClient, tmp_path: Path) -> None:
-    report = reencrypt(kms, ["gs://bucket/models/m.enc"])
+def test_other_object_stores_fail_clearly(kms: kms_v1.KeyManagementServiceClient, tmp_path: Path) -> None:
+    """Local paths and gs:// only (tests/lifecycle/test_reencrypt_gcs.py): no other fsspec store
+    offers rename or generation preconditions."""
+    report = reencrypt(kms, ["memory://bucket/models/m.enc"])
     assert not report.ok and report.envelopes == 0
     [failure] = report.failures
     assert failure.error == "ReencryptNotSupportedError"
-    assert "isn't supported yet" in failure.reason and "gs://" in failure.reason
+    assert "local paths and gs:// only" in failure.reason
 
 
 def test_reencrypt_command(kms: kms_v1.KeyManagementServiceClient, key: str, tmp_path: Path) -> None:
@@ -284,7 +286,7 @@ def test_reencrypt_command(kms: kms_v1.KeyManagementServiceClient, key: str, tmp
     )
     assert decrypted(kms, tmp_path / "root" / "a.enc", tmp_path / "out") == body
 
-    bad = reencrypt_command([str(tmp_path / "nope"), "gs://b/x"], client=kms)
+    bad = reencrypt_command([str(tmp_path / "nope"), "memory://b/x"], client=kms)
     assert bad.exit_code == EXIT_PARTIAL and "\n" not in bad.error and "2 failure(s)" in bad.error
     assert len(json.loads(bad.output)["failures"]) == 2
 

@@ -12,7 +12,10 @@ after a *complete* scan found zero envelopes referencing it). So the model is co
   reference;
 * a re-encrypt backup (``.<name>.kmsflow-<envelope id>.old``) is a *blocking*
   ``reencrypt_backup`` finding: after a kill mid-replacement it may hold the only data the record
-  beside it can decrypt, and its own record (a dataset) names a version no reference counts.
+  beside it can decrypt, and its own record (a dataset) names a version no reference counts;
+* a re-encrypt staging prefix holding a ``_kmsflow/COMMIT`` marker (object stores) is a *blocking*
+  ``reencrypt_committed`` finding: the envelope beside it may be half replaced (new data under the
+  old record), and the staged record is the only one that decrypts it until a rerun rolls forward.
 
 Nothing here holds key material: a reference carries names, ids, counts and dates, never the
 wrapped keyset.
@@ -42,6 +45,9 @@ class FindingKind(StrEnum):
     """A kmsflow temp file or directory left by an interrupted write (informational)."""
     REENCRYPT_BACKUP = "reencrypt_backup"
     """Old data set aside by an interrupted re-encrypt; may still be needed (blocking until a rerun)."""
+    REENCRYPT_COMMITTED = "reencrypt_committed"
+    """A committed re-encrypt staging prefix (GCS): its envelope may be mid-replacement and only the
+    staged record decrypts it; blocking until a rerun rolls it forward."""
 
 
 INFORMATIONAL = frozenset({FindingKind.STALE_TEMP})

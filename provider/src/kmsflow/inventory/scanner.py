@@ -3,9 +3,11 @@
 How every listed file is classified (layout: ``kmsflow.envelope.layout``):
 
 1. a path with a component named like kmsflow's staging temps (``.<name>.kmsflow-<hex>.tmp`` or
-   ``.part``) is a **stale temp** (informational: a temp never holds a committed record); one
-   named like a re-encrypt backup (``.<name>.kmsflow-<envelope id>.old``) is a blocking
-   **reencrypt backup** (it may hold the only data its envelope's record decrypts);
+   ``.part``) is a **stale temp** (informational: a temp never holds a committed record), unless
+   that staging directory holds :data:`REENCRYPT_COMMIT` (a GCS re-encrypt past its commit point:
+   a blocking **reencrypt committed**, its envelope may be half replaced); one named like a
+   re-encrypt backup (``.<name>.kmsflow-<envelope id>.old``) is a blocking **reencrypt backup**
+   (it may hold the only data its envelope's record decrypts);
 2. ``D/_kmsflow/envelope.json`` is the record of the **dataset** envelope ``D``; every file under
    ``D`` is that envelope's (listed in its record, or reserved under ``D/_kmsflow/``) or is reported
    as data without record;
@@ -40,8 +42,13 @@ from kmsflow.envelope.storage import Location, resolve
 from kmsflow.inventory.listing import Listing, RootUnreachableError, list_root
 from kmsflow.inventory.model import EnvelopeRef, Finding, FindingKind, Inventory
 
-TEMP_NAME = re.compile(r"^\..+\.kmsflow-[0-9a-f]+\.(?:tmp|part)$")
+TEMP_NAME = re.compile(r"^\.(?P<name>.+)\.kmsflow-[0-9a-f]+\.(?:tmp|part)$")
 """kmsflow's staging names (``envelope.staging``; also used by rewrap for new records)."""
+
+REENCRYPT_COMMIT = f"{RESERVED_DIR}/COMMIT"
+"""Inside a re-encrypt staging prefix on an object store: written once the staged envelope is
+complete and verified; from then on the staged envelope is the truth and re-encrypt only rolls
+forward (``kmsflow.lifecycle.reencrypt_gcs``)."""
 
 MAX_UNCOVERED_PER_ROOT = 1000
 """Data-without-record findings listed one by one per root; the rest are summarized in one finding."""
@@ -189,6 +196,20 @@ def _scan_root(url: str, pool: ThreadPoolExecutor, refs: list[EnvelopeRef], find
                     f"re-encrypt backup ({what}) of envelope {backup.group('id')} left by an "
                     f"interrupted run; it may hold the data of {root.child(envelope).url}: rerun "
                     "reencrypt on that envelope to resolve it (do not delete it by hand)",
+                )
+            )
+            continue
+        if _join(top, REENCRYPT_COMMIT) in listing.files:
+            m = TEMP_NAME.match(top.rsplit("/", 1)[-1])
+            assert m is not None
+            owner = root.child(_join(top.rsplit("/", 1)[0] if "/" in top else "", m.group("name")))
+            findings.append(
+                Finding(
+                    FindingKind.REENCRYPT_COMMITTED,
+                    root.child(top).url,
+                    f"committed re-encrypt staging: {owner.url} may be half replaced and only "
+                    "this staged envelope decrypts it; rerun reencrypt on it to roll forward (do "
+                    "not delete this by hand)",
                 )
             )
             continue

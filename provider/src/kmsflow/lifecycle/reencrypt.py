@@ -3,42 +3,46 @@
 Rewrap (:mod:`kmsflow.lifecycle.rewrap`) protects against a compromised *KMS key version*: the
 data key stays, only its wrapping changes. When a *data key* may have leaked (a process dump, a
 debugger, a keyset in a log) every byte it encrypted must be re-encrypted under a fresh one. Per
-envelope (local paths only, see "Object stores" below):
+envelope, on local paths and on ``gs://``:
 
-1. resolve what an interrupted earlier run left (:func:`kmsflow.lifecycle.reencrypt_local.recover`);
-2. read the record (exact bytes), KMS Decrypt the old keyset and authenticate the record against
-   its manifest: a tampered envelope is refused before anything is written;
+1. resolve what an interrupted earlier run left (:func:`kmsflow.lifecycle.reencrypt_local.recover`,
+   :func:`kmsflow.lifecycle.reencrypt_gcs.recover`);
+2. read the record (exact bytes; on GCS also its generation), KMS Decrypt the old keyset and
+   authenticate the record against its manifest: a tampered envelope is refused before anything
+   is written;
 3. generate a fresh Tink keyset and a new envelope id, wrap the keyset with ONE KMS Encrypt under
    the CryptoKey (its current primary), before any data is read;
 4. stream every file: old ciphertext -> Tink decrypting stream (old key, old AAD) -> Tink
-   encrypting stream (new key, new AAD) -> a file in the hidden staging directory
-   ``.<name>.kmsflow-<hex>.tmp`` beside the envelope. Constant memory (1 MiB blocks); plaintext
-   exists only in those in-memory blocks, never in a file, temp file or log. The old ciphertext is
-   read to EOF and must match the record's size and CRC32C (authenticated end to end);
-5. seal the new record's manifest, write the record into the staging directory, fsync everything;
+   encrypting stream (new key, new AAD) -> a staged file in ``.<name>.kmsflow-<hex>.tmp`` beside
+   the envelope (a directory locally, a prefix on GCS). Constant memory; plaintext exists only in
+   in-memory blocks, never in a file, temp file, object or log. The old ciphertext is read to EOF
+   and must match the record's size and CRC32C (authenticated end to end);
+5. seal the new record's manifest and write it into the staging area (last);
 6. **verify before replacing**: one KMS Decrypt of the new wrapped keyset, the new manifest
-   checked, every staged file decrypted under the new key to EOF, its size and digest checked, and
+   checked, every staged file decrypted under the new key to EOF, its size and CRC32C checked, and
    the SHA-256 of its plaintext compared (in memory) with that of the plaintext read in step 4;
-7. replace the old envelope by the staged one with the rename protocol of
-   :mod:`kmsflow.lifecycle.reencrypt_local` (file: backup hard link, data, record; dataset:
-   directory aside, new directory in place), which keeps the envelope decryptable if the process
-   is killed between any two steps, and lets a rerun converge.
+7. replace the old envelope by the staged one: locally with the rename protocol of
+   :mod:`kmsflow.lifecycle.reencrypt_local` (rolls *back* after a kill), on GCS with the
+   commit-marker protocol of :mod:`kmsflow.lifecycle.reencrypt_gcs` (rolls *forward* after a kill;
+   readers fail authentication, never get wrong plaintext, while it copies). Either way every
+   instant is recoverable by a rerun, and the inventory blocks shredding until it happened.
+
+Steps 2-6 are one storage-agnostic job (:class:`_Job`) over a *store* (the live envelope: read
+old ciphertext, list data) and a *stage* (write, read back and commit the new one); the two
+modules above provide those for local paths and GCS. Other fsspec schemes fail with a one-line
+reason (:data:`NOT_SUPPORTED`): without rename or generation preconditions there is no safe
+replacement.
 
 KMS calls per envelope: Decrypt (old key), Encrypt (new key), Decrypt (verification). Transient
 KMS errors are retried in ``kmsflow.kms.crypto``; an envelope that still fails is reported and left
-untouched (its staging directory removed). Every run re-encrypts every envelope it is given (there
-is no "already done": a new key is the point); an interrupted run is simply run again.
-
-**Object stores (gs://).** Not supported yet: a run fails such targets with a one-line reason. GCS
-has no rename and no multi-object transaction; a file envelope's data and record (or a dataset's
-shards and record) would be overwritten object by object, so a kill in between leaves new data
-beside an old record, and a correct protocol needs either a format-level indirection (records
-naming a data generation) or object versioning to roll back. That is a separate design.
+untouched (its staging removed, unless a GCS run already committed: then the next run rolls it
+forward). Every run re-encrypts every envelope it is given (there is no "already done": a new key
+is the point); an interrupted run is simply run again.
 
 **Test seam.** ``on_step(step, envelope_url)`` is called after each protocol step (the ``STEP_*``
-names in :mod:`~kmsflow.lifecycle.reencrypt_local`, in the order listed there); the crash tests run
-re-encrypt in a subprocess whose hook SIGKILLs itself at a chosen step. Production callers pass
-nothing.
+names of :mod:`~kmsflow.lifecycle.reencrypt_local` and :mod:`~kmsflow.lifecycle.reencrypt_gcs`, in
+the order listed there); the crash tests run re-encrypt in a subprocess whose hook SIGKILLs itself
+at a chosen step. Production callers pass nothing.
 """
 
 from __future__ import annotations
@@ -47,10 +51,11 @@ import hashlib
 import logging
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
-from typing import Any
+from typing import IO, Any, Protocol
 
 import tink
 from google.cloud import kms_v1
@@ -60,15 +65,16 @@ from kmsflow.envelope.aad import data_aad
 from kmsflow.envelope.encrypt import new_envelope_id
 from kmsflow.envelope.errors import EnvelopeError, EnvelopeIOError, TamperedError
 from kmsflow.envelope.keyset import DataKey
-from kmsflow.envelope.layout import DATASET_RECORD, REENCRYPT_BACKUP_NAME, SIDECAR_SUFFIX
+from kmsflow.envelope.layout import DATASET_RECORD, REENCRYPT_BACKUP_NAME, SIDECAR_SUFFIX, locate
 from kmsflow.envelope.record import EnvelopeRecord, FileEntry, utc_now
 from kmsflow.envelope.storage import TINK_CHUNK_SIZE, Location, resolve
 from kmsflow.envelope.streams import ChecksumReader, ChecksumWriter
 from kmsflow.envelope.wrap import unwrap_key, wrap_key
 from kmsflow.inventory import Finding, FindingKind
-from kmsflow.inventory.scanner import now_rfc3339, parse_record
+from kmsflow.inventory.scanner import TEMP_NAME, now_rfc3339, parse_record
+from kmsflow.lifecycle import reencrypt_gcs as gcs
 from kmsflow.lifecycle import reencrypt_local as local
-from kmsflow.lifecycle.cas import RecordConflictError, fsync_dir, read_snapshot
+from kmsflow.lifecycle.cas import RecordConflictError, RecordSnapshot, read_snapshot
 from kmsflow.lifecycle.rewrap import Issue, PrimaryCache
 from kmsflow.lifecycle.targets import EnvelopeTarget, Targets, collect, one_line
 
@@ -77,13 +83,16 @@ log = logging.getLogger(__name__)
 StepHook = local.StepHook
 
 NOT_SUPPORTED = (
-    "re-encrypt on object stores (gs://) isn't supported yet: their objects cannot be replaced "
-    "together crash-safely; copy the envelope to a local path, re-encrypt, copy it back"
+    "re-encrypt supports local paths and gs:// only: other object stores offer neither rename nor "
+    "generation preconditions to replace an envelope crash-safely; copy it to a local path, "
+    "re-encrypt, copy it back"
 )
+_LOCAL_SCHEMES = ("file", "local")
+_GCS_SCHEMES = ("gs", "gcs")
 
 
 class ReencryptNotSupportedError(EnvelopeError):
-    """The target lives where re-encrypt cannot replace an envelope crash-safely (object stores)."""
+    """The target lives where re-encrypt cannot replace an envelope crash-safely (not local, not GCS)."""
 
 
 @dataclass(frozen=True)
@@ -191,50 +200,55 @@ def reencrypt(
     max_workers: int = 4,
     dry_run: bool = False,
     on_step: StepHook | None = None,
+    stale_after: float = gcs.DEFAULT_STALE_AFTER,
 ) -> ReencryptReport:
     """Re-encrypt every envelope under ``targets`` (envelopes or roots) under a fresh data key.
 
     ``dry_run`` resolves nothing, makes no KMS Encrypt/Decrypt and writes nothing: it lists what
     would be re-encrypted (and under which primary). ``max_workers`` envelopes are processed at a
-    time (each streams its files in order). ``on_step`` is the test seam (module docstring).
+    time (each streams its files in order). ``stale_after`` (seconds) is when a GCS staging prefix
+    without COMMIT counts as left by a killed run (GCS has no lock to tell; see
+    :mod:`~kmsflow.lifecycle.reencrypt_gcs`). ``on_step`` is the test seam (module docstring).
     """
     if max_workers < 1:
         raise ValueError("max_workers must be at least 1")
     start = time.monotonic()
     report = ReencryptReport(dry_run=dry_run, started_at=now_rfc3339())
-    local_targets: list[str] = []
+    supported: list[str] = []
     for target in targets:
-        if _is_remote(target):
-            report.failures.append(Issue(target, ReencryptNotSupportedError.__name__, NOT_SUPPORTED))
+        if _scheme(target) in ("", *_LOCAL_SCHEMES, *_GCS_SCHEMES):
+            supported.append(target)
         else:
-            local_targets.append(target)
+            report.failures.append(Issue(target, ReencryptNotSupportedError.__name__, NOT_SUPPORTED))
 
     # Resolve what killed runs left before reading anything (a dry run only reports it): first the
-    # envelopes named directly (one missing mid-swap is found by its name only), then whatever the
-    # scan of the roots reports; rescan if that changed anything.
+    # envelopes named directly (a local one missing mid-swap is found by its name only), then
+    # whatever the scan of the roots reports; rescan if that changed anything.
     if not dry_run:
-        for target in local_targets:
+        for target in supported:
+            if _scheme(target) in _GCS_SCHEMES:
+                envelope = _gcs_envelope(target)
+                if envelope is not None:
+                    _recover_gcs_into(report, envelope, stale_after)
+                continue
             envelope = _envelope_path(target)
             _recover_into(report, envelope)
             for path in local.orphan_candidates(envelope):
                 _remove_orphan_into(report, path)
-    found = collect(local_targets, max_workers=max_workers) if local_targets else Targets()
+    found = collect(supported, max_workers=max_workers) if supported else Targets()
     if not dry_run:
         changed = False
         for finding in found.findings:
-            if finding.kind is FindingKind.REENCRYPT_BACKUP:
-                changed |= _recover_into(report, _backup_owner(finding.url))
-            elif finding.kind is FindingKind.STALE_TEMP:
-                changed |= _remove_orphan_into(report, finding.url)
+            changed |= _resolve_finding(report, finding, stale_after)
         if changed:
-            found = collect(local_targets, max_workers=max_workers)
+            found = collect(supported, max_workers=max_workers)
     report.failures.extend(Issue(i.url, i.error, i.reason) for i in found.issues)
     report.scan_findings = list(found.findings)
     report.scan_complete = found.scan_complete
     primaries = PrimaryCache(client)
 
     def one(target: EnvelopeTarget) -> EnvelopeOutcome:
-        return _reencrypt_one(client, primaries, target, dry_run, on_step)
+        return _reencrypt_one(client, primaries, target, dry_run, on_step, stale_after)
 
     with ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="kmsflow-reencrypt") as pool:
         for result in pool.map(one, found.envelopes):
@@ -259,11 +273,22 @@ def reencrypt(
     return report
 
 
-def _is_remote(target: str) -> bool:
-    """True for URLs on anything but the local filesystem (``file://`` is local)."""
-    if "://" not in target:
-        return False
-    return target.partition("://")[0].lower() not in ("file", "local")
+def _scheme(target: str) -> str:
+    """The URL scheme, lowercased ("" for a plain local path)."""
+    return target.partition("://")[0].lower() if "://" in target else ""
+
+
+def _resolve_finding(report: ReencryptReport, finding: Finding, stale_after: float) -> bool:
+    """Act on a scan finding that an interrupted re-encrypt explains; True if anything changed."""
+    remote = _scheme(finding.url) in _GCS_SCHEMES
+    if finding.kind is FindingKind.REENCRYPT_BACKUP:
+        return _recover_into(report, _backup_owner(finding.url))
+    if finding.kind is FindingKind.REENCRYPT_COMMITTED or (finding.kind is FindingKind.STALE_TEMP and remote):
+        owner = _staging_owner(finding.url)
+        return owner is not None and _recover_gcs_into(report, owner, stale_after)
+    if finding.kind is FindingKind.STALE_TEMP:
+        return _remove_orphan_into(report, finding.url)
+    return False
 
 
 def _envelope_path(target: str) -> Location:
@@ -278,11 +303,32 @@ def _envelope_path(target: str) -> Location:
     return Location(path)
 
 
+def _gcs_envelope(target: str) -> Location | None:
+    """The envelope a gs:// target names (its record always exists on GCS: the protocol never
+    removes it); None for a root or a non-envelope (``collect`` reports those)."""
+    try:
+        loc = resolve(target)
+        if loc.isdir() and not loc.child(DATASET_RECORD).isfile():
+            return None
+        return locate(loc)[1]
+    except (EnvelopeError, OSError):
+        return None
+
+
 def _backup_owner(backup_url: str) -> Location:
     """The envelope a re-encrypt backup belongs to (its name without ``.`` / ``.kmsflow-<id>.old``)."""
     parent, name = os.path.split(backup_url.rstrip(os.sep))
     m = REENCRYPT_BACKUP_NAME.match(name)
     return Location(os.path.join(parent, m.group("name") if m else name))
+
+
+def _staging_owner(staging_url: str) -> Location | None:
+    """The gs:// envelope a re-encrypt staging prefix ``.<name>.kmsflow-<hex>.tmp`` belongs to."""
+    loc = resolve(staging_url)
+    m = TEMP_NAME.match(loc.name)
+    if m is None or not loc.name.endswith(".tmp"):
+        return None
+    return loc.sibling(m.group("name"))
 
 
 def _recover_into(report: ReencryptReport, envelope: Location) -> bool:
@@ -293,10 +339,30 @@ def _recover_into(report: ReencryptReport, envelope: Location) -> bool:
         return False
     if note is None:
         return False
+    _note_recovered(report, envelope, note)
+    return True
+
+
+def _recover_gcs_into(report: ReencryptReport, envelope: Location, stale_after: float) -> bool:
+    try:
+        done = gcs.recover(envelope, stale_after)
+    except Exception as exc:  # reported per envelope; storage client errors are not all OSError
+        issues = report.conflicts if isinstance(exc, RecordConflictError) else report.failures
+        if all(i.url != envelope.url for i in issues):
+            issues.append(Issue(envelope.url, exc.__class__.__name__, one_line(str(exc))))
+        return False
+    for note in done.notes:
+        _note_recovered(report, envelope, note)
+    for url in done.removed:
+        log.info("reencrypt: removed %s (staging prefix of a killed run)", url)
+        report.removed_temps.append(url)
+    return bool(done.notes or done.removed)
+
+
+def _note_recovered(report: ReencryptReport, envelope: Location, note: str) -> None:
     log.info("reencrypt %s: %s", envelope.url, note)
     if all(r.url != envelope.url for r in report.recovered):
         report.recovered.append(Issue(envelope.url, "", note))
-    return True
 
 
 def _remove_orphan_into(report: ReencryptReport, path: str) -> bool:
@@ -317,22 +383,22 @@ def _reencrypt_one(
     target: EnvelopeTarget,
     dry_run: bool,
     on_step: StepHook | None,
+    stale_after: float,
 ) -> EnvelopeOutcome:
     """One envelope, start to finish; every error becomes an outcome (one bad envelope never
-    aborts the run) and leaves the envelope as it was."""
+    aborts the run) and leaves the envelope as it was (or, past a GCS commit, to a rerun)."""
     record: EnvelopeRecord | None = None
     new_id: str | None = None
     new_version: str | None = None
     try:
         snapshot = read_snapshot(target.record)
         record = parse_record(snapshot.data, target.record.url, target.kind)
-        root = _root_of(target)
-        local.check_local(root, target.kind)
+        store = _store_of(target, stale_after)
+        store.check()
         primary = primaries.get(record.key.crypto_key)
         if dry_run:
             return _outcome(target, "would_reencrypt", record, None, primary)
-        job = _Job(client, target, root, record, on_step or _noop)
-        new_record = job.run(snapshot.data)
+        new_record = _Job(client, store, target.url, record, on_step or _noop).run(snapshot)
         new_id, new_version = new_record.envelope_id, new_record.key.crypto_key_version
     except Exception as exc:  # reported per envelope
         status = "conflict" if isinstance(exc, RecordConflictError) else "failed"
@@ -345,11 +411,16 @@ def _noop(step: str, url: str) -> None:
     pass
 
 
-def _root_of(target: EnvelopeTarget) -> str:
-    rec = target.record.path
-    if target.kind == "file":
-        return rec[: -len(SIDECAR_SUFFIX)]
-    return rec[: -len(os.sep + DATASET_RECORD.replace("/", os.sep))]
+def _store_of(target: EnvelopeTarget, stale_after: float) -> _Store:
+    """The live side of ``target``: a local envelope, or one on GCS (the only remote kind)."""
+    rec = target.record
+    if rec.is_local:
+        suffix = SIDECAR_SUFFIX if target.kind == "file" else os.sep + DATASET_RECORD.replace("/", os.sep)
+        return local.LocalStore(rec.path[: -len(suffix)], target.kind)
+    if rec.protocol not in _GCS_SCHEMES:
+        raise ReencryptNotSupportedError(f"{target.url}: {NOT_SUPPORTED}")
+    suffix = SIDECAR_SUFFIX if target.kind == "file" else "/" + DATASET_RECORD
+    return gcs.GcsStore(Location(rec.path[: -len(suffix)], rec.fs, rec.protocol), target.kind, stale_after)
 
 
 def _outcome(
@@ -375,46 +446,80 @@ def _outcome(
     )
 
 
+class _Stage(Protocol):
+    """Where one job builds the new envelope (``LocalStage``, ``GcsStage``) and how it commits."""
+
+    def data_url(self, relpath: str) -> str: ...
+    def tick(self) -> None: ...
+    def writer(self, relpath: str) -> AbstractContextManager[IO[bytes]]: ...
+    def write_record(self, data: bytes) -> None: ...
+    def read_record(self) -> bytes: ...
+    def open_staged(self, relpath: str) -> AbstractContextManager[IO[bytes]]: ...
+    def staged_files(self) -> set[str]: ...
+    def commit(
+        self,
+        snapshot: RecordSnapshot,
+        idents: Mapping[str, object],
+        old: EnvelopeRecord,
+        new: EnvelopeRecord,
+        on_step: StepHook,
+    ) -> None: ...
+
+
+class _Store(Protocol):
+    """The live envelope (``LocalStore``, ``GcsStore``): old ciphertext and a staging area.
+
+    An *identity* is whatever tells that a data file was rewritten since it was read (local:
+    device, inode, size, mtime; GCS: the generation); the stage re-checks them before replacing.
+    """
+
+    def check(self) -> None: ...
+    def data_url(self, relpath: str) -> str: ...
+    def data_files(self) -> dict[str, object]: ...
+    def open_source(self, relpath: str) -> AbstractContextManager[tuple[IO[bytes], object]]: ...
+    def staging(self) -> AbstractContextManager[_Stage]: ...
+
+
 class _Job:
-    """Re-encrypt one local envelope: stage, verify, replace. Holds both data keys in memory only."""
+    """Re-encrypt one envelope: stage, verify, commit. Holds both data keys in memory only."""
 
     def __init__(
         self,
         client: kms_v1.KeyManagementServiceClient,
-        target: EnvelopeTarget,
-        root: str,
+        store: _Store,
+        url: str,
         record: EnvelopeRecord,
         on_step: StepHook,
     ) -> None:
         self.client = client
-        self.target = target
-        self.root = root
+        self.store = store
+        self.url = url
         self.record = record
         self.on_step = on_step
         self.dataset = record.kind == "dataset"
 
-    def run(self, snapshot: bytes) -> EnvelopeRecord:
-        where = self.target.record.url
+    def run(self, snapshot: RecordSnapshot) -> EnvelopeRecord:
+        where = snapshot.location.url
         old_key = unwrap_key(self.client, self.record.key, self.record.envelope_id, where)
         manifest.check(old_key, self.record, where)
-        idents: dict[str, local.Ident] = {}
+        idents: dict[str, object] = {}
         if self.dataset:
-            idents = local.dataset_idents(self.root)
+            idents = self.store.data_files()
             self._check_listing(set(idents))
         new_key = DataKey.generate()
         new_id = new_envelope_id()
         wrap = wrap_key(self.client, self.record.key.crypto_key, new_key, new_id)  # fail fast
-        with local.staging_dir(self.root) as staging:
+        with self.store.staging() as stage:
             entries: list[FileEntry] = []
             digests: dict[str, bytes] = {}
             for entry in self.record.files:
-                new_entry, digest, seen = self._restream(old_key, new_key, new_id, entry, staging)
+                new_entry, digest, seen = self._restream(old_key, new_key, new_id, entry, stage)
                 entries.append(new_entry)
                 digests[entry.path] = digest
                 if not self.dataset:
                     idents[""] = seen
                 elif idents.get(entry.path) != seen:
-                    raise RecordConflictError(f"{self.target.url}: {entry.path!r} changed while reading")
+                    raise RecordConflictError(f"{self.url}: {entry.path!r} changed while reading")
             fields = {
                 "envelope_id": new_id,
                 "kind": self.record.kind,
@@ -423,26 +528,11 @@ class _Job:
                 "files": [e.model_dump(mode="json") for e in entries],
             }
             new_record = manifest.seal(new_key, fields)
-            record_path = self._staged_record(staging)
-            _write_synced(record_path, new_record.to_json(), _mode(self.target.record.path))
-            _fsync_tree(staging)
-            self.on_step(local.STEP_STAGED, self.target.url)
-            self._verify(staging, record_path, new_record, digests)
-            self.on_step(local.STEP_VERIFIED, self.target.url)
-            if self.dataset:
-                local.commit_dataset(
-                    self.root, snapshot, idents, staging, self.record.envelope_id, self.on_step
-                )
-            else:
-                local.commit_file(
-                    self.root,
-                    snapshot,
-                    idents[""],
-                    self._staged_data(staging, ""),
-                    record_path,
-                    self.record.envelope_id,
-                    self.on_step,
-                )
+            stage.write_record(new_record.to_json())
+            self.on_step(local.STEP_STAGED, self.url)
+            self._verify(stage, new_record, digests)
+            self.on_step(local.STEP_VERIFIED, self.url)
+            stage.commit(snapshot, idents, self.record, new_record, self.on_step)
         return new_record
 
     def _check_listing(self, present: set[str]) -> None:
@@ -451,68 +541,47 @@ class _Job:
         listed = {f.path for f in self.record.files}
         if present != listed:
             odd = sorted(present ^ listed)
-            raise TamperedError(
-                f"{self.target.url}: files on disk differ from the envelope record, e.g. {odd[0]!r}"
-            )
-
-    def _staged_data(self, staging: str, relpath: str) -> str:
-        if not self.dataset:
-            return os.path.join(staging, "data")
-        return os.path.join(staging, *relpath.split("/"))
-
-    def _staged_record(self, staging: str) -> str:
-        if not self.dataset:
-            return os.path.join(staging, "record")
-        path = os.path.join(staging, *DATASET_RECORD.split("/"))
-        os.makedirs(os.path.dirname(path), exist_ok=True)
-        return path
+            raise TamperedError(f"{self.url}: files differ from the envelope record, e.g. {odd[0]!r}")
 
     def _restream(
-        self, old_key: DataKey, new_key: DataKey, new_id: str, entry: FileEntry, staging: str
-    ) -> tuple[FileEntry, bytes, local.Ident]:
+        self, old_key: DataKey, new_key: DataKey, new_id: str, entry: FileEntry, stage: _Stage
+    ) -> tuple[FileEntry, bytes, object]:
         """Old ciphertext -> old key's decrypting stream -> new key's encrypting stream -> staging.
 
         Returns the new file entry, the SHA-256 of the plaintext that went through (memory only,
         for the verification pass) and the identity of the old file as read.
         """
-        src = self.root if not self.dataset else os.path.join(self.root, *entry.path.split("/"))
-        dst = self._staged_data(staging, entry.path)
-        os.makedirs(os.path.dirname(dst), exist_ok=True)
+        src = self.store.data_url(entry.path)
         plain = 0
         plain_sha = hashlib.sha256()
-        with open(src, "rb") as raw:
-            seen = local.ident(os.fstat(raw.fileno()))
-            fd = os.open(dst, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-            with os.fdopen(fd, "wb") as out:
-                reader, sink = ChecksumReader(raw), ChecksumWriter(out)
-                try:
-                    with (
-                        old_key.primitive.new_decrypting_stream(
-                            reader, data_aad(self.record.envelope_id, entry.path)
-                        ) as dec,
-                        new_key.primitive.new_encrypting_stream(sink, data_aad(new_id, entry.path)) as enc,
-                    ):
-                        while block := dec.read1(TINK_CHUNK_SIZE):
-                            plain += len(block)
-                            if plain > entry.size:
-                                raise TamperedError(f"{src}: longer than recorded (appended or swapped)")
-                            plain_sha.update(block)
-                            enc.write(block)
-                            if plain == len(block):
-                                self.on_step(local.STEP_STREAMING, self.target.url)
-                    reader.drain()
-                except tink.TinkError:
-                    if reader.error is not None or sink.error is not None:
-                        io_error = reader.error or sink.error
-                        assert io_error is not None
-                        raise EnvelopeIOError(f"{src}: {_reason(io_error)} while re-encrypting") from None
-                    raise TamperedError(
-                        f"{src}: failed authentication (modified, truncated, extended, renamed or "
-                        "from another envelope); not re-encrypted"
-                    ) from None
-                out.flush()
-                os.fchmod(out.fileno(), os.fstat(raw.fileno()).st_mode & 0o7777)
-                os.fsync(out.fileno())
+        with self.store.open_source(entry.path) as (raw, seen), stage.writer(entry.path) as out:
+            reader, sink = ChecksumReader(raw), ChecksumWriter(out)
+            try:
+                with (
+                    old_key.primitive.new_decrypting_stream(
+                        reader, data_aad(self.record.envelope_id, entry.path)
+                    ) as dec,
+                    new_key.primitive.new_encrypting_stream(sink, data_aad(new_id, entry.path)) as enc,
+                ):
+                    while block := dec.read1(TINK_CHUNK_SIZE):
+                        plain += len(block)
+                        if plain > entry.size:
+                            raise TamperedError(f"{src}: longer than recorded (appended or swapped)")
+                        plain_sha.update(block)
+                        enc.write(block)
+                        stage.tick()
+                        if plain == len(block):
+                            self.on_step(local.STEP_STREAMING, self.url)
+                reader.drain()
+            except tink.TinkError:
+                if reader.error is not None or sink.error is not None:
+                    io_error = reader.error or sink.error
+                    assert io_error is not None
+                    raise EnvelopeIOError(f"{src}: {_reason(io_error)} while re-encrypting") from None
+                raise TamperedError(
+                    f"{src}: failed authentication (modified, truncated, extended, renamed or "
+                    "from another envelope); not re-encrypted"
+                ) from None
         if plain != entry.size or reader.count != entry.ciphertext_size:
             raise TamperedError(f"{src}: size differs from the envelope record; not re-encrypted")
         if reader.crc32c() != entry.ciphertext_crc32c:
@@ -522,69 +591,45 @@ class _Job:
         )
         return new_entry, plain_sha.digest(), seen
 
-    def _verify(
-        self, staging: str, record_path: str, record: EnvelopeRecord, digests: dict[str, bytes]
-    ) -> None:
+    def _verify(self, stage: _Stage, record: EnvelopeRecord, digests: dict[str, bytes]) -> None:
         """Authenticate the staged envelope end to end as a reader will: KMS unwrap of the new
         wrapped keyset, manifest, listing, every file to EOF, and the same plaintext as the old."""
-        with open(record_path, "rb") as f:
-            on_disk = EnvelopeRecord.from_json(f.read(), record_path)
-        if on_disk != record:
-            raise EnvelopeIOError(f"{record_path}: staged record does not read back as written")
-        key = unwrap_key(self.client, record.key, record.envelope_id, record_path)
-        manifest.check(key, record, record_path)
-        if self.dataset:
-            present = set(local.dataset_idents(staging))
-            if present != {f.path for f in record.files}:
-                raise EnvelopeIOError(f"{staging}: staged files differ from the new record")
+        where = f"{self.url} (staged record)"
+        if EnvelopeRecord.from_json(stage.read_record(), where) != record:
+            raise EnvelopeIOError(f"{where}: does not read back as written")
+        key = unwrap_key(self.client, record.key, record.envelope_id, where)
+        manifest.check(key, record, where)
+        if stage.staged_files() != {f.path for f in record.files}:
+            raise EnvelopeIOError(f"{self.url}: staged files differ from the new record")
         for entry in record.files:
-            path = self._staged_data(staging, entry.path)
-            if _plaintext_digest(key, record.envelope_id, entry, path) != digests[entry.path]:
+            path = stage.data_url(entry.path)
+            with stage.open_staged(entry.path) as raw:
+                digest = _plaintext_digest(key, record.envelope_id, entry, raw, path, stage.tick)
+            if digest != digests[entry.path]:
                 raise EnvelopeIOError(f"{path}: staged ciphertext does not decrypt to the original")
 
 
-def _mode(path: str) -> int:
-    return os.stat(path).st_mode & 0o7777
-
-
-def _plaintext_digest(key: DataKey, envelope_id: str, entry: FileEntry, path: str) -> bytes:
-    """Decrypt ``path`` to EOF (nothing written anywhere); check sizes and digest; SHA-256 of the
+def _plaintext_digest(
+    key: DataKey, envelope_id: str, entry: FileEntry, raw: IO[bytes], where: str, tick: Callable[[], None]
+) -> bytes:
+    """Decrypt ``raw`` to EOF (nothing written anywhere); check sizes and CRC32C; SHA-256 of the
     plaintext."""
     sha = hashlib.sha256()
     plain = 0
-    with open(path, "rb") as raw:
-        reader = ChecksumReader(raw)
-        try:
-            with key.primitive.new_decrypting_stream(reader, data_aad(envelope_id, entry.path)) as dec:
-                while block := dec.read1(TINK_CHUNK_SIZE):
-                    plain += len(block)
-                    sha.update(block)
-            reader.drain()
-        except tink.TinkError:
-            raise EnvelopeIOError(f"{path}: staged ciphertext failed authentication (new key)") from None
+    reader = ChecksumReader(raw)
+    try:
+        with key.primitive.new_decrypting_stream(reader, data_aad(envelope_id, entry.path)) as dec:
+            while block := dec.read1(TINK_CHUNK_SIZE):
+                plain += len(block)
+                sha.update(block)
+                tick()
+        reader.drain()
+    except tink.TinkError:
+        raise EnvelopeIOError(f"{where}: staged ciphertext failed authentication (new key)") from None
     expected = (entry.size, entry.ciphertext_size, entry.ciphertext_crc32c)
     if (plain, reader.count, reader.crc32c()) != expected:
-        raise EnvelopeIOError(f"{path}: staged ciphertext differs from the new record")
+        raise EnvelopeIOError(f"{where}: staged ciphertext differs from the new record")
     return sha.digest()
-
-
-def _write_synced(path: str, data: bytes, mode: int) -> None:
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    try:
-        view = memoryview(data)
-        while view:
-            view = view[os.write(fd, view) :]
-        os.fchmod(fd, mode)
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _fsync_tree(top: str) -> None:
-    """fsync every directory of the staging tree (files were fsynced as written): the renames that
-    follow must never publish a name whose directory entry a power loss could forget."""
-    for dirpath, _, _ in os.walk(top, topdown=False):
-        fsync_dir(dirpath)
 
 
 def _reason(exc: OSError) -> str:

@@ -45,14 +45,15 @@ import os
 import re
 import secrets
 import shutil
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
+from typing import IO
 
 from kmsflow.envelope.errors import EnvelopeError
 from kmsflow.envelope.layout import DATASET_RECORD, RESERVED_DIR, SIDECAR_SUFFIX, reencrypt_backup
 from kmsflow.envelope.layout import reencrypt_backups as _backups
 from kmsflow.envelope.record import EnvelopeRecord
 from kmsflow.envelope.storage import Location
-from kmsflow.lifecycle.cas import RecordConflictError, fsync_dir
+from kmsflow.lifecycle.cas import RecordConflictError, RecordSnapshot, fsync_dir
 
 StepHook = Callable[[str, str], None]
 """Called as ``hook(step, envelope_url)`` after each protocol step (the test seam, see below)."""
@@ -227,7 +228,7 @@ def check_local(envelope: str, kind: str) -> None:
 def commit_file(
     envelope: str,
     snapshot: bytes,
-    data_ident: Ident,
+    data_ident: object,
     staged_data: str,
     staged_record: str,
     old_id: str,
@@ -281,7 +282,7 @@ def _link_or_copy(src: str, dst: str) -> None:
 def commit_dataset(
     envelope: str,
     snapshot: bytes,
-    data_idents: dict[str, Ident],
+    data_idents: Mapping[str, object],
     staged_dir: str,
     old_id: str,
     on_step: StepHook | None = None,
@@ -329,8 +330,9 @@ def dataset_idents(root: str) -> dict[str, Ident]:
 def recover(envelope: Location) -> str | None:
     """Resolve what an interrupted re-encrypt left at ``envelope``; a one-line note, or None.
 
-    Local only (object stores are never re-encrypted). Safe to call at any time, also while
-    another run commits: every decision is taken under the record lock and re-checked.
+    Local only (GCS rolls forward instead: :func:`kmsflow.lifecycle.reencrypt_gcs.recover`). Safe
+    to call at any time, also while another run commits: every decision is taken under the record
+    lock and re-checked.
     """
     backups = _backups(envelope)
     if not backups:
@@ -404,3 +406,123 @@ def _remove_garbage_dataset_backups(envelope: str) -> None:
 def _require_dataset_record(envelope: str) -> None:
     record = os.path.join(envelope, *DATASET_RECORD.split("/"))
     EnvelopeRecord.from_json(_read(record), record)  # raises unless D holds a valid record
+
+
+# --- the re-encrypt job's view of a local envelope (see kmsflow.lifecycle.reencrypt) -------------
+
+
+class LocalStore:
+    """The live side of a local envelope: where the job reads old ciphertext and stages new.
+
+    A file's identity (device, inode, size, mtime) is taken from the descriptor it is read
+    through, so :func:`commit_file` / :func:`commit_dataset` can tell, under the record lock, that
+    nobody wrote the data since it was authenticated.
+    """
+
+    def __init__(self, root: str, kind: str) -> None:
+        self.root = root
+        self.dataset = kind == "dataset"
+        dataset_record = os.path.join(root, *DATASET_RECORD.split("/"))
+        self.record = dataset_record if self.dataset else root + SIDECAR_SUFFIX
+
+    def check(self) -> None:
+        check_local(self.root, "dataset" if self.dataset else "file")
+
+    def data_url(self, relpath: str) -> str:
+        return os.path.join(self.root, *relpath.split("/")) if relpath else self.root
+
+    def data_files(self) -> dict[str, object]:
+        return dict(dataset_idents(self.root))
+
+    @contextlib.contextmanager
+    def open_source(self, relpath: str) -> Iterator[tuple[IO[bytes], object]]:
+        with open(self.data_url(relpath), "rb") as raw:
+            yield raw, ident(os.fstat(raw.fileno()))
+
+    @contextlib.contextmanager
+    def staging(self) -> Iterator[LocalStage]:
+        with staging_dir(self.root) as path:
+            yield LocalStage(self, path)
+
+
+class LocalStage:
+    """A locked staging directory: files created exclusively, fsynced, with the live files' modes."""
+
+    def __init__(self, store: LocalStore, path: str) -> None:
+        self.store = store
+        self.path = path
+        dataset_record = os.path.join(path, *DATASET_RECORD.split("/"))
+        self.record_path = dataset_record if store.dataset else os.path.join(path, "record")
+
+    def data_url(self, relpath: str) -> str:
+        if not self.store.dataset:
+            return os.path.join(self.path, "data")
+        return os.path.join(self.path, *relpath.split("/"))
+
+    def tick(self) -> None:
+        """Nothing to refresh: the ``flock`` on the staging marker lives as long as the process."""
+
+    @contextlib.contextmanager
+    def writer(self, relpath: str) -> Iterator[IO[bytes]]:
+        dst = self.data_url(relpath)
+        os.makedirs(os.path.dirname(dst), exist_ok=True)
+        fd = os.open(dst, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "wb") as out:
+            yield out
+            out.flush()
+            os.fchmod(out.fileno(), _mode(self.store.data_url(relpath)))
+            os.fsync(out.fileno())
+
+    def write_record(self, data: bytes) -> None:
+        """Write the staged record (last), then fsync every staging directory: the renames that
+        follow must never publish a name whose directory entry a power loss could forget."""
+        os.makedirs(os.path.dirname(self.record_path), exist_ok=True)
+        _write_synced(self.record_path, data, _mode(self.store.record))
+        for dirpath, _, _ in os.walk(self.path, topdown=False):
+            fsync_dir(dirpath)
+
+    def read_record(self) -> bytes:
+        return _read(self.record_path)
+
+    @contextlib.contextmanager
+    def open_staged(self, relpath: str) -> Iterator[IO[bytes]]:
+        with open(self.data_url(relpath), "rb") as f:
+            yield f
+
+    def staged_files(self) -> set[str]:
+        if self.store.dataset:
+            return set(dataset_idents(self.path))
+        return {""} if os.path.isfile(self.data_url("")) else set()
+
+    def commit(
+        self,
+        snapshot: RecordSnapshot,
+        idents: Mapping[str, object],
+        old: EnvelopeRecord,
+        new: EnvelopeRecord,
+        on_step: StepHook,
+    ) -> None:
+        """Swap the staged envelope in with the rename protocol of this module."""
+        root = self.store.root
+        if self.store.dataset:
+            commit_dataset(root, snapshot.data, idents, self.path, old.envelope_id, on_step)
+        else:
+            commit_file(
+                root, snapshot.data, idents[""], self.data_url(""), self.record_path, old.envelope_id, on_step
+            )
+
+
+def _mode(path: str) -> int:
+    return os.stat(path).st_mode & 0o7777
+
+
+def _write_synced(path: str, data: bytes, mode: int) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view) :]
+        os.fchmod(fd, mode)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
