@@ -283,6 +283,21 @@ def test_cli_reencrypt_gs(
     assert doc["results"][0]["new_envelope_id"] == new_id != old_id
     assert decrypted(kms, f"{root}/a.enc", tmp_path / "out") == body
 
+    # An uncommitted staging prefix that looks alive (a fresh LEASE: a run killed before its
+    # commit point, or one still working) makes the envelope a conflict until --stale-after.
+    fs = gcs_filesystem()
+    fs.pipe_file(f"{gcs_bucket}/r/.a.enc.kmsflow-0123456789ab.tmp/_kmsflow/LEASE", b"{}")
+    busy = subprocess.run([kmsflow, "reencrypt", root], capture_output=True, text=True, env=env, timeout=120)
+    assert busy.returncode == 9, busy.stderr
+    assert json.loads(busy.stdout)["conflicts"][0]["error"] == "ReencryptBusyError"
+    assert record_of(f"{root}/a.enc", "file")["envelope_id"] == new_id  # untouched
+    take_over = [kmsflow, "reencrypt", "--stale-after", "0", root]
+    taken = subprocess.run(take_over, capture_output=True, text=True, env=env, timeout=120)
+    assert taken.returncode == 0, taken.stderr
+    assert staging_objects(gcs_bucket) == []
+    assert record_of(f"{root}/a.enc", "file")["envelope_id"] not in (old_id, new_id)
+    assert decrypted(kms, f"{root}/a.enc", tmp_path / "out2") == body
+
 
 # --- crash safety -----------------------------------------------------------------------------
 

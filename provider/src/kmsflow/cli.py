@@ -273,7 +273,11 @@ def _cmd_rewrap(args: argparse.Namespace) -> int:
 
 
 def _cmd_reencrypt(args: argparse.Namespace) -> int:
-    return _finish(reencrypt_command(args.paths, dry_run=args.dry_run, max_workers=args.workers))
+    return _finish(
+        reencrypt_command(
+            args.paths, dry_run=args.dry_run, max_workers=args.workers, stale_after=args.stale_after
+        )
+    )
 
 
 def _cmd_audit(args: argparse.Namespace) -> int:
@@ -315,11 +319,19 @@ def _add_reencrypt(sub: Any) -> None:
     p = sub.add_parser(
         "reencrypt",
         parents=[_common()],
-        help="suspected data-key compromise: new data keys, data re-encrypted (local paths)",
+        help="suspected data-key compromise: new data keys, data re-encrypted (local paths, gs://)",
     )
     p.add_argument("paths", nargs="+", metavar="PATH", help="an envelope, or a root to scan")
     p.add_argument("--dry-run", action="store_true", help="report what would be re-encrypted")
     p.add_argument("--workers", type=int, default=4, help="envelopes re-encrypted at once (default 4)")
+    p.add_argument(
+        "--stale-after",
+        type=float,
+        default=None,
+        metavar="SECONDS",
+        help="gs:// only: take over another run's uncommitted staging once its newest object is this "
+        "old (default 1800; a live run refreshes its lease every minute)",
+    )
     p.set_defaults(func=_cmd_reencrypt)
 
 

@@ -34,7 +34,8 @@ def reencrypt_backup(envelope: Location, envelope_id: str) -> Location:
 def reencrypt_backups(envelope: Location) -> list[tuple[Location, str]]:
     """Re-encrypt backups of the local envelope at ``envelope`` as (location, envelope id), sorted.
 
-    One listing of the parent directory; object stores have none (re-encrypt is local only).
+    One listing of the parent directory. Object stores have none: re-encrypt on GCS never sets old
+    data aside, it rolls a committed staging prefix forward (:mod:`kmsflow.lifecycle.reencrypt_gcs`).
     """
     if not envelope.is_local:
         return []

@@ -113,16 +113,28 @@ def reencrypt_command(
     *,
     dry_run: bool = False,
     max_workers: int = 4,
+    stale_after: float | None = None,
     client: kms_v1.KeyManagementServiceClient | None = None,
 ) -> CommandResult:
     """Re-encrypt every envelope under ``paths`` under a fresh data key (suspected data-key
     compromise); exit 0 when all were, ``EXIT_PARTIAL`` on failures or conflicts (rerun),
-    ``EXIT_INCOMPLETE`` when a root could not be fully scanned. The report is printed either way."""
+    ``EXIT_INCOMPLETE`` when a root could not be fully scanned. The report is printed either way.
+    ``stale_after``: seconds after which an uncommitted GCS staging prefix of another run is taken
+    over (None: the library's default)."""
     from kmsflow.lifecycle.reencrypt import reencrypt  # keeps `kmsflow inventory` imports lean
+    from kmsflow.lifecycle.reencrypt_gcs import DEFAULT_STALE_AFTER
 
     if not paths:
         return CommandResult(EXIT_USAGE, "", "reencrypt: at least one PATH is required")
     if max_workers < 1:
         return CommandResult(EXIT_USAGE, "", "reencrypt: --workers must be at least 1")
-    report = reencrypt(client or new_kms_client(), paths, max_workers=max_workers, dry_run=dry_run)
+    if stale_after is not None and stale_after < 0:
+        return CommandResult(EXIT_USAGE, "", "reencrypt: --stale-after must not be negative")
+    report = reencrypt(
+        client or new_kms_client(),
+        paths,
+        max_workers=max_workers,
+        dry_run=dry_run,
+        stale_after=DEFAULT_STALE_AFTER if stale_after is None else stale_after,
+    )
     return _outcome(report)
