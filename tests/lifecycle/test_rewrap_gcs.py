@@ -127,3 +127,27 @@ def test_gcs_upload_carries_the_generation_precondition_and_maps_412_to_conflict
     lost = PreconditionFs("1234", stale=True)
     with pytest.raises(RecordConflictError, match="precondition"):
         swap(RecordSnapshot(Location("b/a.kmsflow.json", lost, "gs"), b"{}", "1234"), b"{}")
+
+
+def test_gcs_inventory_catches_a_replaced_object_by_its_listed_crc32c(
+    kms: kms_v1.KeyManagementServiceClient, key: str, gcs_bucket: str, tmp_path: Path
+) -> None:
+    """Same size, other bytes: only the CRC32C GCS lists for the object can tell, and the inventory
+    uses it without reading any data (a size check alone would pass)."""
+    root = f"gs://{gcs_bucket}/crc"
+    make_file(kms, key, tmp_path / "src", f"{root}/ok.enc", 3000, seed=1)
+    make_dataset(kms, key, tmp_path / "src", f"{root}/ds", {"s0": 100, "d/s1": 3000}, seed=2)
+    fs = gcs_filesystem()
+    assert scan([root]).complete
+
+    shard = f"{gcs_bucket}/crc/ds/d/s1"
+    original = fs.cat_file(shard)
+    fs.pipe_file(shard, bytes(b ^ 0xFF for b in original))  # bit rot, or an overwrite by mistake
+    inv = scan([root])
+
+    assert not inv.complete
+    [finding] = inv.findings
+    assert finding.url == f"{root}/ds" and "corrupted or replaced (stored CRC32C)" in finding.detail
+    assert str(finding.kind) == "record_without_data" and "'ds/d/s1'" in finding.detail
+    # still counted as a reference to its key version: a damaged envelope never frees a version
+    assert sorted(r.url for r in inv.envelopes) == [f"{root}/ds", f"{root}/ok.enc"]

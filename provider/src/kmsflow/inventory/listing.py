@@ -1,8 +1,10 @@
-"""List a root once with the storage's own recursive listing: relative path -> size.
+"""List a root once with the storage's own recursive listing: relative path -> size (and CRC32C).
 
 One recursive listing per root (``os.scandir`` recursion locally, ``fs.find(detail=True)`` on
 fsspec / GCS) gives every object and its size in a few requests, so the scan never stats files one
-by one and never opens data files. Errors are returned, not raised: a directory that cannot be
+by one and never opens data files. On GCS the listing also carries each object's CRC32C, in the
+same spelling envelope records use, so a corrupted or replaced ciphertext object is caught from
+the listing alone, at no extra cost. Errors are returned, not raised: a directory that cannot be
 listed makes the scan incomplete, it must not abort the scan of everything else.
 """
 
@@ -23,6 +25,7 @@ class Listing:
     """Every regular file under a root (``/``-separated relative path -> size in bytes)."""
 
     files: dict[str, int] = field(default_factory=dict)
+    crc32c: dict[str, str] = field(default_factory=dict)  # where the store lists one (GCS: base64)
     errors: list[tuple[str, str]] = field(default_factory=list)  # (url, detail) of unlistable dirs
 
 
@@ -78,6 +81,8 @@ def _list_fsspec(root: Location) -> Listing:
         rel = name[len(top) + 1 :] if name.startswith(top + "/") else ""
         if rel:
             listing.files[rel] = int(info.get("size") or 0)
+            if info.get("crc32c"):
+                listing.crc32c[rel] = str(info["crc32c"])
     if not listing.files:
         try:
             exists = bool(fs.exists(top))

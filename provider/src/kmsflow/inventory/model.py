@@ -38,7 +38,8 @@ class FindingKind(StrEnum):
     INVALID_RECORD = "invalid_record"
     """A record is not a valid kmsflow envelope record (garbage, unknown format, wrong kind)."""
     RECORD_WITHOUT_DATA = "record_without_data"
-    """A record lists a file that is missing, or whose ciphertext size differs from the listing."""
+    """A record lists a file that is missing, or whose ciphertext size (or, where the store lists
+    one, CRC32C) differs from the listing."""
     DATA_WITHOUT_RECORD = "data_without_record"
     """A file under a root that no envelope record covers."""
     STALE_TEMP = "stale_temp"

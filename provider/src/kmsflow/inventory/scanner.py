@@ -167,6 +167,9 @@ def _scan_root(url: str, pool: ThreadPoolExecutor, refs: list[EnvelopeRef], find
 
     covered: set[str] = set()
     claimed_dirs: set[str] = set()  # datasets whose record is unusable: don't also report their files
+    # Envelopes a committed GCS re-encrypt is rolling forward: their objects may already differ
+    # from the live record (CRC32C); the one REENCRYPT_COMMITTED finding below says why and what to do.
+    replacing = {_staged_owner(top) for top in temps if _join(top, REENCRYPT_COMMIT) in listing.files}
     for outcome in outcomes:
         cand = outcome.candidate
         covered.add(cand.rel)
@@ -181,7 +184,7 @@ def _scan_root(url: str, pool: ThreadPoolExecutor, refs: list[EnvelopeRef], find
         data_rels = [_join(cand.data_rel, e.path) for e in outcome.record.files]
         covered.update(data_rels)
         problem = _data_problem(outcome.record, data_rels, listing)
-        if problem:
+        if problem and cand.data_rel not in replacing:
             findings.append(Finding(FindingKind.RECORD_WITHOUT_DATA, root.child(cand.data_rel).url, problem))
         refs.append(_ref(url, root, cand, outcome.record))
 
@@ -200,9 +203,7 @@ def _scan_root(url: str, pool: ThreadPoolExecutor, refs: list[EnvelopeRef], find
             )
             continue
         if _join(top, REENCRYPT_COMMIT) in listing.files:
-            m = TEMP_NAME.match(top.rsplit("/", 1)[-1])
-            assert m is not None
-            owner = root.child(_join(top.rsplit("/", 1)[0] if "/" in top else "", m.group("name")))
+            owner = root.child(_staged_owner(top))
             findings.append(
                 Finding(
                     FindingKind.REENCRYPT_COMMITTED,
@@ -221,6 +222,13 @@ def _scan_root(url: str, pool: ThreadPoolExecutor, refs: list[EnvelopeRef], find
             )
         )
     _report_uncovered(root, listing, covered, dataset_dirs, claimed_dirs, set(temps), findings)
+
+
+def _staged_owner(top: str) -> str:
+    """The envelope (relative path) a staging prefix ``.<name>.kmsflow-<hex>.tmp`` belongs to."""
+    m = TEMP_NAME.match(top.rsplit("/", 1)[-1])
+    assert m is not None
+    return _join(top.rsplit("/", 1)[0] if "/" in top else "", m.group("name"))
 
 
 def _read(root: Location, cand: _Candidate) -> _Outcome:
@@ -242,17 +250,23 @@ def _read(root: Location, cand: _Candidate) -> _Outcome:
 def _data_problem(record: EnvelopeRecord, data_rels: list[str], listing: Listing) -> str:
     missing: list[str] = []
     wrong: list[str] = []
+    altered: list[str] = []
     for entry, rel in zip(record.files, data_rels, strict=True):
         size = listing.files.get(rel)
+        crc = listing.crc32c.get(rel)
         if size is None:
             missing.append(rel)
         elif size != entry.ciphertext_size:
             wrong.append(f"{rel!r} is {size} bytes, record says {entry.ciphertext_size}")
+        elif crc is not None and crc != entry.ciphertext_crc32c:
+            altered.append(f"{rel!r} has CRC32C {crc}, record says {entry.ciphertext_crc32c}")
     parts = []
     if missing:
         parts.append(f"{len(missing)} file(s) missing, e.g. {missing[0]!r}")
     if wrong:
         parts.append(f"{len(wrong)} file(s) with another ciphertext size, e.g. {wrong[0]}")
+    if altered:
+        parts.append(f"{len(altered)} file(s) corrupted or replaced (stored CRC32C), e.g. {altered[0]}")
     return "; ".join(parts)
 
 
