@@ -242,12 +242,13 @@ def kmsflow_ml_pipeline() -> None:
         try:
             with tempfile.TemporaryDirectory(prefix="kmsflow-score-", dir=staging_root()) as tmp:
                 plain = Path(tmp)
-                client = hook.get_conn()
-                decrypt_artifact(client, dataset["dst"], plain / "dataset", log=log)
-                decrypt_artifact(client, envelopes["model.pkl.enc"]["dst"], plain / "model.pkl", log=log)
-                decrypt_artifact(
-                    client, envelopes["metrics.json.enc"]["dst"], plain / "metrics.json", log=log
-                )
+                client, retry = hook.get_conn(), hook.retry()  # the connection's deadline
+                for src, dst in (
+                    (dataset["dst"], plain / "dataset"),
+                    (envelopes["model.pkl.enc"]["dst"], plain / "model.pkl"),
+                    (envelopes["metrics.json.enc"]["dst"], plain / "metrics.json"),
+                ):
+                    decrypt_artifact(client, src, dst, log=log, retry=retry)
                 metrics = json.loads((plain / "metrics.json").read_text())
                 # authenticated above as written by a cryptoKeyEncrypter holder (see module doc)
                 model = pickle.loads((plain / "model.pkl").read_bytes())

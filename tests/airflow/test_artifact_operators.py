@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import json
 import os
+import time
 from collections.abc import Callable, Iterator
 from datetime import datetime
 from pathlib import Path
@@ -20,10 +21,11 @@ from airflow.sdk import DAG, AssetAlias, ObjectStoragePath
 from airflow.sdk.exceptions import AirflowException, AirflowFailException
 from airflow.sdk.execution_time.context import OutletEventAccessors
 
+from kmsflow.airflow.hooks import KmsHook
 from kmsflow.airflow.operators import DecryptArtifactOperator, EncryptArtifactOperator
 from kmsflow.airflow.operators.artifacts import artifact_errors, artifact_url, asset_uri
 from kmsflow.envelope import SIDECAR_SUFFIX, EnvelopeIOError
-from kmsflow.kms import iam
+from kmsflow.kms import KmsTransientError, iam
 
 PRODUCER = "serviceAccount:ml-pipeline@kmsflow-test.iam.gserviceaccount.com"
 CONSUMER = "serviceAccount:inference@kmsflow-test.iam.gserviceaccount.com"
@@ -255,6 +257,93 @@ def test_storage_errors_are_retryable() -> None:
     with pytest.raises(AirflowException) as info, artifact_errors("encrypt"):
         raise EnvelopeIOError("gs://b/x: connection reset while writing ciphertext")
     assert not isinstance(info.value, AirflowFailException)
+
+
+# -- transient KMS errors: retried under the connection's ``deadline`` ------------------------------
+
+DEADLINE = 1.5
+"""The flaky connection's ``deadline`` extra: far below the library's 60 s default."""
+FAST_ENOUGH = 10.0
+"""Seconds a task may take to give up under ``DEADLINE``; waiting out the 60 s default fails."""
+
+
+@pytest.fixture
+def flaky(fresh_emulator: Any, location: str, set_conn: Callable[..., str]) -> tuple[Any, str, str]:
+    """A private emulator (faults are injected into it), a connection with a short ``deadline``, a key."""
+    conn_id = set_conn("kmsflow_flaky", endpoint=fresh_emulator.endpoint, deadline=DEADLINE)
+    hook = KmsHook(kmsflow_conn_id=conn_id)
+    ring, _ = hook.ensure_key_ring(location, "r")
+    made, _ = hook.ensure_crypto_key(
+        ring.name,
+        "k",
+        purpose="ENCRYPT_DECRYPT",
+        algorithm="GOOGLE_SYMMETRIC_ENCRYPTION",
+        protection_level="SOFTWARE",
+    )
+    hook.close()
+    return fresh_emulator, conn_id, str(made.name)
+
+
+@pytest.mark.parametrize("action", ["encrypt", "decrypt"])
+def test_kms_unavailable_fails_the_task_at_the_connection_deadline(
+    flaky: tuple[Any, str, str], tmp_path: Path, action: str
+) -> None:
+    emulator, conn_id, key = flaky
+    src = tmp_path / "model.bin"
+    src.write_bytes(PLAINTEXT)
+    envelope = tmp_path / "model.bin.enc"
+    run(
+        EncryptArtifactOperator(
+            task_id="e", key_name=key, src=str(src), dst=str(envelope), kmsflow_conn_id=conn_id
+        )
+    )
+    out = tmp_path / "out"
+    op: Any = (
+        EncryptArtifactOperator(
+            task_id="e2", key_name=key, src=str(src), dst=str(out), kmsflow_conn_id=conn_id
+        )
+        if action == "encrypt"
+        else DecryptArtifactOperator(task_id="d", src=str(envelope), dst=str(out), kmsflow_conn_id=conn_id)
+    )
+    emulator.admin.set_faults(rate=1.0, codes=["UNAVAILABLE"], methods=["Encrypt", "Decrypt"])
+    start = time.monotonic()
+    with pytest.raises(AirflowException, match=rf"{action} with {key}: gave up retrying") as info:
+        run(op)
+    elapsed = time.monotonic() - start
+    assert elapsed < FAST_ENOUGH, f"took {elapsed:.1f}s: the connection's deadline did not apply"
+    assert not isinstance(info.value, AirflowFailException)  # the task's own retries still apply
+    assert isinstance(info.value.__cause__, KmsTransientError)
+    assert emulator.admin.faults()["injected"] > 1  # retried within the deadline, then given up
+    assert not out.exists() and not Path(f"{out}{SIDECAR_SUFFIX}").exists()
+
+
+def test_transient_kms_errors_are_retried_until_they_clear(
+    flaky: tuple[Any, str, str], tmp_path: Path
+) -> None:
+    """A short deadline still rides out a brief outage: a few failed calls, then the task succeeds."""
+    emulator, conn_id, key = flaky
+    src = tmp_path / "model.bin"
+    src.write_bytes(PLAINTEXT)
+    envelope = tmp_path / "model.bin.enc"
+    emulator.admin.set_faults(script=["UNAVAILABLE", "DEADLINE_EXCEEDED", "UNAVAILABLE"], methods=["Encrypt"])
+    out = run(
+        EncryptArtifactOperator(
+            task_id="e", key_name=key, src=str(src), dst=str(envelope), kmsflow_conn_id=conn_id
+        )
+    )
+    assert out["key_version"] == f"{key}/cryptoKeyVersions/1"
+    status = emulator.admin.faults()
+    assert status["injected"] == 3 and status["script_remaining"] == []
+
+    emulator.admin.set_faults(script=["UNAVAILABLE", "RESOURCE_EXHAUSTED", "OK"], methods=["Decrypt"])
+    restored = tmp_path / "restored.bin"
+    back = run(
+        DecryptArtifactOperator(task_id="d", src=str(envelope), dst=str(restored), kmsflow_conn_id=conn_id)
+    )
+    assert back["envelope_id"] == out["envelope_id"]
+    assert restored.read_bytes() == PLAINTEXT
+    status = emulator.admin.faults()
+    assert status["injected"] == 5 and status["script_remaining"] == []
 
 
 def test_paths_and_urls() -> None:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import secrets
 
 import tink
+from google.api_core.retry import Retry
 from google.cloud import kms_v1
 
 from kmsflow.envelope import manifest
@@ -42,11 +43,13 @@ def encrypt(
     dst: str | Location,
     *,
     progress: Progress | None = None,
+    retry: Retry | None = None,
 ) -> EnvelopeRecord:
     """Encrypt ``src`` (a file or a directory) into a new envelope at ``dst``; return its record.
 
     ``key_name`` is a CryptoKey (its primary version wraps) or a specific CryptoKeyVersion.
-    Exactly one KMS call is made, however many files the dataset has.
+    Exactly one KMS call is made, however many files the dataset has; ``retry`` bounds how long its
+    transient errors are retried (None: ``crypto.default_retry()``, 60 s).
     """
     source = resolve(src) if isinstance(src, str) else src
     dest = resolve(dst) if isinstance(dst, str) else dst
@@ -65,7 +68,7 @@ def encrypt(
 
     envelope_id = new_envelope_id()
     key = DataKey.generate()
-    wrap = wrap_key(client, key_name, key, envelope_id)
+    wrap = wrap_key(client, key_name, key, envelope_id, retry=retry)
 
     progress.start(sum(sizes.values()), f"encrypt {source.name}")
     entries: list[FileEntry] = []

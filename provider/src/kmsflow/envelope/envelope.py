@@ -3,7 +3,7 @@
 Authentication covers every byte: the wrapped keyset is bound (by KMS AAD) to the envelope id; the
 manifest (a Tink ciphertext) authenticates every other field of the record; every data file is a
 Tink stream whose AAD binds the envelope id and its relative path, read to EOF so that truncation
-and appended bytes are caught, and whose size and SHA-256 must match the record. A dataset
+and appended bytes are caught, and whose size and CRC32C must match the record. A dataset
 directory holding files the record does not list is rejected too.
 
 Decrypted output is staged (see ``staging``) and published only after *every* file of the envelope
@@ -15,6 +15,7 @@ from __future__ import annotations
 from typing import Any
 
 import tink
+from google.api_core.retry import Retry
 from google.cloud import kms_v1
 
 from kmsflow.envelope import manifest
@@ -119,10 +120,16 @@ class Envelope:
             "files": [f.model_dump(mode="json") for f in r.files],
         }
 
-    def unlock(self, client: kms_v1.KeyManagementServiceClient) -> DataKey:
-        """Unwrap the data key (one KMS Decrypt, cached in memory) and authenticate the record."""
+    def unlock(self, client: kms_v1.KeyManagementServiceClient, *, retry: Retry | None = None) -> DataKey:
+        """Unwrap the data key (one KMS Decrypt, cached in memory) and authenticate the record.
+
+        ``retry`` bounds how long transient KMS errors are retried (None: ``crypto.default_retry()``),
+        so callers with their own deadline (an Airflow connection's) are not held to 60 s.
+        """
         if self._key is None:
-            key = unwrap_key(client, self.record.key, self.record.envelope_id, self.record_location.url)
+            key = unwrap_key(
+                client, self.record.key, self.record.envelope_id, self.record_location.url, retry=retry
+            )
             manifest.check(key, self.record, self.record_location.url)
             self._key = key
         return self._key
@@ -141,9 +148,18 @@ class Envelope:
         if extra:
             raise TamperedError(f"{self.url}: {len(extra)} file(s) not in the envelope, e.g. {extra[0]!r}")
 
-    def verify(self, client: kms_v1.KeyManagementServiceClient, *, progress: Progress | None = None) -> None:
-        """Authenticate every byte of the envelope; write no plaintext anywhere."""
-        key = self.unlock(client)
+    def verify(
+        self,
+        client: kms_v1.KeyManagementServiceClient,
+        *,
+        progress: Progress | None = None,
+        retry: Retry | None = None,
+    ) -> None:
+        """Authenticate every byte of the envelope; write no plaintext anywhere.
+
+        ``retry`` as for :meth:`unlock`.
+        """
+        key = self.unlock(client, retry=retry)
         self._check_listing()
         progress = progress or NoProgress()
         progress.start(self.record.plaintext_size, f"verify {self.root.name}")
@@ -156,12 +172,16 @@ class Envelope:
         dst: str | Location,
         *,
         progress: Progress | None = None,
+        retry: Retry | None = None,
     ) -> None:
-        """Decrypt to ``dst`` (a file for a file envelope, a directory for a dataset), atomically."""
+        """Decrypt to ``dst`` (a file for a file envelope, a directory for a dataset), atomically.
+
+        ``retry`` as for :meth:`unlock`.
+        """
         dest = resolve(dst) if isinstance(dst, str) else dst
         if dest.exists():
             raise DestinationExistsError(f"{dest.url}: already exists; choose a new destination or remove it")
-        key = self.unlock(client)
+        key = self.unlock(client, retry=retry)
         self._check_listing()
         progress = progress or NoProgress()
         progress.start(self.record.plaintext_size, f"decrypt {self.root.name}")
@@ -236,11 +256,15 @@ def inspect(src: str | Location) -> dict[str, Any]:
 
 
 def verify(
-    client: kms_v1.KeyManagementServiceClient, src: str | Location, *, progress: Progress | None = None
+    client: kms_v1.KeyManagementServiceClient,
+    src: str | Location,
+    *,
+    progress: Progress | None = None,
+    retry: Retry | None = None,
 ) -> EnvelopeRecord:
-    """Authenticate the whole envelope at ``src`` (one KMS Decrypt); write nothing."""
+    """Authenticate the whole envelope at ``src`` (one KMS Decrypt, ``retry`` as for ``unlock``)."""
     env = Envelope.open(src)
-    env.verify(client, progress=progress)
+    env.verify(client, progress=progress, retry=retry)
     return env.record
 
 
@@ -250,11 +274,12 @@ def decrypt(
     dst: str | Location,
     *,
     progress: Progress | None = None,
+    retry: Retry | None = None,
 ) -> EnvelopeRecord:
-    """Decrypt the envelope at ``src`` to ``dst`` (one KMS Decrypt).
+    """Decrypt the envelope at ``src`` to ``dst`` (one KMS Decrypt, ``retry`` as for ``unlock``).
 
     Nothing appears at ``dst`` unless every byte of the envelope authenticated.
     """
     env = Envelope.open(src)
-    env.decrypt(client, dst, progress=progress)
+    env.decrypt(client, dst, progress=progress, retry=retry)
     return env.record

@@ -9,6 +9,7 @@ version disabled or destroyed, unavailable) pass through with their own types.
 
 from __future__ import annotations
 
+from google.api_core.retry import Retry
 from google.cloud import kms_v1
 
 from kmsflow.envelope.aad import keyset_aad
@@ -20,10 +21,19 @@ from kmsflow.kms.errors import KmsInvalidArgumentError
 
 
 def wrap_key(
-    client: kms_v1.KeyManagementServiceClient, key_name: str, key: DataKey, envelope_id: str
+    client: kms_v1.KeyManagementServiceClient,
+    key_name: str,
+    key: DataKey,
+    envelope_id: str,
+    *,
+    retry: Retry | None = None,
 ) -> KeyWrap:
-    """One KMS Encrypt of the serialized keyset under ``key_name`` (its current primary version)."""
-    wrapped = crypto.encrypt(client, key_name, key.serialize(), keyset_aad(envelope_id))
+    """One KMS Encrypt of the serialized keyset under ``key_name`` (its current primary version).
+
+    ``retry`` bounds how long transient KMS errors are retried (``crypto.default_retry()`` if None),
+    so a caller with its own deadline, such as an Airflow connection's, gets it honoured here.
+    """
+    wrapped = crypto.encrypt(client, key_name, key.serialize(), keyset_aad(envelope_id), retry=retry)
     return KeyWrap(
         crypto_key=crypto.key_of(wrapped.key_version),
         crypto_key_version=wrapped.key_version,
@@ -33,15 +43,25 @@ def wrap_key(
 
 
 def unwrap_key(
-    client: kms_v1.KeyManagementServiceClient, wrap: KeyWrap, envelope_id: str, where: str
+    client: kms_v1.KeyManagementServiceClient,
+    wrap: KeyWrap,
+    envelope_id: str,
+    where: str,
+    *,
+    retry: Retry | None = None,
 ) -> DataKey:
-    """One KMS Decrypt of the wrapped keyset; the result stays in memory only."""
+    """One KMS Decrypt of the wrapped keyset; the result stays in memory only.
+
+    ``retry`` as for :func:`wrap_key` (None: ``crypto.default_retry()``).
+    """
     if crypto.key_of(wrap.crypto_key_version) != wrap.crypto_key:
         raise TamperedError(
             f"{where}: record names key version {wrap.crypto_key_version} outside {wrap.crypto_key}"
         )
     try:
-        serialized = crypto.decrypt(client, wrap.crypto_key, wrap.wrapped_bytes(), keyset_aad(envelope_id))
+        serialized = crypto.decrypt(
+            client, wrap.crypto_key, wrap.wrapped_bytes(), keyset_aad(envelope_id), retry=retry
+        )
     except KmsInvalidArgumentError as exc:
         raise TamperedError(
             f"{where}: KMS refused to unwrap the data key of envelope {envelope_id} "

@@ -39,6 +39,7 @@ from airflow.sdk.exceptions import AirflowNotFoundException
 from google.api_core import exceptions as gexc
 from google.api_core import retry_async
 from google.api_core.client_options import ClientOptions
+from google.api_core.retry import Retry
 from google.auth.credentials import AnonymousCredentials
 from google.cloud import kms_v1
 from google.cloud.kms_v1.services.key_management_service.transports import (
@@ -145,6 +146,14 @@ class KmsHook(GoogleBaseHook):
             return _as_float(self._deadline_arg, DEFAULT_DEADLINE)
         return _as_float(self._get_field("deadline"), DEFAULT_DEADLINE)
 
+    def retry(self) -> Retry:
+        """The retry policy for one KMS call under :attr:`deadline`.
+
+        Calls that go through the Airflow-free core (``kmsflow.envelope``, ``kmsflow.kms``) take it as
+        ``retry=`` so the connection's deadline applies to them, not the core's 60 s default.
+        """
+        return crypto.default_retry(self.deadline)
+
     @property
     def audit_log(self) -> str | None:
         """Where state changes made through this connection are recorded (extra ``audit_log``)."""
@@ -204,15 +213,11 @@ class KmsHook(GoogleBaseHook):
 
     def encrypt(self, key_name: str, plaintext: bytes, aad: bytes = b"") -> Wrapped:
         """Encrypt under ``key_name``; the result names the exact CryptoKeyVersion used."""
-        return crypto.encrypt(
-            self.get_conn(), key_name, plaintext, aad, retry=crypto.default_retry(self.deadline)
-        )
+        return crypto.encrypt(self.get_conn(), key_name, plaintext, aad, retry=self.retry())
 
     def decrypt(self, key_name: str, ciphertext: bytes, aad: bytes = b"") -> bytes:
         """Decrypt a ciphertext made by any version of the CryptoKey ``key_name``."""
-        return crypto.decrypt(
-            self.get_conn(), key_name, ciphertext, aad, retry=crypto.default_retry(self.deadline)
-        )
+        return crypto.decrypt(self.get_conn(), key_name, ciphertext, aad, retry=self.retry())
 
     # -- resources -----------------------------------------------------------------------------
 
@@ -255,7 +260,7 @@ class KmsHook(GoogleBaseHook):
         """One CryptoKeyVersion, for sensors in poke mode."""
         client = self.get_conn()
         try:
-            return client.get_crypto_key_version(name=version_name, retry=crypto.default_retry(self.deadline))
+            return client.get_crypto_key_version(name=version_name, retry=self.retry())
         except gexc.GoogleAPIError as exc:
             raise translate(exc, f"get {version_name}") from exc
 

@@ -39,6 +39,7 @@ from typing import Any, Literal
 
 from airflow.sdk import Asset, AssetAlias, Context, ObjectStoragePath
 from airflow.sdk.exceptions import AirflowException, AirflowFailException
+from google.api_core.retry import Retry
 from google.cloud import kms_v1
 
 from kmsflow.airflow.operators.base import KmsBaseOperator, airflow_errors
@@ -187,25 +188,37 @@ def encrypt_artifact(
     dst: ArtifactPath,
     *,
     log: Any = None,
+    retry: Retry | None = None,
 ) -> dict[str, Any]:
     """Encrypt ``src`` (file or directory) into a new envelope at ``dst``; a small XCom-safe summary.
 
-    Errors are already mapped to Airflow exceptions (:func:`artifact_errors`).
+    Errors are already mapped to Airflow exceptions (:func:`artifact_errors`). Pass
+    ``retry=hook.retry()`` so the KMS call honours the connection's ``deadline`` (None: 60 s).
     """
     src_url, dst_url = artifact_url(src), artifact_url(dst)
     with artifact_errors("encrypt"):
-        record = encrypt(client, key_name, src_url, dst_url, progress=LogProgress(log) if log else None)
+        record = encrypt(
+            client, key_name, src_url, dst_url, progress=LogProgress(log) if log else None, retry=retry
+        )
     return {"src": src_url, **summary(record, dst_url), "plaintext_bytes": record.plaintext_size}
 
 
 def decrypt_artifact(
-    client: kms_v1.KeyManagementServiceClient, src: ArtifactPath, dst: ArtifactPath, *, log: Any = None
+    client: kms_v1.KeyManagementServiceClient,
+    src: ArtifactPath,
+    dst: ArtifactPath,
+    *,
+    log: Any = None,
+    retry: Retry | None = None,
 ) -> dict[str, Any]:
-    """Decrypt the envelope at ``src`` to ``dst`` (nothing appears unless every byte authenticated)."""
+    """Decrypt the envelope at ``src`` to ``dst`` (nothing appears unless every byte authenticated).
+
+    ``retry`` as for :func:`encrypt_artifact`.
+    """
     src_url, dst_url = artifact_url(src), artifact_url(dst)
     with artifact_errors("decrypt"):
         envelope = Envelope.open(src_url)
-        envelope.decrypt(client, dst_url, progress=LogProgress(log) if log else None)
+        envelope.decrypt(client, dst_url, progress=LogProgress(log) if log else None, retry=retry)
     return {"src": src_url, **summary(envelope.record, dst_url)}
 
 
@@ -280,6 +293,15 @@ class _ArtifactOperator(KmsBaseOperator):
         with airflow_errors():
             return self.hook.get_conn()
 
+    def kms_retry(self) -> Retry:
+        """The connection's (or ``deadline=``'s) retry policy for the envelope's one KMS call.
+
+        Without it the envelope library would retry an unavailable KMS for its own 60 s default,
+        whatever deadline the connection sets. An invalid ``deadline`` fails the task.
+        """
+        with airflow_errors():
+            return self.hook.retry()
+
 
 class EncryptArtifactOperator(_ArtifactOperator):
     """Envelope-encrypt a file or a dataset directory under a Cloud KMS key (one KMS call).
@@ -314,7 +336,9 @@ class EncryptArtifactOperator(_ArtifactOperator):
         src_url = artifact_url(self.src)
         dst_url = self.destination(src_url)
         try:
-            result = encrypt_artifact(self.client(), self.key_name, src_url, dst_url, log=self.log)
+            result = encrypt_artifact(
+                self.client(), self.key_name, src_url, dst_url, log=self.log, retry=self.kms_retry()
+            )
         finally:
             self.hook.close()
         self.console_resource = result["crypto_key"]
@@ -359,7 +383,7 @@ class DecryptArtifactOperator(_ArtifactOperator):
         with artifact_errors("decrypt"):  # the record is read without KMS: name the key in the link
             self.console_resource = Envelope.open(src_url).record.key.crypto_key
         try:
-            result = decrypt_artifact(self.client(), src_url, dst_url, log=self.log)
+            result = decrypt_artifact(self.client(), src_url, dst_url, log=self.log, retry=self.kms_retry())
         finally:
             self.hook.close()
         self.log.info(
