@@ -41,6 +41,21 @@ def test_write_behind_keeps_order(sizes: list[int]) -> None:
     assert reader.count == len(whole) and reader.crc32c() == crc32c_of(whole)
 
 
+@settings(max_examples=25, deadline=None)
+@given(st.lists(st.integers(min_value=0, max_value=2 * MiB), min_size=1, max_size=10))
+def test_write_behind_to_a_file_keeps_order(
+    tmp_path_factory: pytest.TempPathFactory, sizes: list[int]
+) -> None:
+    """A local file gets whole batches through its descriptor (``os.writev``): small pieces the
+    file object buffered before the thread started must still come first."""
+    path = tmp_path_factory.mktemp("wb") / "out"
+    pieces = [bytes([i % 251]) * n for i, n in enumerate([7, *sizes, 5 * MiB, 3])]
+    with open(path, "wb") as f, write_behind(f) as behind:
+        for piece in pieces:
+            behind.write(piece)
+    assert path.read_bytes() == b"".join(pieces)
+
+
 class FailingSink:
     """Accepts ``limit`` bytes, then fails every write like a full disk."""
 
