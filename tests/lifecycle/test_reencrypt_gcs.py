@@ -13,7 +13,6 @@ import os
 import signal
 import subprocess
 import sys
-import textwrap
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +26,7 @@ from kmsflow.inventory import FindingKind, scan
 from kmsflow.kms import resources
 from kmsflow.lifecycle import reencrypt, rewrap
 from kmsflow.lifecycle.reencrypt_gcs import STEPS
-from lifecycle.test_reencrypt import MARKER, assert_no_plaintext, plaintext
+from lifecycle.test_reencrypt import KILL_SCRIPT, MARKER, assert_no_plaintext, plaintext
 
 COMMITTED_STEPS = ("committed", "copying", "data_copied", "record_replaced", "staging_removed")
 """Kill points after which a COMMIT marker exists (the envelope may be mid-replacement)."""
@@ -300,23 +299,6 @@ def test_cli_reencrypt_gs(
 
 
 # --- crash safety -----------------------------------------------------------------------------
-
-KILL_SCRIPT = textwrap.dedent(
-    """
-    import os, signal, sys
-    from kmsflow.kms import new_kms_client
-    from kmsflow.lifecycle import reencrypt
-
-    endpoint, target, kill_at = sys.argv[1:4]
-
-    def on_step(step, url):
-        if step == kill_at:
-            os.kill(os.getpid(), signal.SIGKILL)
-
-    report = reencrypt(new_kms_client(endpoint=endpoint), [target], on_step=on_step)
-    print("finished", report.ok, flush=True)
-    """
-)
 
 CRASH_CASES = [(kind, step) for kind in ("file", "dataset") for step in STEPS]
 
