@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +14,7 @@ from inventory.builders import Made, fingerprint, make_dataset, make_file
 from lifecycle_dagkit import failure_messages, load_dag, run_dag
 
 from kmsflow.audit import read_events
+from kmsflow.audit.event import parse_time
 from kmsflow.envelope import decrypt, inspect
 from kmsflow.inventory import scan
 from kmsflow.kms import resources
@@ -195,6 +197,12 @@ def test_rotate_then_rewrap_in_batches_then_noop_then_automatic_rotation(
     assert third.values["publish"]["versions_after"] == {v(world.data_key, 3): 6, v(world.other_key, 2): 1}
     assert third.mapped_states["rewrap"] == {0: "success"}  # default batch size: one batch
     assert_all_decrypt(world, tmp_path / "third")
+    # Audit events carry KMS time (the emulator's moved clock), like shred's, so one log sorts in
+    # the order things happened: the third run's batch is stamped a day after the first run's.
+    stamps = sorted(parse_time(e.time) for e in read_events(str(world.audit), action="rewrap-batch"))
+    kms_now = datetime.fromtimestamp(world.emulator.admin.now(), UTC)
+    assert stamps[-1] - stamps[0] > timedelta(days=1)
+    assert abs(stamps[-1] - kms_now) < timedelta(minutes=5)
 
 
 def test_dry_run_changes_nothing(rewrap_dag: Any, world: World) -> None:

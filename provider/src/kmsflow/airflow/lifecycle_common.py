@@ -45,7 +45,10 @@ def audit_location(spec: KeySpec, hook: KmsHook) -> str | None:
 
 
 def open_audit(spec: KeySpec, hook: KmsHook, run: str, *, required_for: str | None = None) -> AuditLog | None:
-    """An :class:`AuditLog` stamped with the hook's identity and ``run``.
+    """An :class:`AuditLog` stamped with the hook's identity, ``run`` and the run's clock.
+
+    The clock is :func:`kms_now` read once (one emulator RPC) and then advanced by the wall clock,
+    so every event of the run -- rotate, rewrap, re-encrypt, shred -- carries KMS time.
 
     ``required_for`` names an action that changes KMS state: without a configured location it is
     refused before anything happens (invariant 5); otherwise None is returned and the caller warns.
@@ -58,8 +61,9 @@ def open_audit(spec: KeySpec, hook: KmsHook, run: str, *, required_for: str | No
                 "key spec or the 'audit_log' extra of the kmsflow connection. Nothing was changed."
             )
         return None
+    offset = kms_now(hook) - datetime.now(UTC)
     with airflow_errors():
-        return AuditLog(location, actor=hook.actor(), run=run)
+        return AuditLog(location, actor=hook.actor(), run=run, clock=lambda: datetime.now(UTC) + offset)
 
 
 @contextmanager

@@ -25,7 +25,7 @@ import fcntl
 import json
 import os
 import secrets
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime
 from typing import Any
 
@@ -83,13 +83,20 @@ class AuditLog:
     """
 
     def __init__(
-        self, location: str, *, actor: str | None = None, run: str = "cli", credentials: Any = None
+        self,
+        location: str,
+        *,
+        actor: str | None = None,
+        run: str = "cli",
+        credentials: Any = None,
+        clock: Callable[[], datetime] | None = None,
     ) -> None:
         if not location:
             raise ValueError("an audit log location is required")
         self.location = location
         self.actor = resolve_actor(actor, credentials=credentials)
         self.run = run
+        self.clock = clock
         self._loc: Location = resolve(location)
 
     def __repr__(self) -> str:
@@ -110,8 +117,9 @@ class AuditLog:
     ) -> AuditEvent:
         """Record one action (scrubbed of anything secret-looking); returns the event as written.
 
-        ``time`` defaults to now; lifecycle code passes the run's clock so soak periods are
-        measured on the same clock as KMS timestamps.
+        ``time`` defaults to the log's ``clock`` (else now); lifecycle code uses the run's clock so
+        soak periods are measured on the same clock as KMS timestamps, and events of one log sort
+        in the order they happened even against an emulator whose clock was moved.
         """
         event = AuditEvent.create(
             action=action,
@@ -120,7 +128,7 @@ class AuditLog:
             actor=actor or self.actor,
             run=run or self.run,
             evidence=evidence,
-            time=time,
+            time=time or (self.clock() if self.clock else None),
         )
         try:
             if self._loc.fs is None:
