@@ -12,7 +12,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from kmsflow.envelope.streams import ChecksumReader, ChecksumWriter, crc32c_of, write_behind
+from kmsflow.envelope.streams import ChecksumReader, crc32c_of, write_behind
 
 MiB = 1 << 20
 
@@ -29,8 +29,7 @@ def test_crc32c_is_gcs_encoding() -> None:
 def test_write_behind_keeps_order(sizes: list[int]) -> None:
     pieces = [bytes([i % 251]) * n for i, n in enumerate(sizes)]
     out = io.BytesIO()
-    with write_behind(out) as behind:
-        sink = ChecksumWriter(behind)
+    with write_behind(out, checksum=True) as sink:
         for piece in pieces:
             sink.write(piece)
     whole = b"".join(pieces)
@@ -86,6 +85,7 @@ def test_write_behind_stops_at_the_first_failure(count: int, limit: int) -> None
                 behind.write(piece)
         assert behind.error is raised.value
     assert bytes(sink.data) == b"".join(pieces[:fits])  # nothing after the failed piece
+    assert behind.count == len(sink.data)  # counts what reached the sink, not what was offered
 
 
 def test_abort_drops_queued_pieces() -> None:

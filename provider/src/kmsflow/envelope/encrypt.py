@@ -27,7 +27,7 @@ from kmsflow.envelope.progress import NoProgress, Progress
 from kmsflow.envelope.record import EnvelopeRecord, FileEntry, utc_now
 from kmsflow.envelope.staging import Staging, stage
 from kmsflow.envelope.storage import TINK_CHUNK_SIZE, Location, chunks, resolve
-from kmsflow.envelope.streams import ChecksumWriter, WriteBehind, write_behind
+from kmsflow.envelope.streams import WriteBehind, write_behind
 from kmsflow.envelope.wrap import wrap_key
 
 
@@ -100,23 +100,25 @@ def _encrypt_file(
     src_loc = data_location(source, rel)
     dst_loc = data_location(dest, rel)
     plain = 0
-    sink: ChecksumWriter | None = None
-    behind: WriteBehind | None = None
+    sink: WriteBehind | None = None
     try:
-        with src_loc.open_read() as fin, staging.writer(dst_loc) as fout, write_behind(fout) as behind:
-            sink = ChecksumWriter(behind)
-            with key.primitive.new_encrypting_stream(sink, data_aad(envelope_id, rel)) as enc:
-                for block in chunks(fin, TINK_CHUNK_SIZE):
-                    enc.write(block)
-                    plain += len(block)
-                    progress.advance(len(block))
+        with (
+            src_loc.open_read() as fin,
+            staging.writer(dst_loc) as fout,
+            write_behind(fout, checksum=True) as sink,
+            key.primitive.new_encrypting_stream(sink, data_aad(envelope_id, rel)) as enc,
+        ):
+            for block in chunks(fin, TINK_CHUNK_SIZE):
+                enc.write(block)
+                plain += len(block)
+                progress.advance(len(block))
     except tink.TinkError as exc:  # Tink wraps failures of its output stream
         cause = sink.error if sink is not None else None
         reason = _reason(cause) if cause is not None else f"Tink error {exc.__class__.__name__}"
         raise EnvelopeIOError(f"{dst_loc.url}: {reason} while writing ciphertext") from None
     except OSError as exc:
         ours = exc.filename is not None and exc.filename != src_loc.path
-        written = any(s is not None and s.error is exc for s in (sink, behind))
+        written = sink is not None and sink.error is exc
         failed = dst_loc if ours or written else src_loc
         raise EnvelopeIOError(f"{failed.url}: {_reason(exc)} while encrypting") from None
     assert sink is not None

@@ -1,4 +1,4 @@
-"""Pass-through streams: CRC32C the ciphertext as Tink writes or reads it, and write behind.
+"""Pass-through streams: CRC32C the ciphertext as Tink reads or writes it, and write behind.
 
 Checksumming on the way through keeps every file to a single pass: no re-read for the checksum,
 constant memory. CRC32C (Castagnoli, hardware-accelerated in ``google-crc32c``) costs ~0.05 s per
@@ -55,42 +55,6 @@ def crc32c_of(data: bytes) -> str:
     return crc32c_base64(int(google_crc32c.value(data)))
 
 
-class ChecksumWriter(io.RawIOBase):
-    """Writes through to ``inner`` while counting bytes and computing their CRC32C."""
-
-    def __init__(self, inner: BinarySink) -> None:
-        super().__init__()
-        self._inner = inner
-        self._crc = 0
-        self.count = 0
-        self.error: OSError | None = None
-
-    def writable(self) -> bool:
-        return True
-
-    def write(self, b: Any) -> int:
-        data = b if isinstance(b, bytes) else bytes(b)  # google_crc32c takes bytes, not views
-        size = len(data)
-        try:
-            written = self._inner.write(data)
-            if written is not None and written < size:  # a raw (unbuffered) stream's short write
-                view = memoryview(data)
-                while written < size:
-                    written += self._inner.write(view[written:]) or 0
-        except OSError as exc:
-            self.error = exc
-            raise
-        self._crc = google_crc32c.extend(self._crc, data)
-        self.count += size
-        return size
-
-    def close(self) -> None:  # leave ``inner`` open: the staging layer finalizes it
-        super().close()
-
-    def crc32c(self) -> str:
-        return crc32c_base64(self._crc)
-
-
 class ChecksumReader(io.RawIOBase):
     """Reads from ``inner`` while counting bytes and computing their CRC32C."""
 
@@ -141,11 +105,18 @@ class WriteBehind(io.RawIOBase):
     queued (anything else is copied), so the producer can never change a piece in flight. A
     failure of the helper thread is kept (``.failure``) and raised to the producer at its next
     ``write`` and by :meth:`finish`; nothing after a failed write is written.
+
+    With ``checksum=True`` it also counts what it wrote and computes its CRC32C (the ciphertext
+    checksum of the record), on the writing thread: that keeps ~0.05 s per GiB off the thread that
+    feeds Tink. ``count`` and :meth:`crc32c` are final once :meth:`finish` returned.
     """
 
-    def __init__(self, inner: BinarySink) -> None:
+    def __init__(self, inner: BinarySink, *, checksum: bool = False) -> None:
         super().__init__()
         self._inner = inner
+        self._checksum = checksum
+        self._crc = 0
+        self.count = 0
         self._seen = 0
         self._batch: list[bytes] = []
         self._batch_bytes = 0
@@ -196,6 +167,16 @@ class WriteBehind(io.RawIOBase):
         except BaseException as exc:
             self.failure = exc
             raise
+        for piece in pieces:  # only what was written; in order (inline first, then the thread's)
+            self.count += len(piece)
+            if self._checksum:
+                self._crc = google_crc32c.extend(self._crc, piece)
+
+    def crc32c(self) -> str:
+        """CRC32C of everything written, as GCS spells it (``checksum=True``; after :meth:`finish`)."""
+        if not self._checksum:
+            raise ValueError("WriteBehind was created without checksum=True")
+        return crc32c_base64(self._crc)
 
     def _run(self) -> None:
         while (pieces := self._queue.get()) is not None:
@@ -258,10 +239,10 @@ def _writev_all(fd: int, pieces: list[bytes]) -> None:
 
 
 @contextlib.contextmanager
-def write_behind(inner: BinarySink) -> Iterator[WriteBehind]:
+def write_behind(inner: BinarySink, *, checksum: bool = False) -> Iterator[WriteBehind]:
     """A :class:`WriteBehind` over ``inner``: drained (errors raised) on a normal exit, aborted on an
     exception, so the helper thread never outlives the block and never writes after a failure."""
-    behind = WriteBehind(inner)
+    behind = WriteBehind(inner, checksum=checksum)
     try:
         yield behind
     except BaseException:

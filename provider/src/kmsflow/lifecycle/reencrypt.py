@@ -68,7 +68,7 @@ from kmsflow.envelope.keyset import DataKey
 from kmsflow.envelope.layout import DATASET_RECORD, REENCRYPT_BACKUP_NAME, SIDECAR_SUFFIX, locate
 from kmsflow.envelope.record import EnvelopeRecord, FileEntry, utc_now
 from kmsflow.envelope.storage import TINK_CHUNK_SIZE, Location, resolve
-from kmsflow.envelope.streams import ChecksumReader, ChecksumWriter
+from kmsflow.envelope.streams import ChecksumReader, write_behind
 from kmsflow.envelope.wrap import unwrap_key, wrap_key
 from kmsflow.inventory import Finding, FindingKind
 from kmsflow.inventory.scanner import TEMP_NAME, now_rfc3339, parse_record
@@ -554,8 +554,12 @@ class _Job:
         src = self.store.data_url(entry.path)
         plain = 0
         plain_sha = hashlib.sha256()
-        with self.store.open_source(entry.path) as (raw, seen), stage.writer(entry.path) as out:
-            reader, sink = ChecksumReader(raw), ChecksumWriter(out)
+        with (
+            self.store.open_source(entry.path) as (raw, seen),
+            stage.writer(entry.path) as out,
+            write_behind(out, checksum=True) as sink,
+        ):
+            reader = ChecksumReader(raw)
             try:
                 with (
                     old_key.primitive.new_decrypting_stream(
