@@ -41,6 +41,7 @@ from kmsflow.lifecycle.commands import (
     EXIT_INCOMPLETE,
     EXIT_PARTIAL,
     CommandResult,
+    clean_command,
     inventory_command,
     reencrypt_command,
     rewrap_command,
@@ -94,8 +95,8 @@ def _epilog() -> str:
     rows = {EXIT_OK: "success", EXIT_USAGE: "usage error", EXIT_INTERNAL: "unexpected error"}
     for _, code, text in EXIT_CODES:
         rows.setdefault(code, text)
-    rows[EXIT_INCOMPLETE] = "inventory/rewrap: scan incomplete (findings block any proof)"
-    rows[EXIT_PARTIAL] = "rewrap/reencrypt: some envelopes failed or conflicted (rerun)"
+    rows[EXIT_INCOMPLETE] = "inventory/rewrap/clean: scan incomplete (findings block any proof)"
+    rows[EXIT_PARTIAL] = "rewrap/reencrypt: some envelopes failed or conflicted; clean: some temps failed"
     rows[EXIT_INTERRUPTED] = "interrupted (no partial output kept)"
     lines = ["exit codes:", *(f"  {code:>3}  {text}" for code, text in sorted(rows.items()))]
     lines += [
@@ -280,6 +281,28 @@ def _cmd_reencrypt(args: argparse.Namespace) -> int:
     )
 
 
+def _render_clean(report: dict[str, Any]) -> str:
+    """The human view of ``kmsflow clean`` (``--json`` prints the full report instead)."""
+    done = f"would remove {report['would_remove']}" if report["dry_run"] else f"removed {report['removed']}"
+    lines = [
+        f"{done} temp(s), kept {report['kept']}, failed {report['failed']} "
+        f"(threshold: older than {report['older_than']:g} s)"
+    ]
+    for t in report["temps"]:
+        age = "age ?" if t["age"] is None else f"{t['age']:.0f} s old"
+        why = f": {t['reason']}" if t["reason"] else ""
+        lines.append(f"  {t['status']}: {t['url']} ({t['kind']}, {age}){why}")
+    lines += [f"  {f['kind']}: {f['url']}: {f['detail']}" for f in report["unscanned"]]
+    return "\n".join(lines) + "\n"
+
+
+def _cmd_clean(args: argparse.Namespace) -> int:
+    result = clean_command(args.roots, older_than=args.older_than, dry_run=args.dry_run)
+    if not args.json and result.output:
+        result = result._replace(output=_render_clean(json.loads(result.output)))
+    return _finish(result)
+
+
 def _cmd_audit(args: argparse.Namespace) -> int:
     if not args.location:
         sys.stderr.write(f"kmsflow: error: name the audit log (LOCATION or ${AUDIT_LOG_ENV})\n")
@@ -335,6 +358,26 @@ def _add_reencrypt(sub: Any) -> None:
     p.set_defaults(func=_cmd_reencrypt)
 
 
+def _add_clean(sub: Any) -> None:
+    p = sub.add_parser(
+        "clean",
+        parents=[_common()],
+        help="remove temps left by interrupted kmsflow writes (never backups or committed staging)",
+    )
+    p.add_argument("roots", nargs="+", metavar="ROOT", help="directory or gs:// prefix to scan")
+    p.add_argument(
+        "--older-than",
+        type=float,
+        default=None,
+        metavar="SECONDS",
+        help="remove a temp only once its newest content is this old (default 3600; under 60 can "
+        "remove the gs:// staging of a live reencrypt)",
+    )
+    p.add_argument("--dry-run", action="store_true", help="report what would be removed")
+    p.add_argument("--json", action="store_true", help="print the full JSON report")
+    p.set_defaults(func=_cmd_clean)
+
+
 def _add_audit(sub: Any) -> None:
     p = sub.add_parser("audit", parents=[_common()], help="show the kmsflow audit log")
     p.add_argument(
@@ -360,6 +403,7 @@ COMMANDS: tuple[Register, ...] = (
     _add_rewrap,
     _add_reencrypt,
     _add_audit,
+    _add_clean,
 )
 
 

@@ -58,3 +58,8 @@ __all__ += [
     "ReencryptReport",
     "reencrypt",
 ]
+
+# Removing temps of interrupted writes (kmsflow clean): stale_temp findings only, never backups.
+from kmsflow.lifecycle.clean import CleanReport, TempOutcome, clean_stale_temps  # noqa: E402
+
+__all__ += ["CleanReport", "TempOutcome", "clean_stale_temps"]

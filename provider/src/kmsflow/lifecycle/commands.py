@@ -10,6 +10,7 @@ Exit codes (proposed additions to ``kmsflow.cli.EXIT_CODES``; both still print t
 * ``EXIT_INCOMPLETE`` (8): the scan found blocking findings (unreachable root, unreadable or invalid
   record, record without data, data without record): no proof of "zero references" possible.
 * ``EXIT_PARTIAL`` (9): rewrap left some envelopes not current (failures or conflicts); rerun.
+  For ``clean``: some temps could not be removed.
 """
 
 from __future__ import annotations
@@ -138,3 +139,37 @@ def reencrypt_command(
         stale_after=DEFAULT_STALE_AFTER if stale_after is None else stale_after,
     )
     return _outcome(report)
+
+
+def clean_command(
+    roots: Sequence[str], *, older_than: float | None = None, dry_run: bool = False
+) -> CommandResult:
+    """Remove the stale kmsflow temps under ``roots`` (``kmsflow.lifecycle.clean``): exit 0 when
+    every root was scanned and no temp failed; ``EXIT_PARTIAL`` when some temp could not be
+    removed, ``EXIT_INCOMPLETE`` when a root (or a directory below it) could not be listed.
+    ``older_than`` None: the library's default. The report is printed either way."""
+    from kmsflow.lifecycle.clean import DEFAULT_OLDER_THAN, clean_stale_temps
+
+    if not roots:
+        return CommandResult(EXIT_USAGE, "", "clean: at least one ROOT is required")
+    if older_than is not None and not older_than >= 0:  # also refuses NaN
+        return CommandResult(EXIT_USAGE, "", "clean: --older-than must be a non-negative number")
+    report = clean_stale_temps(
+        roots, older_than=DEFAULT_OLDER_THAN if older_than is None else older_than, dry_run=dry_run
+    )
+    output = _dump(report.to_dict())
+    if report.failures:
+        first = report.failures[0]
+        return CommandResult(
+            EXIT_PARTIAL,
+            output,
+            f"{len(report.failures)} temp(s) could not be removed; first: {first.url}: {first.reason}",
+        )
+    if report.unscanned:
+        first_finding = report.unscanned[0]
+        return CommandResult(
+            EXIT_INCOMPLETE,
+            output,
+            f"scan incomplete: {first_finding.kind} at {first_finding.url}: {first_finding.detail}",
+        )
+    return CommandResult(EXIT_OK, output)

@@ -60,7 +60,7 @@ import json
 import re
 import secrets
 import time
-from collections.abc import Collection, Iterator, Mapping
+from collections.abc import Collection, Iterable, Iterator, Mapping
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import IO, Any
@@ -130,8 +130,14 @@ class StagingPrefix:
 
     def age(self) -> float:
         """Seconds since its newest object was written (GCS's ``updated``)."""
-        newest = max(_updated(info) for info in self.objects.values())
-        return (datetime.now(UTC) - newest).total_seconds()
+        return newest_age(self.objects.values())
+
+
+def newest_age(infos: Iterable[Mapping[str, Any]]) -> float:
+    """Seconds since the newest of these objects (listing infos) was written; an object without a
+    date counts as written now."""
+    newest = max(_updated(info) for info in infos)
+    return (datetime.now(UTC) - newest).total_seconds()
 
 
 def _updated(info: Mapping[str, Any]) -> datetime:
@@ -171,13 +177,33 @@ def _delete(prefix: Location, names: Collection[str], last: str | None) -> None:
     fs.invalidate_cache(prefix.path)
 
 
-def _relist(prefix: Location) -> StagingPrefix:
+def relist(prefix: Location) -> StagingPrefix:
+    """``prefix`` as the store holds it now (cache dropped): every object below it."""
     fs = prefix.fs
     assert fs is not None
     fs.invalidate_cache(prefix.path)
     base = prefix.path.rstrip("/")
     objects = {str(p)[len(base) + 1 :]: info for p, info in fs.find(base, detail=True).items()}
     return StagingPrefix(prefix, {k: v for k, v in objects.items() if k and not k.endswith("/")})
+
+
+def take_over_refusal(prefix: StagingPrefix, stale_after: float) -> str | None:
+    """Why the staging ``prefix`` must not be taken over (deleted) now, or None if it may: only an
+    uncommitted prefix of ours whose newest object is ``stale_after`` seconds old (see the module
+    docstring: a live run refreshes its LEASE, a committed one holds the only copy of the data)."""
+    if prefix.committed:
+        return "committed re-encrypt staging: only a rerun of reencrypt (roll forward) removes it"
+    if not prefix.ours:
+        return "neither LEASE nor COMMIT: not a re-encrypt staging prefix, left for a human"
+    age = prefix.age()
+    if age < stale_after:
+        return f"newest object {age:.0f} s old (< {stale_after:.0f} s): its run may still be alive"
+    return None
+
+
+def take_over(prefix: StagingPrefix) -> None:
+    """Delete an uncommitted staging prefix :func:`take_over_refusal` allowed, LEASE last."""
+    _delete(prefix.location, list(prefix.objects), LEASE)
 
 
 # --- the commit marker and rolling forward ---------------------------------------------------------
@@ -273,7 +299,7 @@ def roll_forward(root: Location, staging: Location, on_step: StepHook = _noop) -
         on_step(STEP_DATA_COPIED, root.url)
         _publish(record, snapshot, staged_bytes, commit, staging)
         on_step(STEP_RECORD_REPLACED, root.url)
-    leftovers = _relist(staging).objects
+    leftovers = relist(staging).objects
     _delete(staging, [rel for rel in leftovers if rel != REENCRYPT_COMMIT], LEASE)
     on_step(STEP_STAGING_REMOVED, root.url)
     _delete(staging, [REENCRYPT_COMMIT], None)
@@ -324,8 +350,8 @@ def recover(root: Location, stale_after: float = DEFAULT_STALE_AFTER) -> Recover
         new_id = roll_forward(root, prefix.location)
         out.notes.append(f"rolled an interrupted re-encrypt forward to envelope {new_id}")
     for prefix in prefixes:
-        if not prefix.committed and prefix.ours and prefix.age() >= stale_after:
-            _delete(prefix.location, list(prefix.objects), LEASE)
+        if take_over_refusal(prefix, stale_after) is None:
+            take_over(prefix)
             out.removed.append(prefix.location.url)
     return out
 
@@ -380,7 +406,7 @@ class GcsStore:
             yield stage
         finally:
             if not stage.committed:
-                _delete(stage.prefix, list(_relist(stage.prefix).objects), LEASE)
+                _delete(stage.prefix, list(relist(stage.prefix).objects), LEASE)
 
 
 class GcsStage:
@@ -450,7 +476,7 @@ class GcsStage:
             yield f
 
     def staged_files(self) -> set[str]:
-        objects = _relist(self.prefix).objects
+        objects = relist(self.prefix).objects
         if self.store.kind == "file":
             return {""} if "data" in objects else set()
         return {rel for rel in objects if not rel.startswith(RESERVED_DIR + "/")}
@@ -472,7 +498,7 @@ class GcsStage:
         if live != dict(idents):
             raise RecordConflictError(f"{url}: data changed while re-encrypting; left as is")
         self.tick()
-        staged = _relist(self.prefix).objects
+        staged = relist(self.prefix).objects
         if LEASE not in staged or any(
             str(staged.get(rel, {}).get("generation")) != gen for rel, gen in self._verified.items()
         ):

@@ -152,27 +152,48 @@ def orphan_candidates(envelope: Location) -> list[str]:
     return out
 
 
+@contextlib.contextmanager
+def _orphan_locked(path: str) -> Iterator[bool]:
+    """True inside the block when ``path`` is a re-encrypt staging directory whose marker this
+    process now holds locked (so its run is gone and no other can claim it meanwhile); False for
+    staging directories of ``encrypt``/``decrypt`` (no marker) and of live runs (marker locked)."""
+    if not _STAGING_NAME.match(os.path.basename(path.rstrip(os.sep))) or not os.path.isdir(path):
+        yield False
+        return
+    try:
+        fd = os.open(os.path.join(path, *STAGING_MARKER.split("/")), os.O_RDONLY)
+    except OSError:
+        yield False
+        return
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            locked = True
+        except BlockingIOError:
+            locked = False
+        yield locked
+    finally:
+        os.close(fd)
+
+
+def is_orphan(path: str) -> bool:
+    """Whether :func:`remove_if_orphan` would remove ``path`` now (for dry runs: the answer may
+    change as soon as it is given, so only :func:`remove_if_orphan` may act on it)."""
+    with _orphan_locked(path) as orphan:
+        return orphan
+
+
 def remove_if_orphan(path: str) -> bool:
     """Remove ``path`` if it is a re-encrypt staging directory whose run is gone; True if removed.
 
     Staging directories of ``encrypt``/``decrypt`` (no marker) and of live runs (marker locked)
     are left alone.
     """
-    if not _STAGING_NAME.match(os.path.basename(path.rstrip(os.sep))) or not os.path.isdir(path):
-        return False
-    try:
-        fd = os.open(os.path.join(path, *STAGING_MARKER.split("/")), os.O_RDONLY)
-    except OSError:
-        return False
-    try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
+    with _orphan_locked(path) as orphan:
+        if not orphan:
             return False
         shutil.rmtree(path, ignore_errors=True)
         return not os.path.lexists(path)
-    finally:
-        os.close(fd)
 
 
 @contextlib.contextmanager
