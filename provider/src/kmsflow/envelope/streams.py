@@ -2,7 +2,8 @@
 
 Checksumming on the way through keeps every file to a single pass: no re-read for the checksum,
 constant memory. CRC32C (Castagnoli, hardware-accelerated in ``google-crc32c``) costs ~0.05 s per
-GiB, so it runs inline on the thread that moves the bytes. Authentication is Tink's job; the
+GiB: reads compute it inline, writes on the write-behind thread (off the thread that feeds Tink).
+Authentication is Tink's job; the
 checksum lets storage-level tools compare a stored object with the record without any key (it is
 the same value GCS keeps as an object's ``crc32c``, see docs/FORMAT.md §2).
 
@@ -11,9 +12,9 @@ while it encrypts or decrypts a segment, but ``write`` releases it, so writing s
 with computing segment *n+1* and a large file streams at close to ``cp`` speed instead of the sum
 of both (docs/BENCHMARKS.md). The queue is bounded, so memory stays constant.
 
-Each wrapper remembers the ``OSError`` it passed on (``.error``): Tink reports I/O failures of its
+Each wrapper remembers the ``OSError`` it met (``.error``): Tink reports I/O failures of its
 source or destination as a generic ``TinkError``, and the caller needs to tell a full disk or a
-network error from a failed authentication. Both wrappers own nothing: closing them (Tink closes
+network error from a failed authentication. Neither wrapper owns its file: closing it (Tink closes
 its destination/source when its stream closes) leaves the underlying file open for the staging
 layer to finalize or discard.
 """
