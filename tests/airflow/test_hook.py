@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -123,6 +124,40 @@ def test_transient_errors_retried_within_deadline_then_given_up(
     fresh_emulator.admin.set_faults()
     hook.close()
     short.close()
+
+
+@pytest.mark.parametrize(
+    ("method", "call"),
+    [
+        ("CreateCryptoKeyVersion", lambda h, key: h.rotate(key)),
+        ("ListCryptoKeyVersions", lambda h, key: h.list_versions(key)),
+        ("GetIamPolicy", lambda h, key: h.get_iam_policy(key)),
+    ],
+    ids=["rotate", "list_versions", "get_iam_policy"],
+)
+def test_resource_and_iam_calls_give_up_at_the_connection_deadline(
+    fresh_emulator: Any, location: str, set_conn: Callable[..., str], method: str, call: Any
+) -> None:
+    """Not only encrypt/decrypt: every hook call retries under the connection's ``deadline``
+    (the core's default would keep a task waiting 60 s)."""
+    set_conn(endpoint=fresh_emulator.endpoint, deadline=1)
+    hook = KmsHook()
+    ring, _ = hook.ensure_key_ring(location, "r")
+    key, _ = hook.ensure_crypto_key(
+        ring.name,
+        "k",
+        purpose="ENCRYPT_DECRYPT",
+        algorithm="GOOGLE_SYMMETRIC_ENCRYPTION",
+        protection_level="SOFTWARE",
+    )
+    fresh_emulator.admin.set_faults(rate=1.0, codes=["UNAVAILABLE"], methods=[method])
+    started = time.monotonic()
+    with pytest.raises(KmsTransientError, match="gave up retrying"):
+        call(hook, key.name)
+    assert time.monotonic() - started < 10
+    fresh_emulator.admin.set_faults()
+    assert call(hook, key.name) is not None  # and the same call works once KMS answers
+    hook.close()
 
 
 def test_async_hook_reads_versions_as_the_connection_principal(

@@ -55,7 +55,7 @@ def plan_spec(hook: KmsHook, spec_path: Path) -> Plan:
         spec = load_spec(spec_path)
     except SpecError as exc:
         raise AirflowFailException(str(exc)) from exc
-    with airflow_errors():
+    with airflow_errors(), hook.deadline_scope():
         return plan(spec, hook.get_conn())
 
 
@@ -80,7 +80,7 @@ def apply_plan(
             record(change)
 
     the_plan = Plan.from_dict(plan_dict)
-    with airflow_errors():
+    with airflow_errors(), hook.deadline_scope():
         report = apply(the_plan, hook.get_conn(), on_change=on_change)
     log.info("%s", report.render())
     return report.to_dict()
@@ -90,7 +90,7 @@ def verify_plan_spec(hook: KmsHook, plan_dict: dict[str, Any]) -> dict[str, Any]
     """Plan again for the same spec; fail unless nothing is left to change."""
     the_plan = Plan.from_dict(plan_dict)
     try:
-        with airflow_errors():
+        with airflow_errors(), hook.deadline_scope():
             verify(the_plan, hook.get_conn())
     except SpecDriftError as exc:
         raise AirflowFailException(str(exc)) from exc

@@ -9,6 +9,9 @@ deadline, using ``google.api_core.retry.Retry`` rather than a hand-written loop.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 
 from google.api_core import exceptions as gexc
@@ -21,15 +24,37 @@ from kmsflow.kms.errors import KmsIntegrityError, translate
 TRANSIENT = (gexc.ServiceUnavailable, gexc.DeadlineExceeded, gexc.ResourceExhausted)
 
 
-def default_retry(deadline: float = 60.0) -> gretry.Retry:
-    """Jittered exponential backoff (0.1 s doubling to 5 s) on transient codes, for ``deadline`` s."""
+_DEADLINE: ContextVar[float] = ContextVar("kmsflow_kms_deadline", default=60.0)
+
+
+def default_retry(deadline: float | None = None) -> gretry.Retry:
+    """Jittered exponential backoff (0.1 s doubling to 5 s) on transient codes, for ``deadline`` s.
+
+    Without ``deadline``: the one :func:`retry_deadline` put in force here, else 60 s.
+    """
     return gretry.Retry(
         predicate=gretry.if_exception_type(*TRANSIENT),
         initial=0.1,
         maximum=5.0,
         multiplier=2.0,
-        timeout=deadline,
+        timeout=_DEADLINE.get() if deadline is None else deadline,
     )
+
+
+@contextmanager
+def retry_deadline(seconds: float) -> Iterator[None]:
+    """Make ``seconds`` the retry deadline of every kmsflow KMS call made in this context.
+
+    Why ambient rather than a parameter: resource, IAM and key-spec functions make their KMS calls
+    several layers down, and the deadline belongs to whoever calls (an Airflow connection), not to
+    each function. A ``ContextVar`` is per thread (and per asyncio task): threads started inside
+    the block do not inherit it, so code that fans out passes ``retry=`` explicitly instead.
+    """
+    token = _DEADLINE.set(seconds)
+    try:
+        yield
+    finally:
+        _DEADLINE.reset(token)
 
 
 @dataclass(frozen=True)
