@@ -102,11 +102,8 @@ def test_principal_without_rights_is_refused(
     intruder.close()
 
 
-def test_transient_errors_retried_within_deadline_then_given_up(
-    fresh_emulator: Any, location: str, set_conn: Callable[..., str]
-) -> None:
-    set_conn(endpoint=fresh_emulator.endpoint, deadline=5)
-    hook = KmsHook()
+def _new_key(hook: KmsHook, location: str) -> kms_v1.CryptoKey:
+    """A key ring ``r`` and a software ENCRYPT_DECRYPT key ``k`` in it, through the hook."""
     ring, _ = hook.ensure_key_ring(location, "r")
     key, _ = hook.ensure_crypto_key(
         ring.name,
@@ -115,6 +112,15 @@ def test_transient_errors_retried_within_deadline_then_given_up(
         algorithm="GOOGLE_SYMMETRIC_ENCRYPTION",
         protection_level="SOFTWARE",
     )
+    return key
+
+
+def test_transient_errors_retried_within_deadline_then_given_up(
+    fresh_emulator: Any, location: str, set_conn: Callable[..., str]
+) -> None:
+    set_conn(endpoint=fresh_emulator.endpoint, deadline=5)
+    hook = KmsHook()
+    key = _new_key(hook, location)
     fresh_emulator.admin.set_faults(script=["UNAVAILABLE", "UNAVAILABLE"], methods=["Encrypt"])
     assert hook.encrypt(key.name, b"x").key_version.endswith("/1")
     fresh_emulator.admin.set_faults(rate=1.0, codes=["UNAVAILABLE"], methods=["Encrypt"])
@@ -142,14 +148,7 @@ def test_resource_and_iam_calls_give_up_at_the_connection_deadline(
     (the core's default would keep a task waiting 60 s)."""
     set_conn(endpoint=fresh_emulator.endpoint, deadline=1)
     hook = KmsHook()
-    ring, _ = hook.ensure_key_ring(location, "r")
-    key, _ = hook.ensure_crypto_key(
-        ring.name,
-        "k",
-        purpose="ENCRYPT_DECRYPT",
-        algorithm="GOOGLE_SYMMETRIC_ENCRYPTION",
-        protection_level="SOFTWARE",
-    )
+    key = _new_key(hook, location)
     fresh_emulator.admin.set_faults(rate=1.0, codes=["UNAVAILABLE"], methods=[method])
     started = time.monotonic()
     with pytest.raises(KmsTransientError, match="gave up retrying"):

@@ -47,16 +47,18 @@ def plaintext(size: int, seed: int) -> bytes:
 def make_envelope(
     client: kms_v1.KeyManagementServiceClient,
     key: str,
-    dst: Path,
+    dst: Path | str,
     shards: dict[str, int] | None,
     scratch: Path,
     seed: int = 0,
+    *,
+    file_size: int = 2_300_000,
 ) -> dict[str, bytes]:
-    """Encrypt a file (``shards`` None, 1 shard of size ``seed``-derived) or a dataset to ``dst``;
-    the plaintext source is deleted afterwards (it would otherwise be plaintext on disk). Returns
-    the plaintext by relative path ('' for a file)."""
-    src = scratch / f"plain-{seed}-{dst.name}"
-    files = {"": 2_300_000 + seed} if shards is None else shards
+    """Encrypt a file (``shards`` None: ``file_size + seed`` bytes) or a dataset to ``dst`` (a path
+    or a gs:// URL); the plaintext source is deleted afterwards (it would otherwise be plaintext on
+    disk). Returns the plaintext by relative path ('' for a file)."""
+    src = scratch / f"plain-{seed}-{Path(str(dst)).name}"
+    files = {"": file_size + seed} if shards is None else shards
     data = {rel: plaintext(size, seed + i) for i, (rel, size) in enumerate(sorted(files.items()))}
     for rel, body in data.items():
         path = src / rel if rel else src

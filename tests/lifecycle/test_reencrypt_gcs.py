@@ -8,6 +8,7 @@ in the bucket but the envelope.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import signal
@@ -20,40 +21,20 @@ import pytest
 from google.cloud import kms_v1
 from inventory.builders import make_key
 
-from kmsflow.envelope import Envelope, encrypt, gcs_filesystem
+from kmsflow.envelope import Envelope, gcs_filesystem
 from kmsflow.envelope.errors import TamperedError
 from kmsflow.inventory import FindingKind, scan
 from kmsflow.kms import resources
 from kmsflow.lifecycle import reencrypt, rewrap
 from kmsflow.lifecycle.reencrypt_gcs import STEPS
-from lifecycle.test_reencrypt import KILL_SCRIPT, MARKER, assert_no_plaintext, plaintext
+from lifecycle.test_reencrypt import KILL_SCRIPT, MARKER, assert_no_plaintext, make_envelope
 
 COMMITTED_STEPS = ("committed", "copying", "data_copied", "record_replaced", "staging_removed")
 """Kill points after which a COMMIT marker exists (the envelope may be mid-replacement)."""
 
 
-def put_envelope(
-    kms: kms_v1.KeyManagementServiceClient,
-    key: str,
-    dst: str,
-    shards: dict[str, int] | None,
-    scratch: Path,
-    seed: int = 0,
-) -> dict[str, bytes]:
-    """Encrypt a file (``shards`` None) or dataset to ``dst`` on gs://, delete the local plaintext;
-    return the plaintext by relative path ('' for a file)."""
-    src = scratch / f"plain-{seed}"
-    files = {"": 1_100_000 + seed} if shards is None else shards
-    data = {rel: plaintext(size, seed + i) for i, (rel, size) in enumerate(sorted(files.items()))}
-    for rel, body in data.items():
-        path = src / rel if rel else src
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(body)
-    encrypt(kms, key, str(src), dst)
-    for p in sorted(src.rglob("*"), reverse=True) if src.is_dir() else []:
-        p.rmdir() if p.is_dir() else p.unlink()
-    src.rmdir() if src.is_dir() else src.unlink()
-    return data
+# Smaller file envelopes than the local tests: every byte crosses the GCS emulator's HTTP.
+put_envelope = functools.partial(make_envelope, file_size=1_100_000)
 
 
 def objects(bucket: str) -> dict[str, tuple[bytes, str]]:

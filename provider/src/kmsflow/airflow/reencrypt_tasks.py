@@ -25,16 +25,13 @@ from kmsflow.airflow.lifecycle_common import audit_errors
 from kmsflow.airflow.operators.base import airflow_errors
 from kmsflow.audit import AuditLog
 from kmsflow.inventory import Inventory
+from kmsflow.kms.crypto import key_of
 from kmsflow.lifecycle import Issue, reencrypt
 
 log = logging.getLogger(__name__)
 
 AUDIT_ACTION = "reencrypt-batch"
 _DONE = ("reencrypted", "would_reencrypt")
-
-
-def _key_of(version: str) -> str:
-    return version.split("/cryptoKeyVersions/")[0]
 
 
 def version_moves(results: Sequence[Mapping[str, Any]]) -> tuple[dict[str, int], dict[str, int]]:
@@ -67,7 +64,7 @@ def record_reencrypt(audit: AuditLog, report: Mapping[str, Any], *, reason: str,
     done: dict[str, list[Mapping[str, Any]]] = {}
     for r in report["results"]:
         if r["status"] == "reencrypted":
-            done.setdefault(_key_of(r["old_version"]), []).append(r)
+            done.setdefault(key_of(r["old_version"]), []).append(r)
     for key, results in sorted(done.items()):
         mine = f"{key}/cryptoKeyVersions/"
         audit.append(

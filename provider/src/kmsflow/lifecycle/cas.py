@@ -133,15 +133,7 @@ def _swap_local(snapshot: RecordSnapshot, new: bytes, dir_sync: DirSync | None) 
         parent, name = os.path.split(path)
         temp = os.path.join(parent, f".{name}.kmsflow-{secrets.token_hex(6)}.part")
         try:
-            tfd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-            try:
-                view = memoryview(new)
-                while view:
-                    view = view[os.write(tfd, view) :]
-                os.fchmod(tfd, mode)
-                os.fsync(tfd)
-            finally:
-                os.close(tfd)
+            write_synced(temp, new, mode)
             os.replace(temp, path)
         except BaseException:
             with contextlib.suppress(OSError):
@@ -153,6 +145,20 @@ def _swap_local(snapshot: RecordSnapshot, new: bytes, dir_sync: DirSync | None) 
             dir_sync.add(parent)
     finally:
         os.close(fd)  # releases the lock
+
+
+def write_synced(path: str, data: bytes, mode: int) -> None:
+    """Create ``path`` (never an existing file) holding ``data`` with ``mode``, fsynced before it is
+    closed: a rename that publishes it can then never publish an empty or torn file."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view) :]
+        os.fchmod(fd, mode)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def fsync_dir(path: str) -> None:

@@ -53,7 +53,7 @@ from kmsflow.envelope.layout import DATASET_RECORD, RESERVED_DIR, SIDECAR_SUFFIX
 from kmsflow.envelope.layout import reencrypt_backups as _backups
 from kmsflow.envelope.record import EnvelopeRecord
 from kmsflow.envelope.storage import Location
-from kmsflow.lifecycle.cas import RecordConflictError, RecordSnapshot, fsync_dir
+from kmsflow.lifecycle.cas import RecordConflictError, RecordSnapshot, fsync_dir, write_synced
 
 StepHook = Callable[[str, str], None]
 """Called as ``hook(step, envelope_url)`` after each protocol step (the test seam, see below)."""
@@ -498,7 +498,7 @@ class LocalStage:
         """Write the staged record (last), then fsync every staging directory: the renames that
         follow must never publish a name whose directory entry a power loss could forget."""
         os.makedirs(os.path.dirname(self.record_path), exist_ok=True)
-        _write_synced(self.record_path, data, _mode(self.store.record))
+        write_synced(self.record_path, data, _mode(self.store.record))
         for dirpath, _, _ in os.walk(self.path, topdown=False):
             fsync_dir(dirpath)
 
@@ -535,15 +535,3 @@ class LocalStage:
 
 def _mode(path: str) -> int:
     return os.stat(path).st_mode & 0o7777
-
-
-def _write_synced(path: str, data: bytes, mode: int) -> None:
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    try:
-        view = memoryview(data)
-        while view:
-            view = view[os.write(fd, view) :]
-        os.fchmod(fd, mode)
-        os.fsync(fd)
-    finally:
-        os.close(fd)
