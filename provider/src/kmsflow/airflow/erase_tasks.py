@@ -13,7 +13,7 @@ from typing import Any
 
 from airflow.sdk.exceptions import AirflowFailException
 
-from kmsflow.airflow.hooks.kms import KmsHook
+from kmsflow.airflow.hooks.kms import KmsHook, within_deadline
 from kmsflow.airflow.lifecycle_common import audit_errors, kms_now, load_key_spec, open_audit
 from kmsflow.airflow.operators.base import airflow_errors
 from kmsflow.lifecycle import ErasureReport, erase_tenant, prove_erasure
@@ -21,6 +21,7 @@ from kmsflow.lifecycle import ErasureReport, erase_tenant, prove_erasure
 log = logging.getLogger(__name__)
 
 
+@within_deadline
 def erase(
     hook: KmsHook,
     spec_path: str,
@@ -57,6 +58,7 @@ def erase(
     return report
 
 
+@within_deadline
 def prove(hook: KmsHook, spec_path: str, key: str, *, run: str) -> ErasureReport:
     """Re-run the proof (reads only, plus an ``erase-proved`` event once every version is DESTROYED)."""
     spec = load_key_spec(spec_path)

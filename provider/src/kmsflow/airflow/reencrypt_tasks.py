@@ -20,7 +20,7 @@ from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from kmsflow.airflow.hooks.kms import KmsHook
+from kmsflow.airflow.hooks.kms import KmsHook, within_deadline
 from kmsflow.airflow.lifecycle_common import audit_errors
 from kmsflow.airflow.operators.base import airflow_errors
 from kmsflow.audit import AuditLog
@@ -95,6 +95,7 @@ def record_reencrypt(audit: AuditLog, report: Mapping[str, Any], *, reason: str,
     return len(done)
 
 
+@within_deadline
 def reencrypt_batch(
     hook: KmsHook,
     batch: Sequence[str],

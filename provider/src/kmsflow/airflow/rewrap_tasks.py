@@ -23,7 +23,7 @@ from typing import Any
 
 from airflow.sdk.exceptions import AirflowFailException
 
-from kmsflow.airflow.hooks.kms import KmsHook
+from kmsflow.airflow.hooks.kms import KmsHook, within_deadline
 from kmsflow.airflow.lifecycle_common import audit_errors, load_key_spec
 from kmsflow.airflow.operators.base import airflow_errors
 from kmsflow.audit import AuditLog, read_events, record_rewrap
@@ -97,6 +97,7 @@ def prepare(
     }
 
 
+@within_deadline
 def rotate_keys(
     hook: KmsHook, keys: Sequence[str], audit: AuditLog, *, reason: str, run: str
 ) -> dict[str, str]:
@@ -110,6 +111,7 @@ def rotate_keys(
     return rotated
 
 
+@within_deadline
 def detect_rotation(
     hook: KmsHook,
     keys: Sequence[str],
@@ -240,6 +242,7 @@ def make_batches(urls: Sequence[str], batch_size: int, max_map_length: int) -> l
     return [list(urls[i : i + size]) for i in range(0, len(urls), size)]
 
 
+@within_deadline
 def rewrap_batch(
     hook: KmsHook,
     batch: Sequence[str],
@@ -271,6 +274,7 @@ def rewrap_batch(
     return data
 
 
+@within_deadline
 def verify(
     hook: KmsHook,
     roots: Sequence[str],

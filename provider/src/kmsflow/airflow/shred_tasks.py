@@ -15,7 +15,7 @@ from typing import Any
 
 from airflow.sdk.exceptions import AirflowFailException
 
-from kmsflow.airflow.hooks.kms import KmsHook
+from kmsflow.airflow.hooks.kms import KmsHook, within_deadline
 from kmsflow.airflow.lifecycle_common import audit_errors, kms_now, load_key_spec, open_audit
 from kmsflow.airflow.operators.base import airflow_errors
 from kmsflow.kms.errors import KmsError
@@ -36,6 +36,7 @@ def resolve_dry_run(requested: bool | None, manual: bool) -> bool:
     return manual if requested is None else bool(requested)
 
 
+@within_deadline
 def shred(
     hook: KmsHook,
     spec_path: str,
@@ -91,6 +92,7 @@ def problems(report: ShredReport | dict[str, Any]) -> list[str]:
     return found
 
 
+@within_deadline
 def restore_version(
     hook: KmsHook,
     spec_path: str,

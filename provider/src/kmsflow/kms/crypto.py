@@ -47,8 +47,9 @@ def retry_deadline(seconds: float) -> Iterator[None]:
 
     Why ambient rather than a parameter: resource, IAM and key-spec functions make their KMS calls
     several layers down, and the deadline belongs to whoever calls (an Airflow connection), not to
-    each function. A ``ContextVar`` is per thread (and per asyncio task): threads started inside
-    the block do not inherit it, so code that fans out passes ``retry=`` explicitly instead.
+    each function. A ``ContextVar`` is per thread (and per asyncio task): a plain thread started
+    inside the block does not inherit it, so kmsflow fans out over
+    :class:`kmsflow.pools.ContextThreadPool`, which runs each task in a copy of the caller's context.
     """
     token = _DEADLINE.set(seconds)
     try:

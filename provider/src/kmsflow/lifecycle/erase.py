@@ -37,7 +37,6 @@ from __future__ import annotations
 import hashlib
 import logging
 from collections.abc import Mapping
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -61,6 +60,7 @@ from kmsflow.kms.errors import (
 from kmsflow.kms.resources import CryptoKeyVersion, VersionState
 from kmsflow.lifecycle.shred import ACTION_ERASE
 from kmsflow.lifecycle.targets import one_line
+from kmsflow.pools import ContextThreadPool
 from kmsflow.spec.model import CryptoKeySpec, KeySpec
 
 log = logging.getLogger(__name__)
@@ -342,7 +342,7 @@ def _digests(inventory: Inventory, tenant_key: str, max_workers: int) -> dict[st
         except Exception as exc:  # reported by the proof as "record changed or unreadable"
             return ref.record_url, f"unreadable: {exc.__class__.__name__}"
 
-    with ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="kmsflow-erase") as pool:
+    with ContextThreadPool(max_workers=max_workers, thread_name_prefix="kmsflow-erase") as pool:
         return dict(pool.map(one, others))
 
 
@@ -394,7 +394,7 @@ def prove_erasure(
             return _check_tenant(client, ref, states)
         return _check_other(client, ref, digests)
 
-    with ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="kmsflow-prove") as pool:
+    with ContextThreadPool(max_workers=max_workers, thread_name_prefix="kmsflow-prove") as pool:
         for check in pool.map(one, inventory.envelopes):
             (report.tenant_envelopes if check.tenant else report.other_envelopes).append(check)
     if digests is not None:

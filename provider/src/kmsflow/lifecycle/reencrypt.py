@@ -52,7 +52,6 @@ import logging
 import os
 import time
 from collections.abc import Callable, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from typing import IO, Any, Protocol
@@ -77,6 +76,7 @@ from kmsflow.lifecycle import reencrypt_local as local
 from kmsflow.lifecycle.cas import RecordConflictError, RecordSnapshot, read_snapshot
 from kmsflow.lifecycle.rewrap import Issue, PrimaryCache
 from kmsflow.lifecycle.targets import EnvelopeTarget, Targets, collect, one_line
+from kmsflow.pools import ContextThreadPool
 
 log = logging.getLogger(__name__)
 
@@ -250,7 +250,7 @@ def reencrypt(
     def one(target: EnvelopeTarget) -> EnvelopeOutcome:
         return _reencrypt_one(client, primaries, target, dry_run, on_step, stale_after)
 
-    with ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="kmsflow-reencrypt") as pool:
+    with ContextThreadPool(max_workers=max_workers, thread_name_prefix="kmsflow-reencrypt") as pool:
         for result in pool.map(one, found.envelopes):
             report.results.append(result)
             if result.status == "failed":

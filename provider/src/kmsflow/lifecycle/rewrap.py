@@ -28,7 +28,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -43,6 +43,7 @@ from kmsflow.kms import resources
 from kmsflow.kms.errors import KmsError
 from kmsflow.lifecycle.cas import DirSync, RecordConflictError, RecordSnapshot, read_snapshot, swap
 from kmsflow.lifecycle.targets import EnvelopeTarget, collect, one_line
+from kmsflow.pools import ContextThreadPool
 
 log = logging.getLogger(__name__)
 
@@ -174,8 +175,8 @@ def rewrap(
     # record writes (lock, compare, write, fsync, rename). A slow fsync then never holds a KMS slot,
     # so KMS concurrency stays at max_workers; the unwrapped key never leaves the first stage.
     with (
-        ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="kmsflow-rewrap") as kms_pool,
-        ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="kmsflow-rewrap-io") as io_pool,
+        ContextThreadPool(max_workers=max_workers, thread_name_prefix="kmsflow-rewrap") as kms_pool,
+        ContextThreadPool(max_workers=max_workers, thread_name_prefix="kmsflow-rewrap-io") as io_pool,
     ):
 
         def one(target: EnvelopeTarget) -> _Result | Future[_Result]:
@@ -324,6 +325,6 @@ def verify_unwraps(
             )
         return None
 
-    with ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="kmsflow-verify") as pool:
+    with ContextThreadPool(max_workers=max_workers, thread_name_prefix="kmsflow-verify") as pool:
         issues.extend(i for i in pool.map(one, found.envelopes) if i is not None)
     return issues

@@ -31,7 +31,7 @@ import os
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from contextlib import AbstractContextManager
 from datetime import datetime, timedelta
-from typing import Any, TypeVar
+from typing import Any, Concatenate, ParamSpec, TypeVar
 
 import grpc
 from airflow.providers.google.common.consts import CLIENT_INFO
@@ -58,6 +58,7 @@ DEFAULT_DEADLINE = 60.0
 
 
 _T = TypeVar("_T")
+_P = ParamSpec("_P")
 
 
 def _as_float(value: Any, default: float) -> float:
@@ -74,12 +75,14 @@ def _as_float(value: Any, default: float) -> float:
     return number
 
 
-def _within_deadline(method: Callable[..., _T]) -> Callable[..., _T]:
-    """Run a hook method under the connection's retry deadline (:meth:`KmsHook.deadline_scope`):
-    the resource, IAM and spec functions it calls pick it up from there."""
+def within_deadline(method: Callable[Concatenate[KmsHook, _P], _T]) -> Callable[Concatenate[KmsHook, _P], _T]:
+    """Run a hook method, or a task function whose first argument is the hook, under the
+    connection's retry deadline (:meth:`KmsHook.deadline_scope`): the resource, IAM, spec and
+    lifecycle functions it calls pick it up from there (lifecycle thread pools carry it along,
+    see :mod:`kmsflow.pools`)."""
 
     @functools.wraps(method)
-    def wrapper(self: KmsHook, *args: Any, **kwargs: Any) -> _T:
+    def wrapper(self: KmsHook, /, *args: _P.args, **kwargs: _P.kwargs) -> _T:
         with self.deadline_scope():
             return method(self, *args, **kwargs)
 
@@ -243,12 +246,12 @@ class KmsHook(GoogleBaseHook):
 
     # -- resources -----------------------------------------------------------------------------
 
-    @_within_deadline
+    @within_deadline
     def ensure_key_ring(self, location: str, key_ring_id: str) -> tuple[kms_v1.KeyRing, bool]:
         """Create the key ring unless it exists; returns it and whether it was created."""
         return resources.ensure_key_ring(self.get_conn(), location, key_ring_id)
 
-    @_within_deadline
+    @within_deadline
     def ensure_crypto_key(
         self,
         key_ring: str,
@@ -276,7 +279,7 @@ class KmsHook(GoogleBaseHook):
             labels=dict(labels) if labels is not None else None,
         )
 
-    @_within_deadline
+    @within_deadline
     def get_key(self, key_name: str) -> kms_v1.CryptoKey:
         """The CryptoKey (with its primary version)."""
         return resources.get_key(self.get_conn(), key_name)
@@ -289,56 +292,56 @@ class KmsHook(GoogleBaseHook):
         except gexc.GoogleAPIError as exc:
             raise translate(exc, f"get {version_name}") from exc
 
-    @_within_deadline
+    @within_deadline
     def list_versions(
         self, key_name: str, states: Iterable[str] | None = None
     ) -> list[kms_v1.CryptoKeyVersion]:
         """Versions of ``key_name``, optionally only those in ``states`` (e.g. ``["ENABLED"]``)."""
         return list(resources.list_versions(self.get_conn(), key_name, states=states))
 
-    @_within_deadline
+    @within_deadline
     def rotate(self, key_name: str) -> kms_v1.CryptoKeyVersion:
         """Create a new version and make it primary."""
         return resources.rotate(self.get_conn(), key_name)
 
-    @_within_deadline
+    @within_deadline
     def set_primary(self, key_name: str, version_id: str) -> kms_v1.CryptoKeyVersion:
         """Make ``version_id`` (ENABLED) the primary of ``key_name``; returns the new primary."""
         return resources.set_primary(self.get_conn(), key_name, version_id)
 
-    @_within_deadline
+    @within_deadline
     def enable_version(self, version_name: str) -> kms_v1.CryptoKeyVersion:
         """Enable a DISABLED version."""
         return resources.enable_version(self.get_conn(), version_name)
 
-    @_within_deadline
+    @within_deadline
     def disable_version(self, version_name: str) -> kms_v1.CryptoKeyVersion:
         """Disable a version; refuses the primary (``KmsGuardError``)."""
         return resources.disable_version(self.get_conn(), version_name)
 
-    @_within_deadline
+    @within_deadline
     def destroy_version(self, version_name: str) -> kms_v1.CryptoKeyVersion:
         """Schedule destruction of a version; refuses the primary (``KmsGuardError``)."""
         return resources.destroy_version(self.get_conn(), version_name)
 
-    @_within_deadline
+    @within_deadline
     def restore_version(self, version_name: str, *, enable: bool = False) -> kms_v1.CryptoKeyVersion:
         """Cancel a scheduled destruction: the version comes back DISABLED (ENABLED if ``enable``)."""
         return resources.restore_version(self.get_conn(), version_name, enable=enable)
 
     # -- IAM -----------------------------------------------------------------------------------
 
-    @_within_deadline
+    @within_deadline
     def grant(self, resource: str, role: str, members: Iterable[str]) -> bool:
         """Add ``members`` to ``role`` on ``resource``; True when the policy changed."""
         return iam.grant(self.get_conn(), resource, role, list(members))
 
-    @_within_deadline
+    @within_deadline
     def revoke(self, resource: str, role: str, members: Iterable[str]) -> bool:
         """Remove ``members`` from ``role`` on ``resource``; True when the policy changed."""
         return iam.revoke(self.get_conn(), resource, role, list(members))
 
-    @_within_deadline
+    @within_deadline
     def set_role_members(
         self,
         resource: str,
@@ -356,12 +359,12 @@ class KmsHook(GoogleBaseHook):
             authoritative_roles,
         )
 
-    @_within_deadline
+    @within_deadline
     def get_iam_policy(self, resource: str) -> iam.Policy:
         """The live IAM policy of a key ring or crypto key."""
         return iam.get_policy(self.get_conn(), resource)
 
-    @_within_deadline
+    @within_deadline
     def iam_drift(self, resource: str, wanted: Mapping[str, Iterable[str]]) -> list[iam.Drift]:
         """How the listed roles on ``resource`` differ from ``wanted`` (empty: no drift; read only)."""
         return iam.drift(self.get_conn(), resource, {role: list(m) for role, m in wanted.items()})
