@@ -40,7 +40,7 @@ from kmsflow.envelope.progress import NoProgress, Progress
 from kmsflow.envelope.record import EnvelopeRecord, FileEntry
 from kmsflow.envelope.staging import stage
 from kmsflow.envelope.storage import TINK_CHUNK_SIZE, Location, resolve
-from kmsflow.envelope.streams import BinarySink, ChecksumReader, write_behind
+from kmsflow.envelope.streams import BinarySink, ChecksumReader, plaintext_pieces, write_behind
 from kmsflow.envelope.wrap import unwrap_key
 
 
@@ -214,10 +214,7 @@ class Envelope:
             aad = data_aad(self.record.envelope_id, entry.path)
             try:
                 with key.primitive.new_decrypting_stream(reader, aad) as dec:
-                    while True:
-                        block = dec.read1(TINK_CHUNK_SIZE)
-                        if not block:
-                            break
+                    for block in plaintext_pieces(dec, TINK_CHUNK_SIZE):
                         plain += len(block)
                         if plain > entry.size:
                             raise TamperedError(

@@ -67,7 +67,7 @@ from kmsflow.envelope.keyset import DataKey
 from kmsflow.envelope.layout import DATASET_RECORD, REENCRYPT_BACKUP_NAME, SIDECAR_SUFFIX, locate
 from kmsflow.envelope.record import EnvelopeRecord, FileEntry, utc_now
 from kmsflow.envelope.storage import TINK_CHUNK_SIZE, Location, resolve
-from kmsflow.envelope.streams import ChecksumReader, write_behind
+from kmsflow.envelope.streams import ChecksumReader, plaintext_pieces, write_behind
 from kmsflow.envelope.wrap import unwrap_key, wrap_key
 from kmsflow.inventory import Finding, FindingKind
 from kmsflow.inventory.scanner import TEMP_NAME, now_rfc3339, parse_record
@@ -567,7 +567,7 @@ class _Job:
                     ) as dec,
                     new_key.primitive.new_encrypting_stream(sink, data_aad(new_id, entry.path)) as enc,
                 ):
-                    while block := dec.read1(TINK_CHUNK_SIZE):
+                    for block in plaintext_pieces(dec, TINK_CHUNK_SIZE):
                         plain += len(block)
                         if plain > entry.size:
                             raise TamperedError(f"{src}: longer than recorded (appended or swapped)")
@@ -623,7 +623,7 @@ def _plaintext_digest(
     reader = ChecksumReader(raw)
     try:
         with key.primitive.new_decrypting_stream(reader, data_aad(envelope_id, entry.path)) as dec:
-            while block := dec.read1(TINK_CHUNK_SIZE):
+            for block in plaintext_pieces(dec, TINK_CHUNK_SIZE):
                 plain += len(block)
                 sha.update(block)
                 tick()
