@@ -16,7 +16,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from kmsflow import envelope
-from kmsflow.envelope import DataKey, EnvelopeError, RecordInvalidError, TamperedError
+from kmsflow.envelope import DataKey, Envelope, EnvelopeError, RecordInvalidError, TamperedError, manifest
 
 from .conftest import listing, write_random
 
@@ -151,6 +151,21 @@ def test_consistent_record_edits_are_rejected(kms: Any, file_env: Path, edit: An
     edit(body)
     record.write_text(json.dumps(body))
     rejected(kms, file_env, file_env.parent / "out")
+
+
+def test_a_wrong_checksum_sealed_by_its_writer_fails_verify_not_decrypt(kms: Any, file_env: Path) -> None:
+    """A record whose CRC32C a faulty writer got wrong, authentically sealed: the data itself is
+    intact (Tink authenticates it), so decrypt returns it; ``verify``, the audit, flags the record."""
+    record = Path(f"{file_env}.kmsflow.json")
+    opened = Envelope.open(str(file_env))
+    fields = opened.record.model_dump(mode="json", exclude={"manifest"})
+    fields["files"][0]["ciphertext_crc32c"] = "AAAAAA=="
+    record.write_bytes(manifest.seal(opened.unlock(kms), fields).to_json())
+
+    with pytest.raises(TamperedError, match="CRC32C differs"):
+        envelope.verify(kms, str(file_env))
+    envelope.decrypt(kms, str(file_env), str(file_env.parent / "out"))
+    assert (file_env.parent / "out").read_bytes() == (file_env.parent / "plain").read_bytes()
 
 
 def test_record_that_is_not_json_is_invalid(kms: Any, file_env: Path) -> None:
