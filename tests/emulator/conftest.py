@@ -16,10 +16,13 @@ from types import ModuleType
 from typing import Any
 
 import pytest
+from envelope.conftest import gcs_bucket, gcs_emulator
 from google.cloud import kms_v1
 
 from kmsflow.emulator.admin import AdminClient
 from kmsflow.emulator.process import spawn
+
+__all__ = ["gcs_bucket", "gcs_emulator"]  # the GCS emulator (kmsflow.emulator.gcs) of tests/envelope
 
 
 @pytest.fixture(autouse=True)

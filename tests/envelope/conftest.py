@@ -92,11 +92,11 @@ def _free_port() -> int:
 
 @pytest.fixture(scope="session")
 def gcs_emulator() -> Iterator[str]:
-    """``gcp-storage-emulator`` (in memory) on a free loopback port; yields ``host:port``."""
+    """``gcp-storage-emulator`` (in memory) on a free loopback port, enforcing GCS preconditions
+    (:mod:`kmsflow.emulator.gcs`); yields ``host:port``."""
     port = _free_port()
-    exe = Path(sys.executable).with_name("gcp-storage-emulator")
     proc = subprocess.Popen(
-        [str(exe), "start", "--host=127.0.0.1", f"--port={port}", "--in-memory", "--quiet"],
+        [sys.executable, "-m", "kmsflow.emulator.gcs", "--host", "127.0.0.1", "--port", str(port)],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )

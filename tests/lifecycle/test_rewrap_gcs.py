@@ -12,7 +12,7 @@ from kmsflow.envelope import Envelope, gcs_filesystem
 from kmsflow.inventory import scan
 from kmsflow.kms import resources
 from kmsflow.lifecycle import rewrap, verify_unwraps
-from kmsflow.lifecycle.cas import RecordConflictError, RecordSnapshot, read_snapshot, swap
+from kmsflow.lifecycle.cas import RecordConflictError, read_snapshot, swap
 from kmsflow.lifecycle.targets import location_of
 
 
@@ -82,51 +82,6 @@ def test_gcs_swap_refuses_a_changed_generation(
 
     report = rewrap(kms, [made.dst], before_swap=writer)
     assert [c.error for c in report.conflicts] == ["RecordConflictError"]
-
-
-class PreconditionFs:
-    """Stands in for gcsfs at the HTTP layer, because the GCS emulator ignores preconditions.
-
-    Real GCS answers a stale ``ifGenerationMatch`` with 412, which gcsfs raises as FileExistsError.
-    """
-
-    _location = "http://gcs.invalid"
-
-    def __init__(self, generation: str, stale: bool) -> None:
-        self.generation, self.stale = generation, stale
-        self.calls: list[dict[str, object]] = []
-
-    def invalidate_cache(self, path: str | None = None) -> None:
-        pass
-
-    def info(self, path: str) -> dict[str, object]:
-        return {"generation": self.generation, "size": 2}
-
-    def split_path(self, path: str) -> tuple[str, str, None]:
-        bucket, _, key = path.partition("/")
-        return bucket, key, None
-
-    def call(self, method: str, url: str, **kwargs: object) -> dict[str, object]:
-        self.calls.append({"method": method, "url": url, **kwargs})
-        if self.stale:
-            raise FileExistsError(url)
-        return {}
-
-
-def test_gcs_upload_carries_the_generation_precondition_and_maps_412_to_conflict() -> None:
-    from kmsflow.envelope.storage import Location
-
-    ok = PreconditionFs("1234", stale=False)
-    swap(RecordSnapshot(Location("b/a.kmsflow.json", ok, "gs"), b"{}", "1234"), b'{"new": 1}')
-    [call] = ok.calls
-    assert call["method"] == "POST" and call["url"] == "http://gcs.invalid/upload/storage/v1/b/b/o"
-    assert call["ifGenerationMatch"] == "1234" and call["uploadType"] == "multipart"
-    assert b'{"new": 1}' in call["data"]  # type: ignore[operator]
-    assert b'"name": "a.kmsflow.json"' in call["data"]  # type: ignore[operator]
-
-    lost = PreconditionFs("1234", stale=True)
-    with pytest.raises(RecordConflictError, match="precondition"):
-        swap(RecordSnapshot(Location("b/a.kmsflow.json", lost, "gs"), b"{}", "1234"), b"{}")
 
 
 def test_gcs_inventory_catches_a_replaced_object_by_its_listed_crc32c(

@@ -25,7 +25,7 @@ from kmsflow.envelope.keyset import DataKey
 from kmsflow.envelope.layout import check_relpath, data_location, record_location
 from kmsflow.envelope.progress import NoProgress, Progress
 from kmsflow.envelope.record import EnvelopeRecord, FileEntry, utc_now
-from kmsflow.envelope.staging import Staging, stage
+from kmsflow.envelope.staging import Staging, stage, write_failure
 from kmsflow.envelope.storage import TINK_CHUNK_SIZE, Location, chunks, resolve
 from kmsflow.envelope.streams import WriteBehind, write_behind
 from kmsflow.envelope.wrap import wrap_key
@@ -114,13 +114,17 @@ def _encrypt_file(
                 progress.advance(len(block))
     except tink.TinkError as exc:  # Tink wraps failures of its output stream
         cause = sink.error if sink is not None else None
-        reason = _reason(cause) if cause is not None else f"Tink error {exc.__class__.__name__}"
-        raise EnvelopeIOError(f"{dst_loc.url}: {reason} while writing ciphertext") from None
+        if cause is not None:
+            raise write_failure(dst_loc.url, cause, "writing ciphertext") from None
+        raise EnvelopeIOError(
+            f"{dst_loc.url}: Tink error {exc.__class__.__name__} while writing ciphertext"
+        ) from None
     except OSError as exc:
         ours = exc.filename is not None and exc.filename != src_loc.path
         written = sink is not None and sink.error is exc
-        failed = dst_loc if ours or written else src_loc
-        raise EnvelopeIOError(f"{failed.url}: {_reason(exc)} while encrypting") from None
+        if ours or written:
+            raise write_failure(dst_loc.url, exc, "encrypting") from None
+        raise EnvelopeIOError(f"{src_loc.url}: {_reason(exc)} while encrypting") from None
     assert sink is not None
     return FileEntry(path=rel, size=plain, ciphertext_size=sink.count, ciphertext_crc32c=sink.crc32c())
 

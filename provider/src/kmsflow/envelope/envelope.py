@@ -44,7 +44,7 @@ from kmsflow.envelope.layout import (
 )
 from kmsflow.envelope.progress import NoProgress, Progress
 from kmsflow.envelope.record import EnvelopeRecord, FileEntry
-from kmsflow.envelope.staging import stage
+from kmsflow.envelope.staging import stage, write_failure
 from kmsflow.envelope.storage import TINK_CHUNK_SIZE, Location, resolve
 from kmsflow.envelope.streams import BinarySink, ChecksumReader, plaintext_pieces, write_behind
 from kmsflow.envelope.wrap import unwrap_key
@@ -198,9 +198,8 @@ class Envelope:
                     try:
                         with write_behind(out) as behind:
                             self._decrypt_file(key, entry, behind, target.url, progress, check_crc=False)
-                    except OSError as exc:  # the last pieces failed to write (a full disk)
-                        reason = _reason(exc)
-                        raise EnvelopeIOError(f"{target.url}: {reason} while writing plaintext") from None
+                    except OSError as exc:  # the last pieces failed to write (a full disk, a 412)
+                        raise write_failure(target.url, exc, "writing plaintext") from None
 
     def _decrypt_file(
         self,
@@ -237,9 +236,7 @@ class Envelope:
                         try:
                             out.write(block)
                         except OSError as exc:
-                            raise EnvelopeIOError(
-                                f"{out_name}: {_reason(exc)} while writing plaintext"
-                            ) from None
+                            raise write_failure(out_name, exc, "writing plaintext") from None
                         progress.advance(len(block))
                 reader.drain()
             except tink.TinkError:

@@ -83,10 +83,13 @@ class Staging:
         remote: Any = fs_open_write(target.fs, target.path)
         try:
             yield remote
+            remote.close()
+        except FileExistsError:  # GCS refused the create-only upload: someone else wrote the name
+            _discard(remote)
+            raise DestinationExistsError(appeared(target.url)) from None
         except BaseException:
             _discard(remote)
             raise
-        remote.close()
         self._written.append(target)
 
     def commit(self) -> None:
@@ -96,9 +99,7 @@ class Staging:
                 os.rename(self._tmpdir, self._root.path)
             except OSError as exc:
                 if os.path.lexists(self._root.path):
-                    raise DestinationExistsError(
-                        f"{self._root.url}: appeared while writing; not replaced"
-                    ) from None
+                    raise DestinationExistsError(appeared(self._root.url)) from None
                 raise EnvelopeIOError(f"{self._root.url}: cannot publish output ({exc.strerror})") from None
             self._tmpdir = None
             return
@@ -137,13 +138,27 @@ def _publish_no_clobber(temp: str, final: str) -> None:
     try:
         os.link(temp, final)
     except FileExistsError:
-        raise DestinationExistsError(f"{final}: appeared while writing; not replaced") from None
+        raise DestinationExistsError(appeared(final)) from None
     except OSError:  # filesystem without hard links: fall back to rename after a check
         if os.path.lexists(final):
-            raise DestinationExistsError(f"{final}: appeared while writing; not replaced") from None
+            raise DestinationExistsError(appeared(final)) from None
         os.replace(temp, final)
         return
     os.unlink(temp)
+
+
+def appeared(url: str) -> str:
+    """The message for a destination another writer created while this one was writing it."""
+    return f"{url}: appeared while writing; not replaced"
+
+
+def write_failure(url: str, exc: OSError, doing: str) -> DestinationExistsError | EnvelopeIOError:
+    """The error for a failed write of ``url``. A ``FileExistsError`` is another writer's object:
+    GCS answers the create-only (``ifGenerationMatch=0``) upload with 412, which gcsfs raises as
+    ``FileExistsError``, possibly from a write that opened the resumable upload, far from ``close``."""
+    if isinstance(exc, FileExistsError):
+        return DestinationExistsError(appeared(url))
+    return EnvelopeIOError(f"{url}: {exc.strerror or exc.__class__.__name__} while {doing}")
 
 
 def _discard(f: Any) -> None:

@@ -19,8 +19,10 @@ follow this protocol (it is advisory) and is not reliable on some network filesy
 ``fs.info`` and the bytes fetched *at that generation*). The swap re-reads the generation and
 refuses on change, then uploads the new record in one JSON-API multipart request with
 ``ifGenerationMatch=<generation>``, which real GCS enforces atomically (HTTP 412 ->
-:class:`RecordConflictError`): no window remains. The gcp-storage-emulator ignores preconditions,
-so the tests exercise the explicit generation check and the upload, not the server-side 412.
+:class:`RecordConflictError`): no window remains. The tests run against
+:mod:`kmsflow.emulator.gcs`, which enforces preconditions as GCS does, and let a writer in after
+the explicit check to show that the server-side 412 keeps its bytes.
+A record replaced between ``info`` and the pinned read (404 for the old generation) is read again.
 gcsfs exposes only ``ifGenerationMatch=0`` publicly; the conditional upload uses its
 ``call``/``split_path`` helpers (see :func:`_gcs_put_if_generation_match`). Other fsspec stores get
 the check-then-write with a small race window (documented; no kmsflow store uses them today).
@@ -55,17 +57,25 @@ class RecordSnapshot:
     generation: str | None = None
 
 
+_PINNED_READ_ATTEMPTS = 5  # a record rewritten faster than it can be read is a conflict
+
+
 def read_snapshot(loc: Location) -> RecordSnapshot:
     """Read the record at ``loc`` for a later :func:`swap`."""
     if loc.fs is None:
         with open(loc.path, "rb") as f:
             return RecordSnapshot(loc, f.read())
     fs = loc.fs
-    fs.invalidate_cache(loc.path)
-    generation = _generation(fs.info(loc.path))
-    if generation is None:
-        return RecordSnapshot(loc, bytes(fs.cat_file(loc.path)))
-    return RecordSnapshot(loc, bytes(fs.cat_file(loc.path, generation=generation)), generation)
+    for _ in range(_PINNED_READ_ATTEMPTS):
+        fs.invalidate_cache(loc.path)
+        generation = _generation(fs.info(loc.path))  # FileNotFoundError: no record at all
+        if generation is None:
+            return RecordSnapshot(loc, bytes(fs.cat_file(loc.path)))
+        try:
+            return RecordSnapshot(loc, bytes(fs.cat_file(loc.path, generation=generation)), generation)
+        except FileNotFoundError:  # replaced between info and read: that generation is gone
+            continue
+    raise RecordConflictError(f"{loc.url}: record kept changing while it was read; left as is")
 
 
 class DirSync:

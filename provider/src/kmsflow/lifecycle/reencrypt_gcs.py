@@ -49,13 +49,14 @@ generation and every live data generation are still the ones it read and that it
 intact. Two runs may roll the same committed prefix forward at once (a rerun of a slow one): both
 copy the same bytes and write the same record, so that converges.
 
-**Emulator.** ``gcp-storage-emulator`` ignores ``ifGenerationMatch`` and ``generation`` on reads,
-so the tests exercise the explicit generation checks, not server-side preconditions.
+**Emulator.** The tests run against :mod:`kmsflow.emulator.gcs`, which enforces
+``ifGenerationMatch`` and ``generation=`` as GCS does.
 """
 
 from __future__ import annotations
 
 import contextlib
+import io
 import json
 import re
 import secrets
@@ -359,9 +360,37 @@ def recover(root: Location, stale_after: float = DEFAULT_STALE_AFTER) -> Recover
 # --- the re-encrypt job's view of a GCS envelope ---------------------------------------------------
 
 
+class _PinnedObject(io.RawIOBase):
+    """One generation of a GCS object, read in ranged GETs that each name that generation.
+
+    Why not ``fs.open(path, generation=...)``: gcsfs' file object does not pass the generation on
+    to its range reads, so an overwrite during the read would silently continue with the new
+    object's bytes. Pinned, a range of a generation that is gone answers 404
+    (``FileNotFoundError``): the read fails instead of mixing two objects.
+    """
+
+    def __init__(self, fs: Any, path: str, generation: str, size: int) -> None:
+        super().__init__()
+        self._fs, self._path, self._generation, self._size = fs, path, generation, size
+        self._pos = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, b: Any) -> int:
+        n = min(len(b), self._size - self._pos)
+        if n <= 0:
+            return 0
+        end = self._pos + n
+        data = self._fs.cat_file(self._path, start=self._pos, end=end, generation=self._generation)
+        b[: len(data)] = data
+        self._pos += len(data)
+        return len(data)
+
+
 class GcsStore:
-    """The live side of a GCS envelope. A data object's identity is its generation, read through
-    (``generation=``), so a concurrent overwrite cannot be mixed into one read."""
+    """The live side of a GCS envelope. A data object's identity is its generation, and reads are
+    pinned to it (:class:`_PinnedObject`), so a concurrent overwrite cannot be mixed into one read."""
 
     def __init__(self, root: Location, kind: str, stale_after: float = DEFAULT_STALE_AFTER) -> None:
         assert root.fs is not None
@@ -391,10 +420,10 @@ class GcsStore:
     def open_source(self, relpath: str) -> Iterator[tuple[IO[bytes], object]]:
         path = self.root.child(relpath).path
         self.fs.invalidate_cache(path)
-        generation = str(self.fs.info(path).get("generation"))
-        with self.fs.open(
-            path, "rb", generation=generation, block_size=CHUNK_SIZE * 8, cache_type="readahead"
-        ) as raw:
+        info = self.fs.info(path)
+        generation = str(info.get("generation"))
+        pinned = _PinnedObject(self.fs, path, generation, int(info.get("size") or 0))
+        with io.BufferedReader(pinned, buffer_size=CHUNK_SIZE * 8) as raw:
             yield raw, generation
 
     @contextlib.contextmanager
@@ -471,8 +500,11 @@ class GcsStage:
     def open_staged(self, relpath: str) -> Iterator[IO[bytes]]:
         loc = _staged_data(self.prefix, self.store.kind, relpath)
         self.fs.invalidate_cache(loc.path)
-        with self.fs.open(loc.path, "rb", block_size=CHUNK_SIZE * 8, cache_type="readahead") as f:
-            self._verified[loc.path[len(self.prefix.path) + 1 :]] = str(f.details.get("generation"))
+        info = self.fs.info(loc.path)
+        generation = str(info.get("generation"))
+        pinned = _PinnedObject(self.fs, loc.path, generation, int(info.get("size") or 0))
+        with io.BufferedReader(pinned, buffer_size=CHUNK_SIZE * 8) as f:
+            self._verified[loc.path[len(self.prefix.path) + 1 :]] = generation
             yield f
 
     def staged_files(self) -> set[str]:
