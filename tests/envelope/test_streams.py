@@ -6,13 +6,14 @@ from __future__ import annotations
 import base64
 import io
 import threading
+from typing import Any
 
 import google_crc32c
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from kmsflow.envelope.streams import ChecksumReader, crc32c_of, write_behind
+from kmsflow.envelope.streams import ChecksumReader, crc32c_of, write_behind, write_through
 
 MiB = 1 << 20
 
@@ -98,3 +99,30 @@ def test_abort_drops_queued_pieces() -> None:
     written = bytes(sink.data)
     assert written == b"".join(bytes([i]) * MiB for i in range(len(written) // MiB))
     assert not [t for t in threading.enumerate() if t.name == "kmsflow-write-behind"]
+
+
+class Trickle(io.RawIOBase):
+    """A raw stream that takes at most ``limit`` bytes per write, as a raw stream may."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__()
+        self.limit, self.got = limit, bytearray()
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, b: Any) -> int:
+        taken = bytes(b[: self.limit])
+        self.got += taken
+        return len(taken)
+
+
+@settings(max_examples=50, deadline=None)
+@given(st.binary(max_size=5000), st.integers(min_value=1, max_value=700))
+def test_write_through_writes_everything_to_the_raw_stream_despite_short_writes(
+    data: bytes, limit: int
+) -> None:
+    raw = Trickle(limit)
+    buffered = io.BufferedWriter(raw)
+    write_through(buffered, data)
+    assert bytes(raw.got) == data  # all of it, in order, and nothing left in the buffer

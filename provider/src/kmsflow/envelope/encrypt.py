@@ -27,7 +27,7 @@ from kmsflow.envelope.progress import NoProgress, Progress
 from kmsflow.envelope.record import EnvelopeRecord, FileEntry, utc_now
 from kmsflow.envelope.staging import Staging, stage, write_failure
 from kmsflow.envelope.storage import TINK_CHUNK_SIZE, Location, chunks, resolve
-from kmsflow.envelope.streams import WriteBehind, write_behind
+from kmsflow.envelope.streams import WriteBehind, write_behind, write_through
 from kmsflow.envelope.wrap import wrap_key
 
 
@@ -109,7 +109,7 @@ def _encrypt_file(
             key.primitive.new_encrypting_stream(sink, data_aad(envelope_id, rel)) as enc,
         ):
             for block in chunks(fin, TINK_CHUNK_SIZE):
-                enc.write(block)
+                write_through(enc, block)
                 plain += len(block)
                 progress.advance(len(block))
     except tink.TinkError as exc:  # Tink wraps failures of its output stream

@@ -71,6 +71,21 @@ def plaintext_pieces(decrypting: IO[bytes], size: int) -> Iterator[bytes]:
         yield block
 
 
+def write_through(encrypting: IO[bytes], data: bytes) -> None:
+    """Write ``data`` to a Tink encrypting stream's raw stream, past its ``BufferedWriter``.
+
+    The counterpart of :func:`plaintext_pieces`: a piece larger than the writer's 8 KiB buffer
+    reaches Tink as a ``memoryview`` of the caller's bytes; handing Tink the ``bytes`` themselves
+    measured ~3-6 % less time per GiB in interleaved A/B runs (docs/BENCHMARKS.md). Nothing goes
+    through the buffered writer, so its buffer stays empty and closing it still finalizes Tink's
+    stream.
+    """
+    raw = getattr(encrypting, "raw", encrypting)
+    written = raw.write(data)
+    while written < len(data):  # a raw stream may take less than it was given
+        written += raw.write(memoryview(data)[written:])
+
+
 class ChecksumReader(io.RawIOBase):
     """Reads from ``inner`` while counting bytes and (``checksum=True``) computing their CRC32C.
 

@@ -67,7 +67,7 @@ from kmsflow.envelope.keyset import DataKey
 from kmsflow.envelope.layout import DATASET_RECORD, REENCRYPT_BACKUP_NAME, SIDECAR_SUFFIX, locate
 from kmsflow.envelope.record import EnvelopeRecord, FileEntry, utc_now
 from kmsflow.envelope.storage import TINK_CHUNK_SIZE, Location, resolve
-from kmsflow.envelope.streams import ChecksumReader, plaintext_pieces, write_behind
+from kmsflow.envelope.streams import ChecksumReader, plaintext_pieces, write_behind, write_through
 from kmsflow.envelope.wrap import unwrap_key, wrap_key
 from kmsflow.inventory import Finding, FindingKind
 from kmsflow.inventory.scanner import TEMP_NAME, now_rfc3339, parse_record
@@ -572,7 +572,7 @@ class _Job:
                         if plain > entry.size:
                             raise TamperedError(f"{src}: longer than recorded (appended or swapped)")
                         plain_sha.update(block)
-                        enc.write(block)
+                        write_through(enc, block)
                         stage.tick()
                         if plain == len(block):
                             self.on_step(local.STEP_STREAMING, self.url)
