@@ -14,6 +14,8 @@ Everything runs on this machine, under ``demo-output/`` (or ``$KMSFLOW_DEMO_DIR`
    confirms DESTROYED, while every artifact still decrypts;
 7. ``kmsflow_rotate_rewrap`` in ``reencrypt`` mode gives every artifact of the key a new data key
    (a suspected data-key leak), and every artifact still verifies;
+   then artifacts on ``gs://`` (the GCS emulator that enforces preconditions,
+   ``kmsflow.emulator.gcs``): encrypt, a second writer refused, inventory, decrypt;
 8. ``kmsflow_erase`` crypto-erases the tenant "acme", with a report proving it;
 9. ``kmsflow audit`` shows every state change, with its evidence.
 """
@@ -24,8 +26,11 @@ import json
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
+import time
+import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +48,7 @@ DAY = 86400
 PROVISIONER = "user:kmsflow-provisioner@example.com"
 PRODUCER = "serviceAccount:ml-pipeline@kmsflow-demo.iam.gserviceaccount.com"
 CONSUMER = "serviceAccount:inference@kmsflow-demo.iam.gserviceaccount.com"
+GCS_BUCKET = "kmsflow-demo-artifacts"
 ACME_CONSUMER = "serviceAccount:acme-inference@kmsflow-demo.iam.gserviceaccount.com"
 RING = "projects/kmsflow-demo/locations/us-central1/keyRings/ai-key-ring"
 KEY = f"{RING}/cryptoKeys/ai-crypto-key"
@@ -62,6 +68,7 @@ def say(text: str) -> None:
 class Demo:
     def __init__(self) -> None:
         self.emulator: subprocess.Popen[str] | None = None
+        self.gcs: subprocess.Popen[bytes] | None = None
         self.endpoint = ""
         self.airflow: LocalAirflow | None = None
         self.audit_log = OUT / "audit.jsonl"
@@ -72,6 +79,38 @@ class Demo:
         self.emulator, self.endpoint = spawn(
             "--data-dir", str(OUT / "kms"), "--enforce-iam", "--owner", PROVISIONER
         )
+
+    def start_gcs(self) -> None:
+        """The GCS emulator enforcing preconditions, with one bucket; the CLI then uses it."""
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        self.gcs = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "kmsflow.emulator.gcs",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+                "--default-bucket",
+                GCS_BUCKET,
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        host = f"127.0.0.1:{port}"
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                urllib.request.urlopen(f"http://{host}/storage/v1/b/{GCS_BUCKET}", timeout=1).read()
+                break
+            except OSError:
+                if self.gcs.poll() is not None or time.monotonic() > deadline:
+                    raise SystemExit("demo: the GCS emulator did not start") from None
+                time.sleep(0.1)
+        os.environ["STORAGE_EMULATOR_HOST"] = host
 
     def write_spec(self) -> Path:
         """The seed's spec, with its artifact roots and audit log placed under demo-output/."""
@@ -103,9 +142,10 @@ class Demo:
     def stop(self) -> None:
         if self.airflow is not None:
             self.airflow.stop()
-        if self.emulator is not None:
-            self.emulator.terminate()
-            self.emulator.wait(timeout=10)
+        for process in (self.emulator, self.gcs):
+            if process is not None:
+                process.terminate()
+                process.wait(timeout=10)
 
     # ------------------------------------------------------------------ helpers
 
@@ -246,6 +286,23 @@ class Demo:
         for url in self.envelopes():
             self.cli("verify", url, principal=ACME_CONSUMER if "/tenants/acme/" in url else CONSUMER)
             say(f"ok  {Path(url).relative_to(OUT)}")
+
+        step("gs:// artifacts (a GCS emulator enforcing preconditions): encrypt, never clobber, decrypt")
+        self.start_gcs()
+        model = OUT / "gcs-src" / "model.bin"
+        model.parent.mkdir()
+        model.write_bytes(os.urandom(3 << 20))
+        url = f"gs://{GCS_BUCKET}/models/model.bin.enc"
+        self.cli("encrypt", "--key", KEY, str(model), url, principal=PRODUCER)
+        say(self.cli("encrypt", "--key", KEY, str(model), url, principal=PRODUCER, expect=4))
+        found = json.loads(self.cli("inventory", f"gs://{GCS_BUCKET}", "--json", principal=CONSUMER))
+        say(f"gs://{GCS_BUCKET}: {found['envelope_count']} envelope(s), scan complete: {found['complete']}")
+        self.cli("decrypt", url, str(OUT / "gcs-src" / "model.out"), principal=CONSUMER)
+        same = (OUT / "gcs-src" / "model.out").read_bytes() == model.read_bytes()
+        if not same:
+            raise SystemExit(f"demo: {url} did not decrypt to the model")
+        say(f"consumer decrypted {url}: identical to the model")
+        shutil.rmtree(model.parent)
 
         step("kmsflow_erase: crypto-erase tenant acme (typed confirmation), with a proof report")
         self.dag(

@@ -45,6 +45,8 @@ def test_the_demo_runs_the_whole_lifecycle_on_a_real_scheduler(tmp_path: Path) -
     assert "ai-crypto-key v1: DESTROYED" in out
     assert "3 envelope(s) of ai-crypto-key now have a new data key" in out  # mode=reencrypt
     assert out.count("    ok  ") == 4  # every artifact (3 pipeline + 1 tenant) verified after shred
+    assert "already exists" in out  # a second writer never replaces a gs:// artifact
+    assert "models/model.bin.enc: identical to the model" in out  # gs:// through the GCS emulator
     assert out.rstrip().endswith("demo: all steps passed")
     # The demo directory holds ciphertext and records only: no plaintext file was left behind.
     leftovers = [p for p in (tmp_path / "demo" / "artifacts").rglob("*") if p.is_file()]
