@@ -26,16 +26,14 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
-import time
-import urllib.request
 from pathlib import Path
 from typing import Any
 
 from local_airflow import LocalAirflow, kmsflow_connection
 
+from kmsflow.emulator import gcs
 from kmsflow.emulator.admin import AdminClient
 from kmsflow.emulator.process import spawn
 from kmsflow.kms import new_kms_client
@@ -68,7 +66,7 @@ def say(text: str) -> None:
 class Demo:
     def __init__(self) -> None:
         self.emulator: subprocess.Popen[str] | None = None
-        self.gcs: subprocess.Popen[bytes] | None = None
+        self.gcs: subprocess.Popen[str] | None = None
         self.endpoint = ""
         self.airflow: LocalAirflow | None = None
         self.audit_log = OUT / "audit.jsonl"
@@ -82,34 +80,7 @@ class Demo:
 
     def start_gcs(self) -> None:
         """The GCS emulator enforcing preconditions, with one bucket; the CLI then uses it."""
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = s.getsockname()[1]
-        self.gcs = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "kmsflow.emulator.gcs",
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(port),
-                "--default-bucket",
-                GCS_BUCKET,
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        host = f"127.0.0.1:{port}"
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                urllib.request.urlopen(f"http://{host}/storage/v1/b/{GCS_BUCKET}", timeout=1).read()
-                break
-            except OSError:
-                if self.gcs.poll() is not None or time.monotonic() > deadline:
-                    raise SystemExit("demo: the GCS emulator did not start") from None
-                time.sleep(0.1)
+        self.gcs, host = gcs.spawn("--default-bucket", GCS_BUCKET)
         os.environ["STORAGE_EMULATOR_HOST"] = host
 
     def write_spec(self) -> Path:

@@ -11,8 +11,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import subprocess
-import sys
 import threading
 import urllib.error
 import urllib.request
@@ -22,6 +20,7 @@ from typing import Any
 
 import pytest
 
+from kmsflow.emulator import gcs
 from kmsflow.envelope import gcs_filesystem
 
 Status = tuple[int, bytes, dict[str, str]]
@@ -293,18 +292,11 @@ def test_racing_compare_and_swaps_exactly_one_wins(gcs_bucket: str) -> None:
 
 
 def test_module_runs_standalone_on_a_free_port() -> None:
-    """``python -m kmsflow.emulator.gcs --port 0`` says where it listens and serves there."""
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "kmsflow.emulator.gcs", "--port", "0", "--default-bucket", "b"],
-        stdout=subprocess.PIPE,
-        text=True,
-    )
+    """``python -m kmsflow.emulator.gcs --port 0`` says where it listens and serves there
+    (``spawn`` reads that line)."""
+    proc, host = gcs.spawn("--default-bucket", "b")
     try:
-        assert proc.stdout is not None
-        line = proc.stdout.readline()
-        match = re.search(r"listening on (\S+:\d+)", line)
-        assert match, line
-        with urllib.request.urlopen(f"http://{match.group(1)}/storage/v1/b/b", timeout=10) as resp:
+        with urllib.request.urlopen(f"http://{host}/storage/v1/b/b", timeout=10) as resp:
             bucket: dict[str, Any] = json.loads(resp.read())
         assert bucket["name"] == "b"
     finally:

@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import socket
 import subprocess
-import sys
-import time
 import urllib.request
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -21,6 +18,7 @@ from google.cloud.kms_v1.services.key_management_service.transports import (
     KeyManagementServiceGrpcTransport,
 )
 
+from kmsflow.emulator import gcs
 from kmsflow.kms.client import emulator_channel
 
 LOCATION = "projects/kmsflow-test/locations/us-central1"
@@ -84,33 +82,11 @@ def key(kms: kms_v1.KeyManagementServiceClient, ring_id: str) -> str:
     return make_key(kms, ring_id)
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.fixture(scope="session")
 def gcs_emulator() -> Iterator[str]:
     """``gcp-storage-emulator`` (in memory) on a free loopback port, enforcing GCS preconditions
     (:mod:`kmsflow.emulator.gcs`); yields ``host:port``."""
-    port = _free_port()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "kmsflow.emulator.gcs", "--host", "127.0.0.1", "--port", str(port)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    host = f"127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            urllib.request.urlopen(f"http://{host}/storage/v1/b?project=test", timeout=1).read()
-            break
-        except Exception:
-            if proc.poll() is not None or time.monotonic() > deadline:
-                proc.kill()
-                raise RuntimeError("gcp-storage-emulator did not start") from None
-            time.sleep(0.1)
+    proc, host = gcs.spawn()
     yield host
     proc.terminate()
     try:

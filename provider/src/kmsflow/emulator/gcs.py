@@ -47,6 +47,7 @@ import http.server
 import json
 import logging
 import re
+import subprocess
 import sys
 import threading
 from collections.abc import Callable, Mapping, Sequence
@@ -71,6 +72,7 @@ __all__ = [
     "main",
     "make_server",
     "request_conditions",
+    "spawn",
 ]
 
 DEFAULT_PORT = 9023
@@ -332,6 +334,29 @@ def make_server(host: str, port: int, *, default_bucket: str | None = None) -> h
     return _Server((host, port), functools.partial(PreconditionRequestHandler, storage))
 
 
+LISTENING = "gcs emulator listening on "
+
+
+def spawn(*args: str) -> tuple[subprocess.Popen[str], str]:
+    """Run ``python -m kmsflow.emulator.gcs --port 0 *args`` (loopback unless ``--host`` says
+    otherwise); return the process and its ``host:port`` once it accepts requests. The tests'
+    fixture and the demo start it this way, as ``kmsflow.emulator.process.spawn`` starts the KMS
+    emulator: a real process, reporting the port it bound."""
+    process = subprocess.Popen(
+        [sys.executable, "-m", "kmsflow.emulator.gcs", "--port", "0", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    assert process.stdout is not None
+    line = process.stdout.readline()
+    if not line.startswith(LISTENING):
+        process.kill()
+        process.wait()
+        raise RuntimeError(f"GCS emulator did not start: {line.strip()!r}")
+    return process, line[len(LISTENING) :].strip()
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Serve until SIGINT/SIGTERM: ``python -m kmsflow.emulator.gcs --host H --port P``."""
     parser = argparse.ArgumentParser(
@@ -345,7 +370,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.CRITICAL, stream=sys.stderr)
     server = make_server(args.host, args.port, default_bucket=args.default_bucket)
-    print(f"gcs emulator listening on {args.host}:{server.server_port}", flush=True)
+    print(f"{LISTENING}{args.host}:{server.server_port}", flush=True)
     try:
         server.serve_forever()
     except KeyboardInterrupt:
