@@ -61,6 +61,8 @@ from gcp_storage_emulator.handlers.buckets import create_bucket
 from gcp_storage_emulator.server import RequestHandler
 from gcp_storage_emulator.storage import Storage
 
+from kmsflow.emulator.process import spawn_server
+
 __all__ = [
     "Conditions",
     "InvalidConditionError",
@@ -340,21 +342,9 @@ LISTENING = "gcs emulator listening on "
 def spawn(*args: str) -> tuple[subprocess.Popen[str], str]:
     """Run ``python -m kmsflow.emulator.gcs --port 0 *args`` (loopback unless ``--host`` says
     otherwise); return the process and its ``host:port`` once it accepts requests. The tests'
-    fixture and the demo start it this way, as ``kmsflow.emulator.process.spawn`` starts the KMS
-    emulator: a real process, reporting the port it bound."""
-    process = subprocess.Popen(
-        [sys.executable, "-m", "kmsflow.emulator.gcs", "--port", "0", *args],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        text=True,
-    )
-    assert process.stdout is not None
-    line = process.stdout.readline()
-    if not line.startswith(LISTENING):
-        process.kill()
-        process.wait()
-        raise RuntimeError(f"GCS emulator did not start: {line.strip()!r}")
-    return process, line[len(LISTENING) :].strip()
+    fixture and the demo start it this way, as they start the KMS emulator
+    (:func:`kmsflow.emulator.process.spawn`)."""
+    return spawn_server("kmsflow.emulator.gcs", "--port", "0", *args, listening=LISTENING)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -16,16 +16,26 @@ LISTENING = "kmsflow-emulator listening on "
 
 def spawn(*args: str, stderr: int | IO[str] | None = subprocess.DEVNULL) -> tuple[subprocess.Popen[str], str]:
     """Run ``kmsflow-emulator serve --port 0 *args``; return the process and its ``host:port``."""
+    return spawn_server(
+        "kmsflow.emulator.cli", "serve", "--port", "0", *args, listening=LISTENING, stderr=stderr
+    )
+
+
+def spawn_server(
+    module: str, *args: str, listening: str, stderr: int | IO[str] | None = subprocess.DEVNULL
+) -> tuple[subprocess.Popen[str], str]:
+    """Run ``python -m module *args``, a server that prints ``listening`` + ``HOST:PORT`` once it
+    accepts requests; return the process and that ``host:port`` (the KMS and the GCS emulator)."""
     process = subprocess.Popen(
-        [sys.executable, "-m", "kmsflow.emulator.cli", "serve", "--port", "0", *args],
+        [sys.executable, "-m", module, *args],
         stdout=subprocess.PIPE,
         stderr=stderr,
         text=True,
     )
     assert process.stdout is not None
     line = process.stdout.readline()
-    if not line.startswith(LISTENING):
+    if not line.startswith(listening):
         process.kill()
         process.wait()
-        raise RuntimeError(f"kmsflow-emulator did not start: {line.strip()!r}")
-    return process, line[len(LISTENING) :].strip()
+        raise RuntimeError(f"{module} did not start: {line.strip()!r}")
+    return process, line[len(listening) :].strip()

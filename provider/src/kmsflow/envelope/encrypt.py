@@ -20,7 +20,7 @@ from google.cloud import kms_v1
 
 from kmsflow.envelope import manifest
 from kmsflow.envelope.aad import data_aad
-from kmsflow.envelope.errors import DestinationExistsError, EnvelopeIOError, SourceNotFoundError
+from kmsflow.envelope.errors import DestinationExistsError, EnvelopeIOError, SourceNotFoundError, os_reason
 from kmsflow.envelope.keyset import DataKey
 from kmsflow.envelope.layout import check_relpath, data_location, record_location
 from kmsflow.envelope.progress import NoProgress, Progress
@@ -124,10 +124,6 @@ def _encrypt_file(
         written = sink is not None and sink.error is exc
         if ours or written:
             raise write_failure(dst_loc.url, exc, "encrypting") from None
-        raise EnvelopeIOError(f"{src_loc.url}: {_reason(exc)} while encrypting") from None
+        raise EnvelopeIOError(f"{src_loc.url}: {os_reason(exc)} while encrypting") from None
     assert sink is not None
     return FileEntry(path=rel, size=plain, ciphertext_size=sink.count, ciphertext_crc32c=sink.crc32c())
-
-
-def _reason(exc: OSError) -> str:
-    return exc.strerror or exc.__class__.__name__

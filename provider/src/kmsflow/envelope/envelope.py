@@ -31,6 +31,7 @@ from kmsflow.envelope.errors import (
     EnvelopeIOError,
     RecordNotFoundError,
     TamperedError,
+    os_reason,
 )
 from kmsflow.envelope.keyset import DataKey
 from kmsflow.envelope.layout import (
@@ -86,7 +87,7 @@ class Envelope:
         try:
             data = record_loc.read_bytes()
         except OSError as exc:
-            raise EnvelopeIOError(f"{record_loc.url}: cannot read record ({_reason(exc)})") from None
+            raise EnvelopeIOError(f"{record_loc.url}: cannot read record ({os_reason(exc)})") from None
         record = EnvelopeRecord.from_json(data, record_loc.url)
         if record.kind != kind:
             raise TamperedError(f"{record_loc.url}: record of a {record.kind} envelope found beside a {kind}")
@@ -220,7 +221,7 @@ class Envelope:
         except FileNotFoundError:
             raise TamperedError(f"{name}: file of the envelope is missing") from None
         except OSError as exc:
-            raise EnvelopeIOError(f"{name}: cannot read ({_reason(exc)})") from None
+            raise EnvelopeIOError(f"{name}: cannot read ({os_reason(exc)})") from None
         plain = 0
         with raw:
             reader = ChecksumReader(raw, checksum=check_crc)
@@ -241,21 +242,17 @@ class Envelope:
                 reader.drain()
             except tink.TinkError:
                 if reader.error is not None:
-                    raise EnvelopeIOError(f"{name}: {_reason(reader.error)} while reading") from None
+                    raise EnvelopeIOError(f"{name}: {os_reason(reader.error)} while reading") from None
                 raise TamperedError(
                     f"{name}: failed authentication "
                     "(modified, truncated, extended, renamed or from another envelope)"
                 ) from None
             except OSError as exc:
-                raise EnvelopeIOError(f"{name}: {_reason(exc)} while reading") from None
+                raise EnvelopeIOError(f"{name}: {os_reason(exc)} while reading") from None
         if plain != entry.size or reader.count != entry.ciphertext_size:
             raise TamperedError(f"{name}: size differs from the envelope record")
         if check_crc and reader.crc32c() != entry.ciphertext_crc32c:
             raise TamperedError(f"{name}: ciphertext CRC32C differs from the envelope record")
-
-
-def _reason(exc: OSError) -> str:
-    return exc.strerror or exc.__class__.__name__
 
 
 def inspect(src: str | Location) -> dict[str, Any]:

@@ -47,3 +47,9 @@ class InvalidPathError(EnvelopeError):
 
 class EnvelopeIOError(EnvelopeError):
     """Reading the source or writing the destination failed (disk full, permission, network)."""
+
+
+def os_reason(exc: OSError) -> str:
+    """What an I/O error says, for a one-line message (``"No space left on device"``); errors that
+    carry no ``strerror`` (gcsfs' ``FileExistsError`` for a 412, ...) by their class name."""
+    return exc.strerror or exc.__class__.__name__

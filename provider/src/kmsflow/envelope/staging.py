@@ -27,7 +27,7 @@ import shutil
 from collections.abc import Iterator
 from typing import IO, Any
 
-from kmsflow.envelope.errors import DestinationExistsError, EnvelopeIOError
+from kmsflow.envelope.errors import DestinationExistsError, EnvelopeIOError, os_reason
 from kmsflow.envelope.storage import Location, fs_open_write
 
 
@@ -158,7 +158,7 @@ def write_failure(url: str, exc: OSError, doing: str) -> DestinationExistsError 
     ``FileExistsError``, possibly from a write that opened the resumable upload, far from ``close``."""
     if isinstance(exc, FileExistsError):
         return DestinationExistsError(appeared(url))
-    return EnvelopeIOError(f"{url}: {exc.strerror or exc.__class__.__name__} while {doing}")
+    return EnvelopeIOError(f"{url}: {os_reason(exc)} while {doing}")
 
 
 def _discard(f: Any) -> None:

@@ -62,7 +62,7 @@ from google.cloud import kms_v1
 from kmsflow.envelope import manifest
 from kmsflow.envelope.aad import data_aad
 from kmsflow.envelope.encrypt import new_envelope_id
-from kmsflow.envelope.errors import EnvelopeError, EnvelopeIOError, TamperedError
+from kmsflow.envelope.errors import EnvelopeError, EnvelopeIOError, TamperedError, os_reason
 from kmsflow.envelope.keyset import DataKey
 from kmsflow.envelope.layout import DATASET_RECORD, REENCRYPT_BACKUP_NAME, SIDECAR_SUFFIX, locate
 from kmsflow.envelope.record import EnvelopeRecord, FileEntry, utc_now
@@ -581,7 +581,7 @@ class _Job:
                 if reader.error is not None or sink.error is not None:
                     io_error = reader.error or sink.error
                     assert io_error is not None
-                    raise EnvelopeIOError(f"{src}: {_reason(io_error)} while re-encrypting") from None
+                    raise EnvelopeIOError(f"{src}: {os_reason(io_error)} while re-encrypting") from None
                 raise TamperedError(
                     f"{src}: failed authentication (modified, truncated, extended, renamed or "
                     "from another envelope); not re-encrypted"
@@ -634,7 +634,3 @@ def _plaintext_digest(
     if (plain, reader.count, reader.crc32c()) != expected:
         raise EnvelopeIOError(f"{where}: staged ciphertext differs from the new record")
     return sha.digest()
-
-
-def _reason(exc: OSError) -> str:
-    return exc.strerror or exc.__class__.__name__
