@@ -15,8 +15,11 @@ Three measurements (results in docs/BENCHMARKS.md, section "Rewrap and inventory
    with a different envelope id per copy, beside a sparse data file of the recorded ciphertext size
    (inventory reads only records and the listing; it never authenticates data or manifests).
 
+Everything is written under ``--dir`` (default ``/dev/shm``, as for the envelope benchmark: the
+figures are about kmsflow, not about the VM's disk; ``--dir /tmp`` measures a disk as well).
+
     .venv/bin/python bench/rewrap.py [--envelopes 10000] [--workers 16] [--big-mib 100]
-                                     [--sizes-count 3] [--rounds 5] [--inventory 100000]
+                                     [--sizes-count 3] [--rounds 5] [--inventory 100000] [--dir DIR]
 """
 
 from __future__ import annotations
@@ -300,6 +303,21 @@ def machine() -> str:
     return f"{os.cpu_count()} CPUs ({cpu}), Python {platform.python_version()}, {platform.system()}"
 
 
+def filesystem(path: str) -> str:
+    """The filesystem type holding ``path`` (longest matching mount point in /proc/mounts)."""
+    real, best, kind = os.path.realpath(path), "", "unknown"
+    try:
+        with open("/proc/mounts") as f:
+            for line in f:
+                _, mount, fstype, *_ = line.split()
+                inside = real == mount or real.startswith(mount.rstrip("/") + "/")
+                if inside and len(mount) > len(best):
+                    best, kind = mount, fstype
+    except OSError:
+        pass
+    return kind
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -314,14 +332,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--inventory", type=int, default=100_000)
     parser.add_argument("--only", choices=["ratio", "rtt", "sizes", "inventory"], action="append")
+    parser.add_argument("--dir", default="/dev/shm", help="where envelopes are written (default /dev/shm)")
     args = parser.parse_args(argv)
     proc, endpoint = start_emulator()
     args.endpoint = endpoint
     args.emulator_pid = proc.pid
     client = new_kms_client(endpoint=endpoint)
-    out: list[str] = [f"Machine: {machine()}; KMS emulator in a subprocess on loopback; load {load()}.", ""]
+    out: list[str] = [
+        f"Machine: {machine()}; KMS emulator in a subprocess on loopback; envelopes under {args.dir} "
+        f"({filesystem(args.dir)}); load {load()}.",
+        "",
+    ]
     try:
-        with tempfile.TemporaryDirectory(prefix="kmsflow-bench-") as tmp:
+        with tempfile.TemporaryDirectory(prefix="kmsflow-bench-", dir=args.dir) as tmp:
             work = Path(tmp)
             benches: dict[str, Any] = {
                 "ratio": bench_ratio,

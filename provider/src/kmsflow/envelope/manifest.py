@@ -4,7 +4,7 @@ The manifest is a Tink streaming AEAD ciphertext (AAD ``aad.manifest_aad``) of
 ``record.authenticated_view``: every record field except the manifest and the KMS-authenticated
 wrapped keyset. A reader decrypts it and requires it to equal the record it is holding, so editing
 any field (a file entry dropped, a size, the key version name, a date) is detected without trusting
-the JSON. Whoever re-wraps the key holds the data key already and simply re-seals (:func:`seal`).
+the JSON. Whoever re-wraps the key holds the data key already and simply re-seals (:func:`reseal`).
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from kmsflow.envelope.errors import TamperedError
 from kmsflow.envelope.keyset import DataKey
 from kmsflow.envelope.record import (
     EnvelopeRecord,
+    KeyWrap,
     authenticated_view,
     decode_b64,
     encode_b64,
@@ -30,6 +31,19 @@ from kmsflow.envelope.record import (
 def seal(key: DataKey, fields: dict[str, Any]) -> EnvelopeRecord:
     """The record for ``fields`` (all fields but ``manifest``), with its manifest sealed under ``key``."""
     draft = EnvelopeRecord.model_validate({**fields, "manifest": ""})  # normalized, defaults filled
+    return _sealed(key, draft)
+
+
+def reseal(key: DataKey, record: EnvelopeRecord, wrap: KeyWrap) -> EnvelopeRecord:
+    """``record`` re-wrapped: its ``key`` replaced by ``wrap`` and its manifest sealed again.
+
+    Nothing is validated again: ``record`` was when it was parsed (and its manifest checked by the
+    caller), ``wrap`` when it was built. Rewrap calls this once per envelope.
+    """
+    return _sealed(key, record.model_copy(update={"key": wrap, "manifest": ""}))
+
+
+def _sealed(key: DataKey, draft: EnvelopeRecord) -> EnvelopeRecord:
     plaintext = manifest_plaintext(draft.model_dump(mode="json"))
     buf = io.BytesIO()
     sink = _Keep(buf)

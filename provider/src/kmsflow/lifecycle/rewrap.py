@@ -28,14 +28,14 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
-from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any
 
 from google.cloud import kms_v1
 
 from kmsflow.envelope import manifest
-from kmsflow.envelope.record import EnvelopeRecord
+from kmsflow.envelope.keyset import DataKey
+from kmsflow.envelope.record import EnvelopeRecord, KeyWrap
 from kmsflow.envelope.wrap import unwrap_key, wrap_key
 from kmsflow.inventory import Finding, Inventory
 from kmsflow.inventory.scanner import now_rfc3339, parse_record
@@ -171,37 +171,45 @@ def rewrap(
 
     before: Counter[str] = Counter()
     after: Counter[str] = Counter()
-    # Two stages, each bounded by max_workers threads: KMS work (read, unwrap, wrap, re-seal) and
-    # record writes (lock, compare, write, fsync, rename). A slow fsync then never holds a KMS slot,
-    # so KMS concurrency stays at max_workers; the unwrapped key never leaves the first stage.
+    # Two pools, each of max_workers threads: KMS work (read, unwrap, wrap, re-seal; a chunk of
+    # envelopes per task, see _prepare_chunk) and record writes (lock, compare, write, fsync, rename).
+    # A slow fsync then never holds a KMS slot, so KMS concurrency stays at max_workers; the
+    # unwrapped keys never leave the first stage.
     with (
         ContextThreadPool(max_workers=max_workers, thread_name_prefix="kmsflow-rewrap") as kms_pool,
         ContextThreadPool(max_workers=max_workers, thread_name_prefix="kmsflow-rewrap-io") as io_pool,
     ):
 
-        def one(target: EnvelopeTarget) -> _Result | Future[_Result]:
-            prepared = _prepare(client, primaries, target, dry_run)
-            if isinstance(prepared, _Result):
-                return prepared
-            return io_pool.submit(_commit, prepared, before_swap, dir_sync)
+        def one_chunk(chunk: list[EnvelopeTarget]) -> Callable[[], list[_Result]]:
+            prepared = _prepare_chunk(client, primaries, chunk, dry_run)
+            pending = [p for p in prepared if isinstance(p, _Pending)]
+            if not pending:
+                return lambda: [p for p in prepared if isinstance(p, _Result)]
+            swapped = io_pool.submit(lambda: [_commit(p, before_swap, dir_sync) for p in pending])
 
-        for outcome in kms_pool.map(one, found.envelopes):
-            result = outcome if isinstance(outcome, _Result) else outcome.result()
-            report.envelopes += 1
-            if result.before:
-                before[result.before] += 1
-            if result.after:
-                after[result.after] += 1
-            if result.status == "rewrapped":
-                report.rewrapped += 1
-            elif result.status == "would_rewrap":
-                report.would_rewrap += 1
-            elif result.status == "current":
-                report.already_current += 1
-            elif result.status == "conflict":
-                report.conflicts.append(Issue(result.url, result.error, result.reason))
-            else:
-                report.failures.append(Issue(result.url, result.error, result.reason))
+            def results() -> list[_Result]:
+                done = iter(swapped.result())
+                return [p if isinstance(p, _Result) else next(done) for p in prepared]
+
+            return results
+
+        for results in kms_pool.map(one_chunk, _chunks(found.envelopes, max_workers)):
+            for result in results():
+                report.envelopes += 1
+                if result.before:
+                    before[result.before] += 1
+                if result.after:
+                    after[result.after] += 1
+                if result.status == "rewrapped":
+                    report.rewrapped += 1
+                elif result.status == "would_rewrap":
+                    report.would_rewrap += 1
+                elif result.status == "current":
+                    report.already_current += 1
+                elif result.status == "conflict":
+                    report.conflicts.append(Issue(result.url, result.error, result.reason))
+                else:
+                    report.failures.append(Issue(result.url, result.error, result.reason))
     for directory, reason in dir_sync.flush():  # every rename durable before the report says so
         report.failures.append(Issue(directory, "OSError", reason))
     report.versions_before = dict(before)
@@ -221,6 +229,25 @@ def rewrap(
     return report
 
 
+CHUNK_SIZE = 64
+"""Envelopes one KMS worker takes through the phases of :func:`_prepare_chunk` together."""
+
+
+def _chunks(envelopes: Sequence[EnvelopeTarget], workers: int) -> list[list[EnvelopeTarget]]:
+    """Split in order into chunks of at most :data:`CHUNK_SIZE`, at least one per worker while there
+    are envelopes enough, sizes differing by at most one (no worker idles while another has two)."""
+    count = min(len(envelopes), max(workers, -(-len(envelopes) // CHUNK_SIZE)))
+    if not count:
+        return []
+    size, larger = divmod(len(envelopes), count)
+    chunks, start = [], 0
+    for i in range(count):
+        end = start + size + (i < larger)
+        chunks.append(list(envelopes[start:end]))
+        start = end
+    return chunks
+
+
 @dataclass(frozen=True)
 class _Pending:
     """A re-wrapped record waiting for its compare-and-swap (no key material in here)."""
@@ -232,33 +259,85 @@ class _Pending:
     after: str
 
 
+@dataclass
+class _InFlight:
+    """One envelope on its way through the phases; ``outcome`` is set once it is done with them.
+
+    ``key`` is the unwrapped data key: in memory only, dropped as soon as the record is re-sealed
+    or the envelope fails.
+    """
+
+    target: EnvelopeTarget
+    snapshot: RecordSnapshot | None = None
+    record: EnvelopeRecord | None = None
+    key: DataKey | None = None
+    wrap: KeyWrap | None = None
+    outcome: _Result | _Pending | None = None
+
+
 def _failed(url: str, exc: Exception, record: EnvelopeRecord | None) -> _Result:
     version = record.key.crypto_key_version if record else None
     status = "conflict" if isinstance(exc, RecordConflictError) else "failed"
     return _Result(url, status, version, version, exc.__class__.__name__, one_line(str(exc)))
 
 
-def _prepare(
+def _prepare_chunk(
     client: kms_v1.KeyManagementServiceClient,
     primaries: PrimaryCache,
-    target: EnvelopeTarget,
+    chunk: list[EnvelopeTarget],
     dry_run: bool,
-) -> _Result | _Pending:
-    """Stage 1: read the record; if stale, build its successor (two KMS calls). No writes."""
-    record: EnvelopeRecord | None = None
-    try:
-        snapshot = read_snapshot(target.record)
-        record = parse_record(snapshot.data, target.record.url, target.kind)
-        old = record.key.crypto_key_version
-        primary = primaries.get(record.key.crypto_key)
+) -> list[_Result | _Pending]:
+    """Stage 1 for a chunk of envelopes: read each record; for the stale ones, build its successor
+    (two KMS calls each). No writes. Returns one outcome per envelope, in order.
+
+    Why phase by phase over the chunk rather than envelope by envelope: the work is the same, but
+    running each piece of Python (record parsing, Tink, the gRPC client) back to back keeps it warm
+    in the CPU caches between KMS calls. Interleaved, the client spent ~45 % more CPU per envelope
+    and rewrap, which is bound by the client's CPU, ran that much slower (docs/BENCHMARKS.md).
+    Each thread still has one KMS call in flight at a time, so KMS concurrency is unchanged.
+    """
+    envelopes = [_InFlight(target) for target in chunk]
+
+    def read(e: _InFlight) -> None:
+        e.snapshot = read_snapshot(e.target.record)
+        e.record = parse_record(e.snapshot.data, e.target.record.url, e.target.kind)
+        old = e.record.key.crypto_key_version
+        primary = primaries.get(e.record.key.crypto_key)
         if old == primary:
-            return _Result(target.url, "current", old, old)
-        if dry_run:
-            return _Result(target.url, "would_rewrap", old, primary)
-        new_record = _rewrapped_record(client, record, target.record.url)
-    except Exception as exc:  # reported per envelope; one bad envelope never aborts the run
-        return _failed(target.url, exc, record)
-    return _Pending(target.url, snapshot, new_record.to_json(), old, new_record.key.crypto_key_version)
+            e.outcome = _Result(e.target.url, "current", old, old)
+        elif dry_run:
+            e.outcome = _Result(e.target.url, "would_rewrap", old, primary)
+
+    def unwrap(e: _InFlight) -> None:
+        assert e.record is not None
+        e.key = unwrap_key(client, e.record.key, e.record.envelope_id, e.target.record.url)
+
+    def check(e: _InFlight) -> None:
+        # Re-sealing an edited record would make the edit authentic: check the manifest first.
+        assert e.key is not None and e.record is not None
+        manifest.check(e.key, e.record, e.target.record.url)
+
+    def wrap(e: _InFlight) -> None:
+        assert e.key is not None and e.record is not None
+        e.wrap = wrap_key(client, e.record.key.crypto_key, e.key, e.record.envelope_id)
+
+    def reseal(e: _InFlight) -> None:
+        assert e.key is not None and e.record is not None and e.wrap is not None and e.snapshot
+        new = manifest.reseal(e.key, e.record, e.wrap)
+        e.key = None
+        old, now = e.record.key.crypto_key_version, e.wrap.crypto_key_version
+        e.outcome = _Pending(e.target.url, e.snapshot, new.to_json(), old, now)
+
+    for phase in (read, unwrap, check, wrap, reseal):
+        for e in envelopes:
+            if e.outcome is not None:
+                continue
+            try:
+                phase(e)
+            except Exception as exc:  # reported per envelope; one bad envelope never aborts the run
+                e.key = None
+                e.outcome = _failed(e.target.url, exc, e.record)
+    return [e.outcome for e in envelopes if e.outcome is not None]
 
 
 def _commit(pending: _Pending, before_swap: BeforeSwap | None, dir_sync: DirSync) -> _Result:
@@ -272,22 +351,6 @@ def _commit(pending: _Pending, before_swap: BeforeSwap | None, dir_sync: DirSync
         return _Result(result.url, result.status, pending.before, pending.before, result.error, result.reason)
     log.info("rewrapped %s: %s -> %s", pending.url, pending.before, pending.after)
     return _Result(pending.url, "rewrapped", pending.before, pending.after)
-
-
-def _rewrapped_record(
-    client: kms_v1.KeyManagementServiceClient, record: EnvelopeRecord, where: str
-) -> EnvelopeRecord:
-    """The record with its keyset re-wrapped under the key's primary and its manifest re-sealed.
-
-    Two KMS calls (Decrypt, Encrypt). The manifest is checked first: re-sealing an edited record
-    would make the edit authentic.
-    """
-    key = unwrap_key(client, record.key, record.envelope_id, where)
-    manifest.check(key, record, where)
-    wrap = wrap_key(client, record.key.crypto_key, key, record.envelope_id)
-    fields = record.model_dump(mode="json", exclude={"manifest"})
-    fields["key"] = wrap.model_dump(mode="json")
-    return manifest.seal(key, fields)
 
 
 def verify_unwraps(

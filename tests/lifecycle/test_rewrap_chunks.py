@@ -1,0 +1,86 @@
+"""Rewrap takes envelopes through its phases a chunk at a time: one envelope's failure, in any phase,
+must stay that envelope's, and every envelope must be visited exactly once."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+from google.cloud import kms_v1
+from hypothesis import given
+from hypothesis import strategies as st
+from inventory.builders import make_file, make_key
+
+from kmsflow.envelope import Envelope
+from kmsflow.envelope.storage import Location
+from kmsflow.kms import resources
+from kmsflow.lifecycle import rewrap
+from kmsflow.lifecycle.targets import EnvelopeTarget
+
+rewrap_module = sys.modules["kmsflow.lifecycle.rewrap"]  # the package exports the function as `rewrap`
+
+
+@given(count=st.integers(0, 1000), workers=st.integers(1, 64))
+def test_chunks_cover_every_envelope_once_in_order_and_feed_every_worker(count: int, workers: int) -> None:
+    targets = [EnvelopeTarget(f"e{i}", Location(f"e{i}.kmsflow.json"), "file") for i in range(count)]
+
+    chunks = rewrap_module._chunks(targets, workers)
+
+    assert [t for chunk in chunks for t in chunk] == targets
+    assert all(0 < len(chunk) <= rewrap_module.CHUNK_SIZE for chunk in chunks)
+    assert len(chunks) >= min(count, workers)  # no worker idles while another holds two chunks
+
+
+def record_of(dst: str) -> Path:
+    return Path(dst + ".kmsflow.json")
+
+
+def test_failures_in_every_phase_of_one_chunk_stay_per_envelope(
+    kms: kms_v1.KeyManagementServiceClient, key: str, ring_id: str, tmp_path: Path
+) -> None:
+    root, src = tmp_path / "root", tmp_path / "src"
+    made = [make_file(kms, key, src, str(root / f"{i}.enc"), 500 + i, seed=i) for i in range(8)]
+    # a key whose only version is then disabled: its envelope fails in the unwrap phase
+    other = make_key(kms, ring_id, "other")
+    stuck = make_file(kms, other, src, str(root / "stuck.enc"), seed=20)
+    resources.rotate(kms, other)
+    resources.disable_version(kms, stuck.record.key.crypto_key_version)
+    v2 = resources.rotate(kms, key).name
+    current = make_file(kms, key, src, str(root / "current.enc"), seed=21)  # already under v2
+    unreadable = record_of(made[1].dst)  # fails in the read phase
+    unreadable.write_text("{not json")
+    tampered = record_of(made[4].dst)  # fails in the manifest check phase
+    raw = json.loads(tampered.read_bytes())
+    raw["files"][0]["size"] += 1
+    tampered.write_text(json.dumps(raw, indent=2))
+    tampered_bytes = tampered.read_bytes()
+    raced = record_of(made[6].dst)  # another writer gets there first: a conflict at the swap
+    raced_bytes = raced.read_bytes() + b"\n"
+
+    def concurrent_writer(record_url: str) -> None:
+        if record_url == str(raced):
+            raced.write_bytes(raced_bytes)
+
+    targets = [m.dst for m in made] + [stuck.dst, current.dst]
+    report = rewrap(kms, targets, max_workers=1, before_swap=concurrent_writer)  # one chunk of all ten
+
+    assert report.envelopes == 10
+    assert (report.rewrapped, report.already_current) == (5, 1)
+    assert sorted((Path(f.url).name, f.error) for f in report.failures) == [
+        ("1.enc", "RecordInvalidError"),
+        ("4.enc", "TamperedError"),
+        ("stuck.enc", "KeyVersionUnavailableError"),
+    ]
+    assert [(Path(c.url).name, c.error) for c in report.conflicts] == [("6.enc", "RecordConflictError")]
+    assert tampered.read_bytes() == tampered_bytes and raced.read_bytes() == raced_bytes
+    for i in (0, 2, 3, 5, 7):
+        assert Envelope.open(made[i].dst).record.key.crypto_key_version == v2
+        out = tmp_path / f"out{i}"
+        Envelope.open(made[i].dst).decrypt(kms, str(out))
+        assert out.read_bytes() == Path(made[i].src).read_bytes()
+    assert report.versions_after == {
+        v2: 6,
+        made[0].record.key.crypto_key_version: 2,
+        stuck.record.key.crypto_key_version: 1,
+    }
