@@ -1,35 +1,17 @@
-"""Rewrap takes envelopes through its phases a chunk at a time: one envelope's failure, in any phase,
-must stay that envelope's, and every envelope must be visited exactly once."""
+"""Rewrap takes envelopes through its phases a chunk at a time (``kmsflow.pools.chunks``): one
+envelope's failure, in any phase, must stay that envelope's."""
 
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 from google.cloud import kms_v1
-from hypothesis import given
-from hypothesis import strategies as st
 from inventory.builders import make_file, make_key
 
 from kmsflow.envelope import Envelope
-from kmsflow.envelope.storage import Location
 from kmsflow.kms import resources
 from kmsflow.lifecycle import rewrap
-from kmsflow.lifecycle.targets import EnvelopeTarget
-
-rewrap_module = sys.modules["kmsflow.lifecycle.rewrap"]  # the package exports the function as `rewrap`
-
-
-@given(count=st.integers(0, 1000), workers=st.integers(1, 64))
-def test_chunks_cover_every_envelope_once_in_order_and_feed_every_worker(count: int, workers: int) -> None:
-    targets = [EnvelopeTarget(f"e{i}", Location(f"e{i}.kmsflow.json"), "file") for i in range(count)]
-
-    chunks = rewrap_module._chunks(targets, workers)
-
-    assert [t for chunk in chunks for t in chunk] == targets
-    assert all(0 < len(chunk) <= rewrap_module.CHUNK_SIZE for chunk in chunks)
-    assert len(chunks) >= min(count, workers)  # no worker idles while another holds two chunks
 
 
 def record_of(dst: str) -> Path:

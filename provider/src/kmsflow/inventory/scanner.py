@@ -41,6 +41,7 @@ from kmsflow.envelope.record import EnvelopeRecord
 from kmsflow.envelope.storage import Location, resolve
 from kmsflow.inventory.listing import Listing, RootUnreachableError, list_root
 from kmsflow.inventory.model import EnvelopeRef, Finding, FindingKind, Inventory
+from kmsflow.pools import chunks
 
 TEMP_NAME = re.compile(r"^\.(?P<name>.+)\.kmsflow-[0-9a-f]+\.(?:tmp|part)$")
 """kmsflow's staging names (``envelope.staging``; also used by rewrap for new records)."""
@@ -52,6 +53,9 @@ forward (``kmsflow.lifecycle.reencrypt_gcs``)."""
 
 MAX_UNCOVERED_PER_ROOT = 1000
 """Data-without-record findings listed one by one per root; the rest are summarized in one finding."""
+
+READ_CHUNK = 64
+"""Records one scan thread reads and parses per task (see :func:`kmsflow.pools.chunks`)."""
 
 
 def now_rfc3339() -> str:
@@ -120,7 +124,7 @@ def scan(roots: Sequence[str], *, max_workers: int = 16) -> Inventory:
     findings: list[Finding] = []
     with ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="kmsflow-scan") as pool:
         for root in roots:
-            _scan_root(root, pool, refs, findings)
+            _scan_root(root, pool, max_workers, refs, findings)
     refs.sort(key=lambda r: (r.root, r.url))
     return Inventory(
         scan_id=uuid.uuid4().hex,
@@ -132,7 +136,9 @@ def scan(roots: Sequence[str], *, max_workers: int = 16) -> Inventory:
     )
 
 
-def _scan_root(url: str, pool: ThreadPoolExecutor, refs: list[EnvelopeRef], findings: list[Finding]) -> None:
+def _scan_root(
+    url: str, pool: ThreadPoolExecutor, workers: int, refs: list[EnvelopeRef], findings: list[Finding]
+) -> None:
     try:
         root = resolve(url)
         listing = list_root(root)
@@ -163,7 +169,8 @@ def _scan_root(url: str, pool: ThreadPoolExecutor, refs: list[EnvelopeRef], find
     # A file envelope may itself be named "*.kmsflow.json": then its own sidecar is listed too,
     # and the name is data, not a record (encrypt refuses to write over an existing sidecar).
     sidecars = [c for c in sidecars if c.rel + SIDECAR_SUFFIX not in listing.files]
-    outcomes = list(pool.map(lambda c: _read(root, c), datasets + sidecars))
+    candidates = chunks(datasets + sidecars, workers, READ_CHUNK)
+    outcomes = [o for chunk in pool.map(lambda cs: [_read(root, c) for c in cs], candidates) for o in chunk]
 
     covered: set[str] = set()
     claimed_dirs: set[str] = set()  # datasets whose record is unusable: don't also report their files

@@ -43,12 +43,15 @@ from kmsflow.kms import resources
 from kmsflow.kms.errors import KmsError
 from kmsflow.lifecycle.cas import DirSync, RecordConflictError, RecordSnapshot, read_snapshot, swap
 from kmsflow.lifecycle.targets import EnvelopeTarget, collect, one_line
-from kmsflow.pools import ContextThreadPool
+from kmsflow.pools import ContextThreadPool, chunks
 
 log = logging.getLogger(__name__)
 
 BeforeSwap = Callable[[str], None]
 """Hook called with the record URL after the new record is built, just before the swap (tests)."""
+
+CHUNK_SIZE = 64
+"""Envelopes one KMS worker takes through the phases of :func:`_prepare_chunk` together."""
 
 
 @dataclass(frozen=True)
@@ -193,7 +196,7 @@ def rewrap(
 
             return results
 
-        for results in kms_pool.map(one_chunk, _chunks(found.envelopes, max_workers)):
+        for results in kms_pool.map(one_chunk, chunks(found.envelopes, max_workers, CHUNK_SIZE)):
             for result in results():
                 report.envelopes += 1
                 if result.before:
@@ -227,25 +230,6 @@ def rewrap(
         len(report.failures),
     )
     return report
-
-
-CHUNK_SIZE = 64
-"""Envelopes one KMS worker takes through the phases of :func:`_prepare_chunk` together."""
-
-
-def _chunks(envelopes: Sequence[EnvelopeTarget], workers: int) -> list[list[EnvelopeTarget]]:
-    """Split in order into chunks of at most :data:`CHUNK_SIZE`, at least one per worker while there
-    are envelopes enough, sizes differing by at most one (no worker idles while another has two)."""
-    count = min(len(envelopes), max(workers, -(-len(envelopes) // CHUNK_SIZE)))
-    if not count:
-        return []
-    size, larger = divmod(len(envelopes), count)
-    chunks, start = [], 0
-    for i in range(count):
-        end = start + size + (i < larger)
-        chunks.append(list(envelopes[start:end]))
-        start = end
-    return chunks
 
 
 @dataclass(frozen=True)
@@ -389,5 +373,8 @@ def verify_unwraps(
         return None
 
     with ContextThreadPool(max_workers=max_workers, thread_name_prefix="kmsflow-verify") as pool:
-        issues.extend(i for i in pool.map(one, found.envelopes) if i is not None)
+        checked = pool.map(
+            lambda chunk: [one(t) for t in chunk], chunks(found.envelopes, max_workers, CHUNK_SIZE)
+        )
+        issues.extend(i for chunk in checked for i in chunk if i is not None)
     return issues
