@@ -57,6 +57,12 @@ MAX_UNCOVERED_PER_ROOT = 1000
 READ_CHUNK = 64
 """Records one scan thread reads and parses per task (see :func:`kmsflow.pools.chunks`)."""
 
+LOCAL_READERS = 4
+"""Most threads reading the records of a local root. A local record read is a short system call,
+and parsing it is Python holding the GIL, so past a few threads more only contend: 50,000 records
+on this project's benchmark VM, page cache dropped, took 7.9 s with 2 threads, 8.4 s with 4 and
+11.2 s with 16 (docs/BENCHMARKS.md). Four still overlap a slow or network-mounted disk's latency."""
+
 
 def now_rfc3339() -> str:
     """UTC now with milliseconds, e.g. 2026-11-30T10:05:25.123Z (scan start/finish times)."""
@@ -111,7 +117,10 @@ class _Outcome:
 
 
 def scan(roots: Sequence[str], *, max_workers: int = 16) -> Inventory:
-    """List every root once, read every envelope record (``max_workers`` threads), and report.
+    """List every root once, read every envelope record, and report.
+
+    Records are read by ``max_workers`` threads on object stores (each read waits on the network),
+    and by at most :data:`LOCAL_READERS` on local roots.
 
     Never raises for storage problems: a missing root, an unreadable or invalid record, a record
     whose data is missing or truncated, and data no record covers are findings, and any blocking
@@ -122,9 +131,8 @@ def scan(roots: Sequence[str], *, max_workers: int = 16) -> Inventory:
     started = now_rfc3339()
     refs: list[EnvelopeRef] = []
     findings: list[Finding] = []
-    with ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="kmsflow-scan") as pool:
-        for root in roots:
-            _scan_root(root, pool, max_workers, refs, findings)
+    for root in roots:
+        _scan_root(root, max_workers, refs, findings)
     refs.sort(key=lambda r: (r.root, r.url))
     return Inventory(
         scan_id=uuid.uuid4().hex,
@@ -136,9 +144,7 @@ def scan(roots: Sequence[str], *, max_workers: int = 16) -> Inventory:
     )
 
 
-def _scan_root(
-    url: str, pool: ThreadPoolExecutor, workers: int, refs: list[EnvelopeRef], findings: list[Finding]
-) -> None:
+def _scan_root(url: str, max_workers: int, refs: list[EnvelopeRef], findings: list[Finding]) -> None:
     try:
         root = resolve(url)
         listing = list_root(root)
@@ -169,8 +175,10 @@ def _scan_root(
     # A file envelope may itself be named "*.kmsflow.json": then its own sidecar is listed too,
     # and the name is data, not a record (encrypt refuses to write over an existing sidecar).
     sidecars = [c for c in sidecars if c.rel + SIDECAR_SUFFIX not in listing.files]
-    candidates = chunks(datasets + sidecars, workers, READ_CHUNK)
-    outcomes = [o for chunk in pool.map(lambda cs: [_read(root, c) for c in cs], candidates) for o in chunk]
+    workers = max_workers if root.fs is not None else min(max_workers, LOCAL_READERS)
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="kmsflow-scan") as pool:
+        split = chunks(datasets + sidecars, workers, READ_CHUNK)
+        outcomes = [o for chunk in pool.map(lambda cs: [_read(root, c) for c in cs], split) for o in chunk]
 
     covered: set[str] = set()
     claimed_dirs: set[str] = set()  # datasets whose record is unusable: don't also report their files
