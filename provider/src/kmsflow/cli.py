@@ -307,9 +307,7 @@ def _cmd_audit(args: argparse.Namespace) -> int:
     if not args.location:
         sys.stderr.write(f"kmsflow: error: name the audit log (LOCATION or ${AUDIT_LOG_ENV})\n")
         return EXIT_USAGE
-    text = audit_command(
-        args.location, json_output=args.json, resource=args.resource, action=args.action
-    )
+    text = audit_command(args.location, json_output=args.json, resource=args.resource, action=args.action)
     sys.stdout.write(text + "\n")
     return EXIT_OK
 
@@ -322,7 +320,12 @@ def _add_inventory(sub: Any) -> None:
     )
     p.add_argument("roots", nargs="+", metavar="ROOT", help="directory or gs:// prefix to scan")
     p.add_argument("--json", action="store_true", help="print the full JSON report")
-    p.add_argument("--workers", type=int, default=16, help="parallel record reads (default 16)")
+    p.add_argument(
+        "--workers",
+        type=int,
+        default=16,
+        help="parallel record reads on gs:// (default 16; local roots: at most 4)",
+    )
     p.set_defaults(func=_cmd_inventory)
 
 
