@@ -276,7 +276,7 @@ def _prepare_chunk(
 
     Why phase by phase over the chunk rather than envelope by envelope: the work is the same, but
     running each piece of Python (record parsing, Tink, the gRPC client) back to back keeps it warm
-    in the CPU caches between KMS calls. Interleaved, the client spent ~45 % more CPU per envelope
+    in the CPU caches between KMS calls. Interleaved, the client spent ~1.6x the CPU per envelope,
     and rewrap, which is bound by the client's CPU, ran that much slower (docs/BENCHMARKS.md).
     Each thread still has one KMS call in flight at a time, so KMS concurrency is unchanged.
     """
