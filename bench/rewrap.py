@@ -50,6 +50,7 @@ from kmsflow.envelope import encrypt
 from kmsflow.envelope.aad import keyset_aad
 from kmsflow.envelope.record import EnvelopeRecord
 from kmsflow.inventory import scan
+from kmsflow.inventory.mounts import filesystem_type
 from kmsflow.kms import crypto, new_kms_client, resources
 from kmsflow.kms.client import emulator_channel
 from kmsflow.lifecycle import rewrap
@@ -303,21 +304,6 @@ def machine() -> str:
     return f"{os.cpu_count()} CPUs ({cpu}), Python {platform.python_version()}, {platform.system()}"
 
 
-def filesystem(path: str) -> str:
-    """The filesystem type holding ``path`` (longest matching mount point in /proc/mounts)."""
-    real, best, kind = os.path.realpath(path), "", "unknown"
-    try:
-        with open("/proc/mounts") as f:
-            for line in f:
-                _, mount, fstype, *_ = line.split()
-                inside = real == mount or real.startswith(mount.rstrip("/") + "/")
-                if inside and len(mount) > len(best):
-                    best, kind = mount, fstype
-    except OSError:
-        pass
-    return kind
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -340,7 +326,7 @@ def main(argv: list[str] | None = None) -> int:
     client = new_kms_client(endpoint=endpoint)
     out: list[str] = [
         f"Machine: {machine()}; KMS emulator in a subprocess on loopback; envelopes under {args.dir} "
-        f"({filesystem(args.dir)}); load {load()}.",
+        f"({filesystem_type(args.dir)}); load {load()}.",
         "",
     ]
     try:

@@ -324,7 +324,7 @@ def _add_inventory(sub: Any) -> None:
         "--workers",
         type=int,
         default=16,
-        help="parallel record reads on gs:// (default 16; local roots: at most 4)",
+        help="parallel record reads on gs:// and network mounts (default 16; local disks: at most 4)",
     )
     p.set_defaults(func=_cmd_inventory)
 

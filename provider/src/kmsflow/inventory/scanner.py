@@ -41,6 +41,7 @@ from kmsflow.envelope.record import EnvelopeRecord
 from kmsflow.envelope.storage import Location, resolve
 from kmsflow.inventory.listing import Listing, RootUnreachableError, list_root
 from kmsflow.inventory.model import EnvelopeRef, Finding, FindingKind, Inventory
+from kmsflow.inventory.mounts import is_local_disk
 from kmsflow.pools import chunks
 
 TEMP_NAME = re.compile(r"^\.(?P<name>.+)\.kmsflow-[0-9a-f]+\.(?:tmp|part)$")
@@ -58,10 +59,20 @@ READ_CHUNK = 64
 """Records one scan thread reads and parses per task (see :func:`kmsflow.pools.chunks`)."""
 
 LOCAL_READERS = 4
-"""Most threads reading the records of a local root. A local record read is a short system call,
-and parsing it is Python holding the GIL, so past a few threads more only contend: 50,000 records
-on this project's benchmark VM, page cache dropped, took 7.9 s with 2 threads, 8.4 s with 4 and
-11.2 s with 16 (docs/BENCHMARKS.md). Four still overlap a slow or network-mounted disk's latency."""
+"""Most threads reading the records of a root on a local disk or tmpfs. A local record read is a
+short system call, and parsing it is Python holding the GIL, so past a few threads more only
+contend: 50,000 records on this project's benchmark VM, page cache dropped, took 7.9 s with 2
+threads, 8.4 s with 4 and 11.2 s with 16 (docs/BENCHMARKS.md). Four still overlap a slow disk.
+Local paths on FUSE or network mounts (Cloud Storage FUSE, NFS) are read like object stores."""
+
+
+def read_workers(root: Location, max_workers: int, mounts: str | None = None) -> int:
+    """Threads to read ``root``'s records: ``max_workers`` where each read waits on a network
+    (object stores, FUSE and network mounts, unknown filesystems), at most :data:`LOCAL_READERS`
+    on a local disk or tmpfs. ``mounts`` as for :func:`kmsflow.inventory.mounts.filesystem_type`."""
+    if root.is_local and is_local_disk(root.path, mounts):
+        return min(max_workers, LOCAL_READERS)
+    return max_workers
 
 
 def now_rfc3339() -> str:
@@ -119,8 +130,8 @@ class _Outcome:
 def scan(roots: Sequence[str], *, max_workers: int = 16) -> Inventory:
     """List every root once, read every envelope record, and report.
 
-    Records are read by ``max_workers`` threads on object stores (each read waits on the network),
-    and by at most :data:`LOCAL_READERS` on local roots.
+    Records are read by ``max_workers`` threads where each read waits on a network (object stores,
+    FUSE and network mounts), by at most :data:`LOCAL_READERS` on a local disk (:func:`read_workers`).
 
     Never raises for storage problems: a missing root, an unreadable or invalid record, a record
     whose data is missing or truncated, and data no record covers are findings, and any blocking
@@ -175,7 +186,7 @@ def _scan_root(url: str, max_workers: int, refs: list[EnvelopeRef], findings: li
     # A file envelope may itself be named "*.kmsflow.json": then its own sidecar is listed too,
     # and the name is data, not a record (encrypt refuses to write over an existing sidecar).
     sidecars = [c for c in sidecars if c.rel + SIDECAR_SUFFIX not in listing.files]
-    workers = max_workers if root.fs is not None else min(max_workers, LOCAL_READERS)
+    workers = read_workers(root, max_workers)
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="kmsflow-scan") as pool:
         split = chunks(datasets + sidecars, workers, READ_CHUNK)
         outcomes = [o for chunk in pool.map(lambda cs: [_read(root, c) for c in cs], split) for o in chunk]
