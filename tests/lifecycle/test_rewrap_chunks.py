@@ -3,6 +3,7 @@ envelope's failure, in any phase, must stay that envelope's."""
 
 from __future__ import annotations
 
+import base64
 import json
 from pathlib import Path
 
@@ -10,7 +11,8 @@ from google.cloud import kms_v1
 from inventory.builders import make_file, make_key
 
 from kmsflow.envelope import Envelope
-from kmsflow.kms import resources
+from kmsflow.envelope.aad import keyset_aad
+from kmsflow.kms import crypto, resources
 from kmsflow.lifecycle import rewrap
 
 
@@ -66,3 +68,35 @@ def test_failures_in_every_phase_of_one_chunk_stay_per_envelope(
         made[0].record.key.crypto_key_version: 2,
         stuck.record.key.crypto_key_version: 1,
     }
+
+
+def unwrapped_keyset(kms: kms_v1.KeyManagementServiceClient, dst: str) -> bytes:
+    record = Envelope.open(dst).record
+    aad = keyset_aad(record.envelope_id)
+    return crypto.decrypt(kms, record.key.crypto_key, record.key.wrapped_bytes(), aad)
+
+
+def test_rewrap_wraps_the_very_keyset_it_unwrapped_and_refuses_one_that_is_not_a_keyset(
+    kms: kms_v1.KeyManagementServiceClient, key: str, tmp_path: Path
+) -> None:
+    root, src = tmp_path / "root", tmp_path / "src"
+    made = [make_file(kms, key, src, str(root / f"{i}.enc"), 300, seed=i) for i in range(3)]
+    keysets = [unwrapped_keyset(kms, m.dst) for m in made]
+    # KMS authenticates this wrapped value (right key, right AAD), but what it unwraps is not a
+    # Tink keyset: the check phase must refuse it before anything is wrapped or written.
+    bogus = record_of(made[1].dst)
+    raw = json.loads(bogus.read_bytes())
+    wrapped = crypto.encrypt(kms, key, b"\x00" * 64, keyset_aad(raw["envelope_id"]))
+    raw["key"]["wrapped_keyset"] = base64.b64encode(wrapped.ciphertext).decode()
+    bogus.write_text(json.dumps(raw, indent=2))
+    bogus_bytes = bogus.read_bytes()
+    v2 = resources.rotate(kms, key).name
+
+    report = rewrap(kms, [m.dst for m in made], max_workers=1)
+
+    assert [(Path(f.url).name, f.error) for f in report.failures] == [("1.enc", "TamperedError")]
+    assert "not a valid Tink keyset" in report.failures[0].reason
+    assert bogus.read_bytes() == bogus_bytes
+    for i in (0, 2):
+        assert Envelope.open(made[i].dst).record.key.crypto_key_version == v2
+        assert unwrapped_keyset(kms, made[i].dst) == keysets[i]

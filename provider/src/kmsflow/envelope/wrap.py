@@ -33,7 +33,28 @@ def wrap_key(
     ``retry`` bounds how long transient KMS errors are retried (``crypto.default_retry()`` if None),
     so a caller with its own deadline, such as an Airflow connection's, gets it honoured here.
     """
-    wrapped = crypto.encrypt(client, key_name, key.serialize(), keyset_aad(envelope_id), retry=retry)
+    return key_wrap(wrap_keyset(client, key_name, key.serialize(), envelope_id, retry=retry))
+
+
+def wrap_keyset(
+    client: kms_v1.KeyManagementServiceClient,
+    key_name: str,
+    keyset: bytes,
+    envelope_id: str,
+    *,
+    retry: Retry | None = None,
+) -> crypto.Wrapped:
+    """:func:`wrap_key` for a keyset already serialized (as :func:`unwrap_keyset` returns it), without
+    building the record's :class:`KeyWrap` (:func:`key_wrap` does).
+
+    Why separate: rewrap wraps the exact bytes it unwrapped, and runs its KMS calls back to back with
+    no other work between them (see ``kmsflow.lifecycle.rewrap``).
+    """
+    return crypto.encrypt(client, key_name, keyset, keyset_aad(envelope_id), retry=retry)
+
+
+def key_wrap(wrapped: crypto.Wrapped) -> KeyWrap:
+    """The record's ``key`` for a keyset KMS has just wrapped."""
     return KeyWrap(
         crypto_key=crypto.key_of(wrapped.key_version),
         crypto_key_version=wrapped.key_version,
@@ -54,12 +75,27 @@ def unwrap_key(
 
     ``retry`` as for :func:`wrap_key` (None: ``crypto.default_retry()``).
     """
+    return DataKey.parse(unwrap_keyset(client, wrap, envelope_id, where, retry=retry))
+
+
+def unwrap_keyset(
+    client: kms_v1.KeyManagementServiceClient,
+    wrap: KeyWrap,
+    envelope_id: str,
+    where: str,
+    *,
+    retry: Retry | None = None,
+) -> bytes:
+    """:func:`unwrap_key` without parsing: the serialized keyset, secret, in memory only.
+
+    Not yet known to be a keyset: whoever uses it as one must :meth:`DataKey.parse` it first.
+    """
     if crypto.key_of(wrap.crypto_key_version) != wrap.crypto_key:
         raise TamperedError(
             f"{where}: record names key version {wrap.crypto_key_version} outside {wrap.crypto_key}"
         )
     try:
-        serialized = crypto.decrypt(
+        return crypto.decrypt(
             client, wrap.crypto_key, wrap.wrapped_bytes(), keyset_aad(envelope_id), retry=retry
         )
     except KmsInvalidArgumentError as exc:
@@ -67,4 +103,3 @@ def unwrap_key(
             f"{where}: KMS refused to unwrap the data key of envelope {envelope_id} "
             f"(wrapped key or envelope id altered, or record moved between envelopes): {exc}"
         ) from None
-    return DataKey.parse(serialized)

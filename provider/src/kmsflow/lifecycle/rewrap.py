@@ -35,11 +35,11 @@ from google.cloud import kms_v1
 
 from kmsflow.envelope import manifest
 from kmsflow.envelope.keyset import DataKey
-from kmsflow.envelope.record import EnvelopeRecord, KeyWrap
-from kmsflow.envelope.wrap import unwrap_key, wrap_key
+from kmsflow.envelope.record import EnvelopeRecord
+from kmsflow.envelope.wrap import key_wrap, unwrap_key, unwrap_keyset, wrap_keyset
 from kmsflow.inventory import Finding, Inventory
 from kmsflow.inventory.scanner import now_rfc3339, parse_record
-from kmsflow.kms import resources
+from kmsflow.kms import crypto, resources
 from kmsflow.kms.errors import KmsError
 from kmsflow.lifecycle.cas import DirSync, RecordConflictError, RecordSnapshot, read_snapshot, swap
 from kmsflow.lifecycle.targets import EnvelopeTarget, collect, one_line
@@ -247,15 +247,16 @@ class _Pending:
 class _InFlight:
     """One envelope on its way through the phases; ``outcome`` is set once it is done with them.
 
-    ``key`` is the unwrapped data key: in memory only, dropped as soon as the record is re-sealed
-    or the envelope fails.
+    ``keyset`` (as KMS unwrapped it) and ``key`` (parsed from it) are the data key: in memory
+    only, dropped as soon as they are no longer needed or the envelope fails.
     """
 
     target: EnvelopeTarget
     snapshot: RecordSnapshot | None = None
     record: EnvelopeRecord | None = None
+    keyset: bytes | None = None
     key: DataKey | None = None
-    wrap: KeyWrap | None = None
+    wrapped: crypto.Wrapped | None = None
     outcome: _Result | _Pending | None = None
 
 
@@ -294,22 +295,26 @@ def _prepare_chunk(
 
     def unwrap(e: _InFlight) -> None:
         assert e.record is not None
-        e.key = unwrap_key(client, e.record.key, e.record.envelope_id, e.target.record.url)
+        e.keyset = unwrap_keyset(client, e.record.key, e.record.envelope_id, e.target.record.url)
 
     def check(e: _InFlight) -> None:
         # Re-sealing an edited record would make the edit authentic: check the manifest first.
-        assert e.key is not None and e.record is not None
+        assert e.keyset is not None and e.record is not None
+        e.key = DataKey.parse(e.keyset)
         manifest.check(e.key, e.record, e.target.record.url)
 
     def wrap(e: _InFlight) -> None:
-        assert e.key is not None and e.record is not None
-        e.wrap = wrap_key(client, e.record.key.crypto_key, e.key, e.record.envelope_id)
+        # The very bytes KMS unwrapped (and the check parsed) are wrapped again: nothing between.
+        assert e.keyset is not None and e.record is not None
+        e.wrapped = wrap_keyset(client, e.record.key.crypto_key, e.keyset, e.record.envelope_id)
+        e.keyset = None
 
     def reseal(e: _InFlight) -> None:
-        assert e.key is not None and e.record is not None and e.wrap is not None and e.snapshot
-        new = manifest.reseal(e.key, e.record, e.wrap)
+        assert e.key is not None and e.record is not None and e.wrapped is not None and e.snapshot
+        new_wrap = key_wrap(e.wrapped)
+        new = manifest.reseal(e.key, e.record, new_wrap)
         e.key = None
-        old, now = e.record.key.crypto_key_version, e.wrap.crypto_key_version
+        old, now = e.record.key.crypto_key_version, new_wrap.crypto_key_version
         e.outcome = _Pending(e.target.url, e.snapshot, new.to_json(), old, now)
 
     for phase in (read, unwrap, check, wrap, reseal):
@@ -319,7 +324,7 @@ def _prepare_chunk(
             try:
                 phase(e)
             except Exception as exc:  # reported per envelope; one bad envelope never aborts the run
-                e.key = None
+                e.keyset = e.key = None
                 e.outcome = _failed(e.target.url, exc, e.record)
     return [e.outcome for e in envelopes if e.outcome is not None]
 
