@@ -38,7 +38,7 @@ from kmsflow.envelope.layout import (
     check_relpath,
 )
 from kmsflow.envelope.record import EnvelopeRecord
-from kmsflow.envelope.storage import Location, resolve
+from kmsflow.envelope.storage import Location, read_file, resolve
 from kmsflow.inventory.listing import Listing, RootUnreachableError, list_root
 from kmsflow.inventory.model import EnvelopeRef, Finding, FindingKind, Inventory
 from kmsflow.inventory.mounts import is_local_disk
@@ -93,8 +93,7 @@ def is_reencrypt_backup_name(name: str) -> bool:
 def read_record_bytes(loc: Location) -> bytes:
     """The bytes of a (small) record: one ``read`` locally, one GET on object stores."""
     if loc.fs is None:
-        with open(loc.path, "rb") as f:
-            return f.read()
+        return read_file(loc.path)
     return bytes(loc.fs.cat_file(loc.path))
 
 

@@ -41,7 +41,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from kmsflow.envelope.errors import EnvelopeError
-from kmsflow.envelope.storage import Location
+from kmsflow.envelope.storage import Location, read_file
 
 
 class RecordConflictError(EnvelopeError):
@@ -75,26 +75,6 @@ def read_snapshot(loc: Location) -> RecordSnapshot:
         except FileNotFoundError:  # replaced between info and read: that generation is gone
             continue
     raise RecordConflictError(f"{loc.url}: record kept changing while it was read; left as is")
-
-
-def read_file(path: str) -> bytes:
-    """The whole file at ``path``, with only open, read and close system calls.
-
-    Why not ``open(path, "rb").read()``: that also issues two fstat, two lseek and an ioctl, and
-    every system call releases the GIL. Rewrap reads each record twice while its other threads wait
-    on KMS and want the GIL back; on tmpfs the handoffs, not the reads, were the cost.
-    """
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        parts = []
-        while block := os.read(fd, READ_BLOCK):
-            parts.append(block)
-        return b"".join(parts)
-    finally:
-        os.close(fd)
-
-
-READ_BLOCK = 1 << 16  # a record is a few KiB; a dataset's with many files, more
 
 
 class DirSync:
