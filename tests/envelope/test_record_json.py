@@ -1,6 +1,7 @@
 """The record's JSON spelling stays what ``json.dumps(indent=2, ensure_ascii=False)`` writes, for
 any content: records written before and after the switch to pydantic's serializer are the same
-bytes, and a human reading a sidecar sees one stable layout."""
+bytes, and a human reading a sidecar sees one stable layout. Reading goes through pydantic's JSON
+parser first: it must accept exactly what the step-by-step parse accepts."""
 
 from __future__ import annotations
 
@@ -13,6 +14,23 @@ from kmsflow.envelope.errors import EnvelopeError
 from kmsflow.envelope.record import EnvelopeRecord
 
 VERSION = "projects/p/locations/l/keyRings/r/cryptoKeys/k/cryptoKeyVersions/1"
+
+VALID: dict[str, object] = {
+    "format": "kmsflow.envelope",
+    "version": 1,
+    "envelope_id": "0" * 32,
+    "kind": "file",
+    "created": "2026-11-30T10:00:00Z",
+    "key": {
+        "crypto_key": VERSION.split("/cryptoKeyVersions/")[0],
+        "crypto_key_version": VERSION,
+        "wrapped_keyset": "AAAA",
+        "wrapped_at": "2026-11-30T10:00:00Z",
+    },
+    "manifest": "AAAA",
+    "files": [{"path": "", "size": 1, "ciphertext_size": 17, "ciphertext_crc32c": "AAAAAA=="}],
+}
+
 
 entries = st.lists(
     st.fixed_dictionaries(
@@ -30,21 +48,7 @@ entries = st.lists(
 @settings(max_examples=200)
 @given(entries, st.sampled_from(["file", "dataset"]))
 def test_to_json_is_the_json_module_spelling(files: list[dict[str, object]], kind: str) -> None:
-    record = EnvelopeRecord.model_validate(
-        {
-            "envelope_id": "0" * 32,
-            "kind": kind,
-            "created": "2026-11-30T10:00:00Z",
-            "key": {
-                "crypto_key": VERSION.split("/cryptoKeyVersions/")[0],
-                "crypto_key_version": VERSION,
-                "wrapped_keyset": "AAAA",
-                "wrapped_at": "2026-11-30T10:00:00Z",
-            },
-            "manifest": "AAAA",
-            "files": files,
-        }
-    )
+    record = EnvelopeRecord.model_validate({**VALID, "kind": kind, "files": files})
     expected = (json.dumps(record.model_dump(mode="json"), indent=2, ensure_ascii=False) + "\n").encode()
     assert record.to_json() == expected
     assert json.loads(record.to_json()) == record.model_dump(mode="json")
@@ -55,21 +59,6 @@ json_values = st.recursive(
     lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner, max_size=3),
     max_leaves=6,
 )
-VALID: dict[str, object] = {
-    "format": "kmsflow.envelope",
-    "version": 1,
-    "envelope_id": "0" * 32,
-    "kind": "file",
-    "created": "2026-11-30T10:00:00Z",
-    "key": {
-        "crypto_key": VERSION.split("/cryptoKeyVersions/")[0],
-        "crypto_key_version": VERSION,
-        "wrapped_keyset": "AAAA",
-        "wrapped_at": "2026-11-30T10:00:00Z",
-    },
-    "manifest": "AAAA",
-    "files": [{"path": "", "size": 1, "ciphertext_size": 17, "ciphertext_crc32c": "AAAAAA=="}],
-}
 
 
 def outcome(parse: object) -> object:
