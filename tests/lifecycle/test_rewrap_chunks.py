@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import json
+import sys
 from pathlib import Path
 
 from google.cloud import kms_v1
@@ -100,3 +101,11 @@ def test_rewrap_wraps_the_very_keyset_it_unwrapped_and_refuses_one_that_is_not_a
     for i in (0, 2):
         assert Envelope.open(made[i].dst).record.key.crypto_key_version == v2
         assert unwrapped_keyset(kms, made[i].dst) == keysets[i]
+
+
+def test_an_envelope_in_flight_never_shows_its_unwrapped_keyset() -> None:
+    """Error reporters that render a frame's locals (Sentry, ``pytest --showlocals``) use repr."""
+    in_flight = sys.modules["kmsflow.lifecycle.rewrap"]._InFlight
+    secret = b"\x08\x01\x12secret-keyset-bytes"
+    shown = repr(in_flight(target="t", keyset=secret))
+    assert repr(secret) not in shown and "secret-keyset" not in shown

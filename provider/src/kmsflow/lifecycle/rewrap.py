@@ -254,7 +254,7 @@ class _InFlight:
     target: EnvelopeTarget
     snapshot: RecordSnapshot | None = None
     record: EnvelopeRecord | None = None
-    keyset: bytes | None = None
+    keyset: bytes | None = field(default=None, repr=False)  # secret: never in a repr or traceback
     key: DataKey | None = None
     wrapped: crypto.Wrapped | None = None
     outcome: _Result | _Pending | None = None
