@@ -91,7 +91,7 @@ def is_reencrypt_backup_name(name: str) -> bool:
 
 
 def read_record_bytes(loc: Location) -> bytes:
-    """The bytes of a (small) record: one ``read`` locally, one GET on object stores."""
+    """The bytes of a (small) record: :func:`read_file` locally, one GET on object stores."""
     if loc.fs is None:
         return read_file(loc.path)
     return bytes(loc.fs.cat_file(loc.path))
