@@ -53,6 +53,11 @@ BeforeSwap = Callable[[str], None]
 CHUNK_SIZE = 64
 """Envelopes one KMS worker takes through the phases of :func:`_prepare_chunk` together."""
 
+PROGRESS_EVERY_S = 30.0
+"""How often a run logs its progress at INFO. Each envelope's own line is DEBUG: an Airflow batch
+of 100,000 envelopes would otherwise write 100,000 task-log lines, which the record itself (key
+version, ``wrapped_at``) already states; failures and conflicts are in the report."""
+
 
 @dataclass(frozen=True)
 class Issue:
@@ -196,6 +201,8 @@ def rewrap(
 
             return results
 
+        total = len(found.envelopes)
+        next_progress = start + PROGRESS_EVERY_S
         for results in kms_pool.map(one_chunk, chunks(found.envelopes, max_workers, CHUNK_SIZE)):
             for result in results():
                 report.envelopes += 1
@@ -213,23 +220,35 @@ def rewrap(
                     report.conflicts.append(Issue(result.url, result.error, result.reason))
                 else:
                     report.failures.append(Issue(result.url, result.error, result.reason))
+            now = time.monotonic()
+            if now >= next_progress and report.envelopes < total:
+                _log_progress(report, total, now - start)
+                next_progress = now + PROGRESS_EVERY_S
     for directory, reason in dir_sync.flush():  # every rename durable before the report says so
         report.failures.append(Issue(directory, "OSError", reason))
     report.versions_before = dict(before)
     report.versions_after = dict(after)
     report.finished_at = now_rfc3339()
     report.elapsed_s = time.monotonic() - start
+    _log_progress(report, report.envelopes, report.elapsed_s)
+    return report
+
+
+def _log_progress(report: RewrapReport, total: int, elapsed_s: float) -> None:
+    """One INFO line: how far the run is (``total`` envelopes targeted), by outcome, and its rate."""
     log.info(
-        "rewrap%s: %d envelope(s), %d rewrapped, %d would be, %d current, %d conflict(s), %d failure(s)",
-        " (dry run)" if dry_run else "",
+        "rewrap%s: %d of %d envelope(s) done (%d rewrapped, %d would be, %d current, %d conflict(s), "
+        "%d failure(s)), %.0f/s",
+        " (dry run)" if report.dry_run else "",
         report.envelopes,
+        total,
         report.rewrapped,
         report.would_rewrap,
         report.already_current,
         len(report.conflicts),
         len(report.failures),
+        report.envelopes / elapsed_s if elapsed_s > 0 else 0.0,
     )
-    return report
 
 
 @dataclass(frozen=True)
@@ -340,7 +359,7 @@ def _commit(pending: _Pending, before_swap: BeforeSwap | None, dir_sync: DirSync
     except Exception as exc:
         result = _failed(pending.url, exc, None)
         return _Result(result.url, result.status, pending.before, pending.before, result.error, result.reason)
-    log.info("rewrapped %s: %s -> %s", pending.url, pending.before, pending.after)
+    log.debug("rewrapped %s: %s -> %s", pending.url, pending.before, pending.after)
     return _Result(pending.url, "rewrapped", pending.before, pending.after)
 
 
