@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 from google.cloud import kms_v1
+from terminal import run_on_terminal
 
 from .conftest import make_key, write_random
 
@@ -193,26 +194,11 @@ def test_inspect_without_file_list(
 
 def test_progress_bar_only_on_a_terminal(emulator: Any, key: str, tmp_path: Path) -> None:
     """On a TTY: a progress bar and a summary on stderr; piped (every other test): silence."""
-    import pty
-
     write_random(tmp_path / "in", 3 << 20)
     env = {k: v for k, v in os.environ.items() if k != "KMSFLOW_PRINCIPAL"}
     env.update(KMS_EMULATOR_HOST=emulator.endpoint, COLUMNS="120")
-    leader, follower = pty.openpty()
     argv = [KMSFLOW, "encrypt", "--key", key, str(tmp_path / "in"), str(tmp_path / "enc")]
-    result = subprocess.run(argv, env=env, stdout=follower, stderr=follower, timeout=120)
-    os.close(follower)
-    shown = b""
-    while True:
-        try:
-            chunk = os.read(leader, 1 << 16)
-        except OSError:  # EIO once the child side is closed
-            break
-        if not chunk:
-            break
-        shown += chunk
-    os.close(leader)
-    assert result.returncode == 0
-    text = shown.decode("utf-8", "replace")
+    code, text = run_on_terminal(argv, env)
+    assert code == 0
     assert "encrypt in" in text and "MB" in text  # rich's bar: description, sizes, speed
     assert "encrypted 1 file(s)" in text and f"{key}/cryptoKeyVersions/1" in text

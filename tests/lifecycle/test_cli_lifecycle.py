@@ -11,6 +11,7 @@ from typing import Any
 
 from google.cloud import kms_v1
 from inventory.builders import make_file
+from terminal import run_on_terminal
 
 from kmsflow.audit import AuditLog
 from kmsflow.kms import resources
@@ -94,3 +95,20 @@ def test_reencrypt_gives_a_new_data_key_and_keeps_the_plaintext(
     out = tmp_path / "out"
     assert run(emulator.endpoint, "decrypt", str(tmp_path / "root" / "a.enc"), str(out)).returncode == 0
     assert out.read_bytes() == made.src.read_bytes()
+
+
+def test_rewrap_shows_a_progress_bar_of_envelopes_on_a_terminal(
+    emulator: Any, kms: kms_v1.KeyManagementServiceClient, key: str, tmp_path: Path
+) -> None:
+    root = tmp_path / "root"
+    for i in range(3):
+        make_file(kms, key, tmp_path / "src", str(root / f"a{i}.enc"), seed=i)
+    resources.rotate(kms, key)
+    env = {k: v for k, v in os.environ.items() if k not in ("KMSFLOW_PRINCIPAL", "KMSFLOW_AUDIT_LOG")}
+    env.update(KMS_EMULATOR_HOST=emulator.endpoint, COLUMNS="120")
+
+    code, text = run_on_terminal([KMSFLOW, "rewrap", str(root)], env)
+
+    assert code == 0
+    assert "rewrap" in text and "3/3 envelopes" in text  # rich's bar: description, done/total, unit
+    assert '"rewrapped": 3' in text  # the report, as when piped

@@ -1,5 +1,6 @@
-"""What a rewrap run writes to the log: progress and a summary at INFO, one line per envelope only
-at DEBUG (an Airflow batch of 100,000 envelopes must not write 100,000 task-log lines)."""
+"""How a rewrap run reports its progress: to a ``Progress`` (the CLI's bar), and to the log --
+progress and a summary at INFO, one line per envelope only at DEBUG (an Airflow batch of 100,000
+envelopes must not write 100,000 task-log lines)."""
 
 from __future__ import annotations
 
@@ -65,3 +66,29 @@ def test_a_long_run_logs_its_progress_between_chunks(
     ]
     assert "(0 rewrapped, 3 would be, 0 current, 0 conflict(s), 0 failure(s))" in lines[2]
     assert not any(m.dst in line for m in made for line in lines)  # no envelope is named at INFO
+
+
+class Recorder:
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, object]] = []
+
+    def start(self, total: int, description: str) -> None:
+        self.calls.append(("start", (total, description)))
+
+    def advance(self, n: int) -> None:
+        self.calls.append(("advance", n))
+
+
+def test_progress_is_started_with_the_envelopes_found_and_advanced_to_them(
+    kms: kms_v1.KeyManagementServiceClient, key: str, tmp_path: Path
+) -> None:
+    made = [make_file(kms, key, tmp_path / "src", str(tmp_path / f"root/{i}.enc"), seed=i) for i in range(5)]
+    resources.rotate(kms, key)
+    live, dry = Recorder(), Recorder()
+
+    rewrap(kms, [str(tmp_path / "root")], max_workers=2, dry_run=True, progress=dry)
+    report = rewrap(kms, [str(tmp_path / "root")], max_workers=2, progress=live)
+
+    assert report.rewrapped == len(made)
+    assert dry.calls[0] == ("start", (5, "rewrap dry run"))
+    assert live.calls == [("start", (5, "rewrap")), ("advance", 3), ("advance", 2)]  # two chunks

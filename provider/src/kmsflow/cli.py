@@ -117,8 +117,9 @@ class _Parser(argparse.ArgumentParser):
 
 
 @contextmanager
-def _progress(enabled: bool) -> Iterator[envelope.Progress | None]:
-    """A rich progress bar on stderr when it is a terminal; nothing otherwise."""
+def _progress(enabled: bool, *, unit: str = "bytes") -> Iterator[envelope.Progress | None]:
+    """A rich progress bar on stderr when it is a terminal; nothing otherwise. ``unit`` "bytes"
+    shows sizes and speed; anything else (rewrap's envelopes) shows done/total."""
     if not enabled:
         yield None
         return
@@ -126,17 +127,24 @@ def _progress(enabled: bool) -> Iterator[envelope.Progress | None]:
     from rich.progress import (
         BarColumn,
         DownloadColumn,
+        MofNCompleteColumn,
         Progress,
+        ProgressColumn,
         TextColumn,
+        TimeElapsedColumn,
         TimeRemainingColumn,
         TransferSpeedColumn,
     )
 
+    counts: list[ProgressColumn] = (
+        [DownloadColumn(), TransferSpeedColumn()]
+        if unit == "bytes"
+        else [MofNCompleteColumn(), TextColumn(unit), TimeElapsedColumn()]
+    )
     bar = Progress(
         TextColumn("{task.description}"),
         BarColumn(),
-        DownloadColumn(),
-        TransferSpeedColumn(),
+        *counts,
         TimeRemainingColumn(),
         console=Console(stderr=True),
         transient=True,
@@ -270,7 +278,9 @@ def _cmd_inventory(args: argparse.Namespace) -> int:
 
 
 def _cmd_rewrap(args: argparse.Namespace) -> int:
-    return _finish(rewrap_command(args.paths, dry_run=args.dry_run, max_workers=args.workers))
+    with _progress(_show_progress(args), unit="envelopes") as progress:
+        result = rewrap_command(args.paths, dry_run=args.dry_run, max_workers=args.workers, progress=progress)
+    return _finish(result)
 
 
 def _cmd_reencrypt(args: argparse.Namespace) -> int:

@@ -1,4 +1,5 @@
-"""A tiny progress protocol so the library can report bytes processed without depending on a UI."""
+"""A tiny progress protocol so the library can report how far it is without depending on a UI
+(bytes for encrypt/decrypt/verify, envelopes for rewrap)."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ from typing import Protocol
 
 
 class Progress(Protocol):
-    """Receives the total byte count once, then increments as data streams through."""
+    """Receives the total once (bytes, or envelopes), then increments as the work gets done."""
 
     def start(self, total: int, description: str) -> None: ...
 

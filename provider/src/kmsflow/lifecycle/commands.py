@@ -21,6 +21,7 @@ from typing import Any, NamedTuple, Protocol
 
 from google.cloud import kms_v1
 
+from kmsflow.envelope.progress import Progress
 from kmsflow.inventory import scan
 from kmsflow.kms.client import new_kms_client
 from kmsflow.lifecycle.rewrap import rewrap
@@ -99,13 +100,17 @@ def rewrap_command(
     dry_run: bool = False,
     max_workers: int = 16,
     client: kms_v1.KeyManagementServiceClient | None = None,
+    progress: Progress | None = None,
 ) -> CommandResult:
-    """Re-wrap every envelope under ``paths`` onto its key's primary; exit 0 when all are current."""
+    """Re-wrap every envelope under ``paths`` onto its key's primary; exit 0 when all are current.
+    ``progress`` counts envelopes (the CLI's bar on a terminal)."""
     if not paths:
         return CommandResult(EXIT_USAGE, "", "rewrap: at least one PATH is required")
     if max_workers < 1:
         return CommandResult(EXIT_USAGE, "", "rewrap: --workers must be at least 1")
-    report = rewrap(client or new_kms_client(), paths, max_workers=max_workers, dry_run=dry_run)
+    report = rewrap(
+        client or new_kms_client(), paths, max_workers=max_workers, dry_run=dry_run, progress=progress
+    )
     return _outcome(report)
 
 

@@ -35,6 +35,7 @@ from google.cloud import kms_v1
 
 from kmsflow.envelope import manifest
 from kmsflow.envelope.keyset import DataKey
+from kmsflow.envelope.progress import Progress
 from kmsflow.envelope.record import EnvelopeRecord
 from kmsflow.envelope.wrap import key_wrap, unwrap_key, unwrap_keyset, wrap_keyset
 from kmsflow.inventory import Finding, Inventory
@@ -157,6 +158,7 @@ def rewrap(
     dry_run: bool = False,
     inventory: Inventory | None = None,
     before_swap: BeforeSwap | None = None,
+    progress: Progress | None = None,
 ) -> RewrapReport:
     """Re-wrap every envelope under ``targets`` (envelopes or roots) onto its key's primary version.
 
@@ -164,6 +166,8 @@ def rewrap(
     covers without rescanning; with no ``targets`` it supplies all of them. ``dry_run`` makes no
     KMS Encrypt/Decrypt and writes nothing: it only counts what would be re-wrapped.
     ``max_workers`` bounds KMS concurrency (and, separately, concurrent record writes).
+    ``progress`` (e.g. the CLI's bar) is started with the number of envelopes found and advanced as
+    they are done; the INFO log has the same every :data:`PROGRESS_EVERY_S`.
     ``before_swap`` is a test hook (see :data:`BeforeSwap`).
     """
     if max_workers < 1:
@@ -203,8 +207,11 @@ def rewrap(
 
         total = len(found.envelopes)
         next_progress = start + PROGRESS_EVERY_S
+        if progress is not None:
+            progress.start(total, "rewrap dry run" if dry_run else "rewrap")
         for results in kms_pool.map(one_chunk, chunks(found.envelopes, max_workers, CHUNK_SIZE)):
-            for result in results():
+            done = results()
+            for result in done:
                 report.envelopes += 1
                 if result.before:
                     before[result.before] += 1
@@ -220,6 +227,8 @@ def rewrap(
                     report.conflicts.append(Issue(result.url, result.error, result.reason))
                 else:
                     report.failures.append(Issue(result.url, result.error, result.reason))
+            if progress is not None:
+                progress.advance(len(done))
             now = time.monotonic()
             if now >= next_progress and report.envelopes < total:
                 _log_progress(report, total, now - start)
