@@ -94,4 +94,3 @@ def owner() -> str:
 @pytest.fixture(scope="session")
 def location() -> str:
     return LOCATION
-

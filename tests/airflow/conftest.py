@@ -48,12 +48,6 @@ from kmsflow.airflow.hooks.kms import KmsHook  # noqa: E402
 CONN_ENV = "AIRFLOW_CONN_KMSFLOW_DEFAULT"
 
 
-
-
-
-
-
-
 @pytest.fixture(autouse=True)
 def _no_ambient_kms_env(monkeypatch: pytest.MonkeyPatch) -> None:
     """Tests configure KMS through connections; stray contract variables must not leak in."""

@@ -44,9 +44,12 @@ def test_inventory_then_rewrap_then_inventory(
     resources.rotate(kms, key)
     dry = run(emulator.endpoint, "rewrap", "--dry-run", str(root))
     assert dry.returncode == 0, dry.stderr
-    assert json.loads(run(emulator.endpoint, "inventory", str(root), "--json").stdout)["versions"][v1][
-        "envelopes"
-    ] == 3
+    assert (
+        json.loads(run(emulator.endpoint, "inventory", str(root), "--json").stdout)["versions"][v1][
+            "envelopes"
+        ]
+        == 3
+    )
 
     done = run(emulator.endpoint, "rewrap", str(root))
     assert done.returncode == 0, done.stderr
@@ -68,12 +71,21 @@ def test_incomplete_inventory_exits_8_with_one_line(emulator: Any, tmp_path: Pat
 def test_audit_view(emulator: Any, tmp_path: Path) -> None:
     location = str(tmp_path / "audit.jsonl")
     log = AuditLog(location, actor="user:ops@example.com", run="test")
-    log.append("disable", "projects/p/locations/l/keyRings/r/cryptoKeys/k/cryptoKeyVersions/1",
-               reason="retired", evidence={"scan_id": "abc", "references": 0})
+    log.append(
+        "disable",
+        "projects/p/locations/l/keyRings/r/cryptoKeys/k/cryptoKeyVersions/1",
+        reason="retired",
+        evidence={"scan_id": "abc", "references": 0},
+    )
     log.append("rotate", "projects/p/locations/l/keyRings/r/cryptoKeys/other", reason="manual")
 
-    shown = run(emulator.endpoint, "audit", "--resource", "projects/p/locations/l/keyRings/r/cryptoKeys/k",
-                KMSFLOW_AUDIT_LOG=location)
+    shown = run(
+        emulator.endpoint,
+        "audit",
+        "--resource",
+        "projects/p/locations/l/keyRings/r/cryptoKeys/k",
+        KMSFLOW_AUDIT_LOG=location,
+    )
     assert shown.returncode == 0, shown.stderr
     assert "disable" in shown.stdout and "scan_id=abc" in shown.stdout and "other" not in shown.stdout
     as_json = json.loads(run(emulator.endpoint, "audit", location, "--json").stdout)

@@ -274,9 +274,7 @@ def test_an_envelope_filed_under_another_keys_root_still_blocks(
     resources.rotate(client, key)
     fresh_emulator.admin.advance(30 * DAY)
     audit = AuditLog(str(tmp_path / "audit.jsonl"), actor="serviceAccount:shred@test.iam")
-    report = run_shred(
-        client, spec, now=emu_now(fresh_emulator), audit=audit, run_id="test", dry_run=False
-    )
+    report = run_shred(client, spec, now=emu_now(fresh_emulator), audit=audit, run_id="test", dry_run=False)
     decision = report.decision(version_n(key, 1))
     assert decision is not None and decision.outcome == "refused", report.render()
     assert decision.references == 1 and "misfiled.enc" in decision.reason

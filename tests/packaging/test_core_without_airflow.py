@@ -47,8 +47,6 @@ def test_consumer_venv_without_airflow(tmp_path: Path) -> None:
     subprocess.run([*install, "--no-deps", str(ROOT / "provider")], check=True)
     script = (ROOT / "tests" / "packaging" / "consumer_roundtrip.py").read_text()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW", "KMS_EMULATOR"))}
-    result = subprocess.run(
-        [str(python), "-c", script], capture_output=True, text=True, env=env, timeout=120
-    )
+    result = subprocess.run([str(python), "-c", script], capture_output=True, text=True, env=env, timeout=120)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip().endswith("consumer ok")

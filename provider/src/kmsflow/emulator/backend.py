@@ -331,9 +331,7 @@ class Backend:
 
     def _check_rotation(self, period: float | None, next_time: float | None) -> None:
         if period is not None and period < MIN_ROTATION_PERIOD:
-            raise invalid(
-                f"rotation_period must be at least 24 hours (86400s), got {period:g}s."
-            )
+            raise invalid(f"rotation_period must be at least 24 hours (86400s), got {period:g}s.")
         if period and next_time is None:
             raise invalid("next_rotation_time must be set when rotation_period is set.")
 
@@ -344,8 +342,7 @@ class Backend:
         purpose = spec.purpose or Purpose.ENCRYPT_DECRYPT
         if purpose != Purpose.ENCRYPT_DECRYPT:
             raise invalid(
-                f"The kmsflow emulator supports purpose ENCRYPT_DECRYPT only, got "
-                f"{Purpose(purpose).name}."
+                f"The kmsflow emulator supports purpose ENCRYPT_DECRYPT only, got {Purpose(purpose).name}."
             )
         algorithm = spec.version_template.algorithm or Algorithm.GOOGLE_SYMMETRIC_ENCRYPTION
         if algorithm != Algorithm.GOOGLE_SYMMETRIC_ENCRYPTION:
@@ -360,9 +357,7 @@ class Backend:
                 f"{Protection(protection).name}."
             )
         period = _seconds(spec.rotation_period) if spec.HasField("rotation_period") else None
-        next_time = (
-            _seconds(spec.next_rotation_time) if spec.HasField("next_rotation_time") else None
-        )
+        next_time = _seconds(spec.next_rotation_time) if spec.HasField("next_rotation_time") else None
         self._check_rotation(period, next_time)
         destroy_after = st.DEFAULT_DESTROY_SCHEDULED_DURATION
         if spec.HasField("destroy_scheduled_duration"):
@@ -444,11 +439,7 @@ class Backend:
             if "rotation_period" in paths:
                 period = _seconds(spec.rotation_period) if spec.HasField("rotation_period") else None
             if "next_rotation_time" in paths:
-                next_time = (
-                    _seconds(spec.next_rotation_time)
-                    if spec.HasField("next_rotation_time")
-                    else None
-                )
+                next_time = _seconds(spec.next_rotation_time) if spec.HasField("next_rotation_time") else None
             self._check_rotation(period, next_time)
             template = {p for p in paths if p.startswith("version_template")}
             algorithm = key.algorithm
@@ -486,8 +477,7 @@ class Backend:
                 raise not_found(version_name)
             if version.state != State.ENABLED:
                 raise precondition(
-                    f"{version_name} is not enabled, current state is: "
-                    f"{_state_name(version.state)}."
+                    f"{version_name} is not enabled, current state is: {_state_name(version.state)}."
                 )
             key.primary_id = version.id
             self._commit()
@@ -603,9 +593,7 @@ class Backend:
         if len(data) > limit:
             raise invalid(f"The {field} field must be at most {limit} bytes, got {len(data)}.")
         if has_checksum and crc32c(data) != checksum.value:
-            raise invalid(
-                f"The checksum in field {field}_crc32c did not match the data in field {field}."
-            )
+            raise invalid(f"The checksum in field {field}_crc32c did not match the data in field {field}.")
         return has_checksum
 
     def Encrypt(self, req: Any, principal: str | None) -> Any:
@@ -637,8 +625,7 @@ class Backend:
             version_name = f"{key.name}/cryptoKeyVersions/{version.id}"
             if version.state != State.ENABLED or version.material is None:
                 raise precondition(
-                    f"{version_name} is not enabled, current state is: "
-                    f"{_state_name(version.state)}."
+                    f"{version_name} is not enabled, current state is: {_state_name(version.state)}."
                 )
             material, version_id = version.material, version.id
         sealed = ciphertext.encrypt(
@@ -679,14 +666,11 @@ class Backend:
                 raise bad from None
             version = key.versions.get(version_id)
             if version is None:
-                raise invalid(
-                    "Decryption failed: verify that 'name' refers to the correct CryptoKey."
-                )
+                raise invalid("Decryption failed: verify that 'name' refers to the correct CryptoKey.")
             version_name = f"{key.name}/cryptoKeyVersions/{version.id}"
             if version.state != State.ENABLED or version.material is None:
                 raise precondition(
-                    f"{version_name} is not enabled, current state is: "
-                    f"{_state_name(version.state)}."
+                    f"{version_name} is not enabled, current state is: {_state_name(version.state)}."
                 )
             material, used_primary = version.material, version.id == key.primary_id
         try:
@@ -709,9 +693,7 @@ class Backend:
         with self._lock:
             self._require(principal, "cloudkms.locations.generateRandomBytes", None)
         data = os.urandom(req.length_bytes)
-        return service.GenerateRandomBytesResponse.pb()(
-            data=data, data_crc32c={"value": crc32c(data)}
-        )
+        return service.GenerateRandomBytesResponse.pb()(data=data, data_crc32c={"value": crc32c(data)})
 
     # ----------------------------------------------------------------- IAM policy RPCs
 
@@ -764,8 +746,7 @@ class Backend:
                 )
             holder.policy = st.Policy(
                 bindings=[
-                    st.Binding(role=b.role, members=sorted(set(b.members)))
-                    for b in req.policy.bindings
+                    st.Binding(role=b.role, members=sorted(set(b.members))) for b in req.policy.bindings
                 ],
                 etag=base64.b64encode(os.urandom(8)).decode(),
                 version=req.policy.version or 1,

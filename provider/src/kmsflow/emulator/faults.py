@@ -33,9 +33,7 @@ class FaultPlan:
             raise ValueError(f"fault rate must be within [0, 1], got {self.rate}")
         for name in [*self.codes, *self.script]:
             if name != "OK" and name not in INJECTABLE:
-                raise ValueError(
-                    f"cannot inject {name!r}: choose from OK, {', '.join(sorted(INJECTABLE))}"
-                )
+                raise ValueError(f"cannot inject {name!r}: choose from OK, {', '.join(sorted(INJECTABLE))}")
         if self.rate > 0 and not self.codes:
             raise ValueError("a fault rate needs at least one code")
 

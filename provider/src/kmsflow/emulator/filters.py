@@ -39,7 +39,6 @@ def compile_filter(expression: str) -> Predicate:
     if not expression.strip():
         return lambda fields: True
     alternatives = [
-        [_term(t) for t in re.split(r"\s+AND\s+", part)]
-        for part in re.split(r"\s+OR\s+", expression.strip())
+        [_term(t) for t in re.split(r"\s+AND\s+", part)] for part in re.split(r"\s+OR\s+", expression.strip())
     ]
     return lambda fields: any(all(t(fields) for t in terms) for terms in alternatives)

@@ -38,15 +38,10 @@ ROLE_PERMISSIONS: dict[str, frozenset[str]] = {
             "cloudkms.cryptoKeyVersions.restore",
         }
     ),
-    "roles/cloudkms.cryptoKeyEncrypter": frozenset(
-        _LOCATIONS | {"cloudkms.cryptoKeyVersions.useToEncrypt"}
-    ),
-    "roles/cloudkms.cryptoKeyDecrypter": frozenset(
-        _LOCATIONS | {"cloudkms.cryptoKeyVersions.useToDecrypt"}
-    ),
+    "roles/cloudkms.cryptoKeyEncrypter": frozenset(_LOCATIONS | {"cloudkms.cryptoKeyVersions.useToEncrypt"}),
+    "roles/cloudkms.cryptoKeyDecrypter": frozenset(_LOCATIONS | {"cloudkms.cryptoKeyVersions.useToDecrypt"}),
     "roles/cloudkms.cryptoKeyEncrypterDecrypter": frozenset(
-        _LOCATIONS
-        | {"cloudkms.cryptoKeyVersions.useToEncrypt", "cloudkms.cryptoKeyVersions.useToDecrypt"}
+        _LOCATIONS | {"cloudkms.cryptoKeyVersions.useToEncrypt", "cloudkms.cryptoKeyVersions.useToDecrypt"}
     ),
     "roles/cloudkms.viewer": frozenset(_READ),
 }
