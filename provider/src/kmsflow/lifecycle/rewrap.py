@@ -26,7 +26,6 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -96,6 +95,24 @@ class RewrapReport:
     def ok(self) -> bool:
         """Every targeted envelope is (or, dry run, could be made) current and every root was seen."""
         return not self.failures and not self.conflicts and self.scan_complete
+
+    def add(self, result: _Result) -> None:
+        """Count one envelope's outcome: its status, and the versions naming it before and after."""
+        self.envelopes += 1
+        if result.before:
+            self.versions_before[result.before] = self.versions_before.get(result.before, 0) + 1
+        if result.after:
+            self.versions_after[result.after] = self.versions_after.get(result.after, 0) + 1
+        if result.status == "rewrapped":
+            self.rewrapped += 1
+        elif result.status == "would_rewrap":
+            self.would_rewrap += 1
+        elif result.status == "current":
+            self.already_current += 1
+        elif result.status == "conflict":
+            self.conflicts.append(Issue(result.url, result.error, result.reason))
+        else:
+            self.failures.append(Issue(result.url, result.error, result.reason))
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -181,8 +198,6 @@ def rewrap(
     primaries = PrimaryCache(client)
     dir_sync = DirSync()
 
-    before: Counter[str] = Counter()
-    after: Counter[str] = Counter()
     # Two pools, each of max_workers threads: KMS work (read, unwrap, wrap, re-seal; a chunk of
     # envelopes per task, see _prepare_chunk) and record writes (lock, compare, write, fsync, rename).
     # A slow fsync then never holds a KMS slot, so KMS concurrency stays at max_workers; the
@@ -212,21 +227,7 @@ def rewrap(
         for results in kms_pool.map(one_chunk, chunks(found.envelopes, max_workers, CHUNK_SIZE)):
             done = results()
             for result in done:
-                report.envelopes += 1
-                if result.before:
-                    before[result.before] += 1
-                if result.after:
-                    after[result.after] += 1
-                if result.status == "rewrapped":
-                    report.rewrapped += 1
-                elif result.status == "would_rewrap":
-                    report.would_rewrap += 1
-                elif result.status == "current":
-                    report.already_current += 1
-                elif result.status == "conflict":
-                    report.conflicts.append(Issue(result.url, result.error, result.reason))
-                else:
-                    report.failures.append(Issue(result.url, result.error, result.reason))
+                report.add(result)
             if progress is not None:
                 progress.advance(len(done))
             now = time.monotonic()
@@ -235,8 +236,6 @@ def rewrap(
                 next_progress = now + PROGRESS_EVERY_S
     for directory, reason in dir_sync.flush():  # every rename durable before the report says so
         report.failures.append(Issue(directory, "OSError", reason))
-    report.versions_before = dict(before)
-    report.versions_after = dict(after)
     report.finished_at = now_rfc3339()
     report.elapsed_s = time.monotonic() - start
     _log_progress(report, report.envelopes, report.elapsed_s)
