@@ -124,3 +124,19 @@ def test_rewrap_shows_a_progress_bar_of_envelopes_on_a_terminal(
     assert code == 0
     assert "rewrap" in text and "3/3 envelopes" in text  # rich's bar: description, done/total, unit
     assert '"rewrapped": 3' in text  # the report, as when piped
+
+
+def test_reencrypt_shows_a_progress_bar_of_bytes_on_a_terminal(
+    emulator: Any, kms: kms_v1.KeyManagementServiceClient, key: str, tmp_path: Path
+) -> None:
+    root = tmp_path / "root"
+    for i in range(2):
+        make_file(kms, key, tmp_path / "src", str(root / f"a{i}.enc"), 300_000, seed=i)
+    env = {k: v for k, v in os.environ.items() if k not in ("KMSFLOW_PRINCIPAL", "KMSFLOW_AUDIT_LOG")}
+    env.update(KMS_EMULATOR_HOST=emulator.endpoint, COLUMNS="120")
+
+    code, text = run_on_terminal([KMSFLOW, "reencrypt", str(root)], env)
+
+    assert code == 0
+    assert "reencrypt + verify" in text and "1.2/1.2 MB" in text  # every byte read twice: 2 x 600 kB
+    assert '"reencrypted": 2' in text  # the report, as when piped

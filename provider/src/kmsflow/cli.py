@@ -284,11 +284,15 @@ def _cmd_rewrap(args: argparse.Namespace) -> int:
 
 
 def _cmd_reencrypt(args: argparse.Namespace) -> int:
-    return _finish(
-        reencrypt_command(
-            args.paths, dry_run=args.dry_run, max_workers=args.workers, stale_after=args.stale_after
+    with _progress(_show_progress(args) and not args.dry_run) as progress:
+        result = reencrypt_command(
+            args.paths,
+            dry_run=args.dry_run,
+            max_workers=args.workers,
+            stale_after=args.stale_after,
+            progress=progress,
         )
-    )
+    return _finish(result)
 
 
 def _render_clean(report: dict[str, Any]) -> str:

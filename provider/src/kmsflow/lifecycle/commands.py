@@ -121,12 +121,13 @@ def reencrypt_command(
     max_workers: int = 4,
     stale_after: float | None = None,
     client: kms_v1.KeyManagementServiceClient | None = None,
+    progress: Progress | None = None,
 ) -> CommandResult:
     """Re-encrypt every envelope under ``paths`` under a fresh data key (suspected data-key
     compromise); exit 0 when all were, ``EXIT_PARTIAL`` on failures or conflicts (rerun),
     ``EXIT_INCOMPLETE`` when a root could not be fully scanned. The report is printed either way.
     ``stale_after``: seconds after which an uncommitted GCS staging prefix of another run is taken
-    over (None: the library's default)."""
+    over (None: the library's default). ``progress`` receives the bytes re-encrypted and verified."""
     from kmsflow.lifecycle.reencrypt import reencrypt  # keeps `kmsflow inventory` imports lean
     from kmsflow.lifecycle.reencrypt_gcs import DEFAULT_STALE_AFTER
 
@@ -142,6 +143,7 @@ def reencrypt_command(
         max_workers=max_workers,
         dry_run=dry_run,
         stale_after=DEFAULT_STALE_AFTER if stale_after is None else stale_after,
+        progress=progress,
     )
     return _outcome(report)
 

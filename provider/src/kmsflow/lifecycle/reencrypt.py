@@ -65,14 +65,16 @@ from kmsflow.envelope.encrypt import new_envelope_id
 from kmsflow.envelope.errors import EnvelopeError, EnvelopeIOError, TamperedError, os_reason
 from kmsflow.envelope.keyset import DataKey
 from kmsflow.envelope.layout import DATASET_RECORD, REENCRYPT_BACKUP_NAME, SIDECAR_SUFFIX, locate
+from kmsflow.envelope.progress import Progress
 from kmsflow.envelope.record import EnvelopeRecord, FileEntry, utc_now
 from kmsflow.envelope.storage import TINK_CHUNK_SIZE, Location, resolve
 from kmsflow.envelope.streams import ChecksumReader, plaintext_pieces, write_behind, write_through
 from kmsflow.envelope.wrap import unwrap_key, wrap_key
 from kmsflow.inventory import Finding, FindingKind
-from kmsflow.inventory.scanner import TEMP_NAME, now_rfc3339, parse_record
+from kmsflow.inventory.scanner import TEMP_NAME, now_rfc3339, parse_record, read_record_bytes
 from kmsflow.lifecycle import reencrypt_gcs as gcs
 from kmsflow.lifecycle import reencrypt_local as local
+from kmsflow.lifecycle.byte_meter import ByteMeter, EnvelopeMeter
 from kmsflow.lifecycle.cas import RecordConflictError, RecordSnapshot, read_snapshot
 from kmsflow.lifecycle.rewrap import Issue, PrimaryCache
 from kmsflow.lifecycle.targets import EnvelopeTarget, Targets, collect, one_line
@@ -81,6 +83,10 @@ from kmsflow.pools import ContextThreadPool
 log = logging.getLogger(__name__)
 
 StepHook = local.StepHook
+
+PROGRESS_EVERY_S = 30.0
+"""How often a run logs its progress (bytes and envelopes done) at INFO. Each envelope's own line
+is DEBUG, like rewrap's: the report lists every envelope, and the log stays readable at 100,000."""
 
 NOT_SUPPORTED = (
     "re-encrypt supports local paths and gs:// only: other object stores offer neither rename nor "
@@ -201,6 +207,7 @@ def reencrypt(
     dry_run: bool = False,
     on_step: StepHook | None = None,
     stale_after: float = gcs.DEFAULT_STALE_AFTER,
+    progress: Progress | None = None,
 ) -> ReencryptReport:
     """Re-encrypt every envelope under ``targets`` (envelopes or roots) under a fresh data key.
 
@@ -208,7 +215,10 @@ def reencrypt(
     would be re-encrypted (and under which primary). ``max_workers`` envelopes are processed at a
     time (each streams its files in order). ``stale_after`` (seconds) is when a GCS staging prefix
     without COMMIT counts as left by a killed run (GCS has no lock to tell; see
-    :mod:`~kmsflow.lifecycle.reencrypt_gcs`). ``on_step`` is the test seam (module docstring).
+    :mod:`~kmsflow.lifecycle.reencrypt_gcs`). ``progress`` (e.g. the CLI's bar) is started with
+    twice the plaintext bytes to go (each is read to re-encrypt it and again to verify it) and
+    advanced from the worker threads; the INFO log has the same every :data:`PROGRESS_EVERY_S`. A
+    dry run reads no data and reports no progress. ``on_step`` is the test seam (module docstring).
     """
     if max_workers < 1:
         raise ValueError("max_workers must be at least 1")
@@ -246,12 +256,24 @@ def reencrypt(
     report.scan_findings = list(found.findings)
     report.scan_complete = found.scan_complete
     primaries = PrimaryCache(client)
+    sizes = [_plaintext_bytes(t, read=progress is not None) for t in found.envelopes]
+    meter = None
+    if not dry_run:
+        total = None if None in sizes else sum(s for s in sizes if s is not None)
+        meter = ByteMeter(
+            progress, plaintext_bytes=total, envelopes=len(sizes), log=log, every_s=PROGRESS_EVERY_S
+        )
 
-    def one(target: EnvelopeTarget) -> EnvelopeOutcome:
-        return _reencrypt_one(client, primaries, target, dry_run, on_step, stale_after)
+    def one(target: EnvelopeTarget, size: int | None) -> EnvelopeOutcome:
+        share = meter.for_envelope(size) if meter is not None else None
+        try:
+            return _reencrypt_one(client, primaries, target, dry_run, on_step, stale_after, share)
+        finally:
+            if share is not None:
+                share.finish()
 
     with ContextThreadPool(max_workers=max_workers, thread_name_prefix="kmsflow-reencrypt") as pool:
-        for result in pool.map(one, found.envelopes):
+        for result in pool.map(one, found.envelopes, sizes):
             report.results.append(result)
             if result.status == "failed":
                 report.failures.append(Issue(result.url, result.error, result.reason))
@@ -261,7 +283,7 @@ def reencrypt(
     report.elapsed_s = time.monotonic() - start
     log.info(
         "reencrypt%s: %d envelope(s), %d re-encrypted, %d would be, %d recovered, %d conflict(s), "
-        "%d failure(s)",
+        "%d failure(s); %.1f MiB of plaintext in %.1f s",
         " (dry run)" if dry_run else "",
         report.envelopes,
         report.reencrypted,
@@ -269,8 +291,23 @@ def reencrypt(
         len(report.recovered),
         len(report.conflicts),
         len(report.failures),
+        report.plaintext_bytes / (1 << 20),
+        report.elapsed_s,
     )
     return report
+
+
+def _plaintext_bytes(target: EnvelopeTarget, *, read: bool) -> int | None:
+    """The target's plaintext size for the progress total: from the scan; else (an envelope named
+    directly) from its record if ``read`` (a bar needs a total; the log does without, and an
+    Airflow batch of envelopes would pay a GET each on GCS); 0 if the record cannot be read -- the
+    envelope's job reports why."""
+    if target.plaintext_bytes is not None or not read:
+        return target.plaintext_bytes
+    try:
+        return parse_record(read_record_bytes(target.record), target.record.url, target.kind).plaintext_size
+    except Exception:  # reported by the envelope's own job, which reads the record again
+        return 0
 
 
 def _scheme(target: str) -> str:
@@ -384,9 +421,11 @@ def _reencrypt_one(
     dry_run: bool,
     on_step: StepHook | None,
     stale_after: float,
+    meter: EnvelopeMeter | None,
 ) -> EnvelopeOutcome:
     """One envelope, start to finish; every error becomes an outcome (one bad envelope never
-    aborts the run) and leaves the envelope as it was (or, past a GCS commit, to a rerun)."""
+    aborts the run) and leaves the envelope as it was (or, past a GCS commit, to a rerun).
+    ``meter`` is None only for a dry run, which reads no data."""
     record: EnvelopeRecord | None = None
     new_id: str | None = None
     new_version: str | None = None
@@ -396,14 +435,14 @@ def _reencrypt_one(
         store = _store_of(target, stale_after)
         store.check()
         primary = primaries.get(record.key.crypto_key)
-        if dry_run:
+        if dry_run or meter is None:
             return _outcome(target, "would_reencrypt", record, None, primary)
-        new_record = _Job(client, store, target.url, record, on_step or _noop).run(snapshot)
+        new_record = _Job(client, store, target.url, record, on_step or _noop, meter).run(snapshot)
         new_id, new_version = new_record.envelope_id, new_record.key.crypto_key_version
     except Exception as exc:  # reported per envelope
         status = "conflict" if isinstance(exc, RecordConflictError) else "failed"
         return _outcome(target, status, record, None, None, exc)
-    log.info("re-encrypted %s: envelope %s -> %s (%s)", target.url, record.envelope_id, new_id, new_version)
+    log.debug("re-encrypted %s: envelope %s -> %s (%s)", target.url, record.envelope_id, new_id, new_version)
     return _outcome(target, "reencrypted", record, new_id, new_version)
 
 
@@ -490,12 +529,14 @@ class _Job:
         url: str,
         record: EnvelopeRecord,
         on_step: StepHook,
+        meter: EnvelopeMeter,
     ) -> None:
         self.client = client
         self.store = store
         self.url = url
         self.record = record
         self.on_step = on_step
+        self.meter = meter
         self.dataset = record.kind == "dataset"
 
     def run(self, snapshot: RecordSnapshot) -> EnvelopeRecord:
@@ -574,6 +615,7 @@ class _Job:
                         plain_sha.update(block)
                         write_through(enc, block)
                         stage.tick()
+                        self.meter.advance(len(block))
                         if plain == len(block):
                             self.on_step(local.STEP_STREAMING, self.url)
                 reader.drain()
@@ -605,19 +647,29 @@ class _Job:
         manifest.check(key, record, where)
         if stage.staged_files() != {f.path for f in record.files}:
             raise EnvelopeIOError(f"{self.url}: staged files differ from the new record")
+
+        def on_block(n: int) -> None:
+            stage.tick()
+            self.meter.advance(n)
+
         for entry in record.files:
             path = stage.data_url(entry.path)
             with stage.open_staged(entry.path) as raw:
-                digest = _plaintext_digest(key, record.envelope_id, entry, raw, path, stage.tick)
+                digest = _plaintext_digest(key, record.envelope_id, entry, raw, path, on_block)
             if digest != digests[entry.path]:
                 raise EnvelopeIOError(f"{path}: staged ciphertext does not decrypt to the original")
 
 
 def _plaintext_digest(
-    key: DataKey, envelope_id: str, entry: FileEntry, raw: IO[bytes], where: str, tick: Callable[[], None]
+    key: DataKey,
+    envelope_id: str,
+    entry: FileEntry,
+    raw: IO[bytes],
+    where: str,
+    on_block: Callable[[int], None],
 ) -> bytes:
     """Decrypt ``raw`` to EOF (nothing written anywhere); check sizes and CRC32C; SHA-256 of the
-    plaintext."""
+    plaintext. ``on_block`` hears the size of each plaintext block."""
     sha = hashlib.sha256()
     plain = 0
     reader = ChecksumReader(raw)
@@ -626,7 +678,7 @@ def _plaintext_digest(
             for block in plaintext_pieces(dec, TINK_CHUNK_SIZE):
                 plain += len(block)
                 sha.update(block)
-                tick()
+                on_block(len(block))
         reader.drain()
     except tink.TinkError:
         raise EnvelopeIOError(f"{where}: staged ciphertext failed authentication (new key)") from None

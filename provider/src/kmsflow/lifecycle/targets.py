@@ -20,11 +20,15 @@ from kmsflow.inventory import EnvelopeRef, Finding, Inventory, scan
 
 @dataclass(frozen=True)
 class EnvelopeTarget:
-    """One envelope to visit: its user-facing URL, where its record is, and its kind."""
+    """One envelope to visit: its user-facing URL, where its record is, and its kind.
+
+    ``plaintext_bytes`` is what the record said when a scan read it; None for an envelope named
+    directly, whose record nobody has read yet."""
 
     url: str
     record: Location
     kind: str
+    plaintext_bytes: int | None = None
 
 
 @dataclass(frozen=True)
@@ -81,7 +85,9 @@ def collect(targets: Sequence[str], *, inventory: Inventory | None = None, max_w
         out.findings.extend(found.findings)
         out.scanned = True
     fs_cache: dict[str, Location] = {}
-    out.envelopes.extend(EnvelopeTarget(r.url, location_of(r.record_url, fs_cache), r.kind) for r in refs)
+    out.envelopes.extend(
+        EnvelopeTarget(r.url, location_of(r.record_url, fs_cache), r.kind, r.plaintext_bytes) for r in refs
+    )
     seen: set[str] = set()
     unique = []
     for env in out.envelopes:
