@@ -37,8 +37,16 @@ class Recorder:
         self.threads.add(threading.current_thread().name)
 
 
-def messages(caplog: pytest.LogCaptureFixture, level: int) -> list[str]:
-    return [r.getMessage() for r in caplog.records if r.name == LOGGER and r.levelno == level]
+@pytest.fixture
+def logs(caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch) -> pytest.LogCaptureFixture:
+    """re-encrypt's log, DEBUG and up, with a progress line due at every block ("a while" later)."""
+    monkeypatch.setattr(reencrypt_module, "PROGRESS_EVERY_S", 0.0)
+    caplog.set_level(logging.DEBUG, logger=LOGGER)
+    return caplog
+
+
+def messages(logs: pytest.LogCaptureFixture, level: int) -> list[str]:
+    return [r.getMessage() for r in logs.records if r.name == LOGGER and r.levelno == level]
 
 
 def test_the_bar_counts_every_plaintext_byte_twice_block_by_block(
@@ -93,24 +101,18 @@ def test_envelopes_named_directly_are_sized_from_their_records_for_a_bar(
 
 
 def test_each_envelope_is_a_debug_line_and_progress_lines_carry_bytes(
-    kms: kms_v1.KeyManagementServiceClient,
-    key: str,
-    tmp_path: Path,
-    caplog: pytest.LogCaptureFixture,
-    monkeypatch: pytest.MonkeyPatch,
+    kms: kms_v1.KeyManagementServiceClient, key: str, tmp_path: Path, logs: pytest.LogCaptureFixture
 ) -> None:
     root, scratch = tmp_path / "root", tmp_path / "scratch"
     for i in range(2):
         make_envelope(kms, key, root / f"{i}.enc", None, scratch, i, file_size=MIB // 2)
-    monkeypatch.setattr(reencrypt_module, "PROGRESS_EVERY_S", 0.0)  # every block is "a while" later
-    caplog.set_level(logging.DEBUG, logger=LOGGER)
 
     report = reencrypt(kms, [str(root)], max_workers=1)
 
     assert report.reencrypted == 2
-    debug = messages(caplog, logging.DEBUG)
+    debug = messages(logs, logging.DEBUG)
     assert sorted(line.split(":")[0] for line in debug) == [f"re-encrypted {root}/{i}.enc" for i in range(2)]
-    *progress, summary = messages(caplog, logging.INFO)
+    *progress, summary = messages(logs, logging.INFO)
     assert progress[0].startswith(
         "reencrypt: 0 of 2 envelope(s) done, 0.2 of 2.0 MiB read (re-encrypt and verify), "
     )
@@ -122,21 +124,15 @@ def test_each_envelope_is_a_debug_line_and_progress_lines_carry_bytes(
 
 
 def test_a_batch_of_named_envelopes_without_a_bar_logs_bytes_without_a_total(
-    kms: kms_v1.KeyManagementServiceClient,
-    key: str,
-    tmp_path: Path,
-    caplog: pytest.LogCaptureFixture,
-    monkeypatch: pytest.MonkeyPatch,
+    kms: kms_v1.KeyManagementServiceClient, key: str, tmp_path: Path, logs: pytest.LogCaptureFixture
 ) -> None:
     scratch = tmp_path / "scratch"
     for i in range(2):
         make_envelope(kms, key, tmp_path / f"{i}.enc", None, scratch, i, file_size=MIB // 2)
-    monkeypatch.setattr(reencrypt_module, "PROGRESS_EVERY_S", 0.0)
-    caplog.set_level(logging.INFO, logger=LOGGER)
 
     reencrypt(kms, [str(tmp_path / f"{i}.enc") for i in range(2)], max_workers=1)
 
-    *progress, _ = messages(caplog, logging.INFO)
+    *progress, _ = messages(logs, logging.INFO)
     assert progress[0].startswith(
         "reencrypt: 0 of 2 envelope(s) done, 0.2 MiB read (re-encrypt and verify), "
     )
@@ -144,22 +140,16 @@ def test_a_batch_of_named_envelopes_without_a_bar_logs_bytes_without_a_total(
 
 
 def test_a_dry_run_reads_no_data_and_shows_no_progress(
-    kms: kms_v1.KeyManagementServiceClient,
-    key: str,
-    tmp_path: Path,
-    caplog: pytest.LogCaptureFixture,
-    monkeypatch: pytest.MonkeyPatch,
+    kms: kms_v1.KeyManagementServiceClient, key: str, tmp_path: Path, logs: pytest.LogCaptureFixture
 ) -> None:
     make_envelope(kms, key, tmp_path / "root" / "a.enc", None, tmp_path / "scratch", file_size=MIB)
-    monkeypatch.setattr(reencrypt_module, "PROGRESS_EVERY_S", 0.0)
-    caplog.set_level(logging.INFO, logger=LOGGER)
     bar = Recorder()
 
     report = reencrypt(kms, [str(tmp_path / "root")], dry_run=True, progress=bar)
 
     assert report.would_reencrypt == 1
     assert bar.starts == [] and bar.advances == []
-    (summary,) = messages(caplog, logging.INFO)
+    (summary,) = messages(logs, logging.INFO)
     assert summary.startswith("reencrypt (dry run): 1 envelope(s), 0 re-encrypted, 1 would be,")
 
 
