@@ -13,7 +13,7 @@ import pytest
 from google.cloud import kms_v1
 
 from kmsflow.lifecycle import reencrypt
-from kmsflow.lifecycle.byte_meter import ByteMeter
+from kmsflow.lifecycle.reencrypt_progress import ByteMeter
 from lifecycle.test_reencrypt import make_envelope
 
 LOGGER = "kmsflow.lifecycle.reencrypt"

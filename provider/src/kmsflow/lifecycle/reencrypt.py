@@ -74,8 +74,8 @@ from kmsflow.inventory import Finding, FindingKind
 from kmsflow.inventory.scanner import TEMP_NAME, now_rfc3339, parse_record, read_record_bytes
 from kmsflow.lifecycle import reencrypt_gcs as gcs
 from kmsflow.lifecycle import reencrypt_local as local
-from kmsflow.lifecycle.byte_meter import ByteMeter, EnvelopeMeter
 from kmsflow.lifecycle.cas import RecordConflictError, RecordSnapshot, read_snapshot
+from kmsflow.lifecycle.reencrypt_progress import ByteMeter, EnvelopeMeter
 from kmsflow.lifecycle.rewrap import Issue, PrimaryCache
 from kmsflow.lifecycle.targets import EnvelopeTarget, Targets, collect, one_line
 from kmsflow.pools import ContextThreadPool
