@@ -47,7 +47,6 @@ at a chosen step. Production callers pass nothing.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 import time
@@ -75,6 +74,7 @@ from kmsflow.inventory.scanner import TEMP_NAME, now_rfc3339, parse_record, read
 from kmsflow.lifecycle import reencrypt_gcs as gcs
 from kmsflow.lifecycle import reencrypt_local as local
 from kmsflow.lifecycle.cas import RecordConflictError, RecordSnapshot, read_snapshot
+from kmsflow.lifecycle.hash_behind import HashBehind
 from kmsflow.lifecycle.reencrypt_progress import ByteMeter, EnvelopeMeter
 from kmsflow.lifecycle.rewrap import Issue, PrimaryCache
 from kmsflow.lifecycle.targets import EnvelopeTarget, Targets, collect, one_line
@@ -594,8 +594,8 @@ class _Job:
         """
         src = self.store.data_url(entry.path)
         plain = 0
-        plain_sha = hashlib.sha256()
         with (
+            HashBehind() as plain_sha,
             self.store.open_source(entry.path) as (raw, seen),
             stage.writer(entry.path) as out,
             write_behind(out, checksum=True) as sink,
@@ -619,6 +619,7 @@ class _Job:
                         if plain == len(block):
                             self.on_step(local.STEP_STREAMING, self.url)
                 reader.drain()
+                digest = plain_sha.digest()
             except tink.TinkError:
                 if reader.error is not None or sink.error is not None:
                     io_error = reader.error or sink.error
@@ -635,7 +636,7 @@ class _Job:
         new_entry = FileEntry(
             path=entry.path, size=plain, ciphertext_size=sink.count, ciphertext_crc32c=sink.crc32c()
         )
-        return new_entry, plain_sha.digest(), seen
+        return new_entry, digest, seen
 
     def _verify(self, stage: _Stage, record: EnvelopeRecord, digests: dict[str, bytes]) -> None:
         """Authenticate the staged envelope end to end as a reader will: KMS unwrap of the new
@@ -670,19 +671,22 @@ def _plaintext_digest(
 ) -> bytes:
     """Decrypt ``raw`` to EOF (nothing written anywhere); check sizes and CRC32C; SHA-256 of the
     plaintext. ``on_block`` hears the size of each plaintext block."""
-    sha = hashlib.sha256()
     plain = 0
     reader = ChecksumReader(raw)
     try:
-        with key.primitive.new_decrypting_stream(reader, data_aad(envelope_id, entry.path)) as dec:
+        with (
+            HashBehind() as sha,
+            key.primitive.new_decrypting_stream(reader, data_aad(envelope_id, entry.path)) as dec,
+        ):
             for block in plaintext_pieces(dec, TINK_CHUNK_SIZE):
                 plain += len(block)
                 sha.update(block)
                 on_block(len(block))
-        reader.drain()
+            reader.drain()
+            digest = sha.digest()
     except tink.TinkError:
         raise EnvelopeIOError(f"{where}: staged ciphertext failed authentication (new key)") from None
     expected = (entry.size, entry.ciphertext_size, entry.ciphertext_crc32c)
     if (plain, reader.count, reader.crc32c()) != expected:
         raise EnvelopeIOError(f"{where}: staged ciphertext differs from the new record")
-    return sha.digest()
+    return digest
