@@ -25,6 +25,7 @@ The KMS emulator is started as a subprocess on loopback (``KMS_EMULATOR_HOST`` s
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import platform
@@ -36,6 +37,7 @@ import tempfile
 import time
 import uuid
 from collections import Counter
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -338,6 +340,32 @@ def machine() -> str:
     )
 
 
+@contextlib.contextmanager
+def session(directory: str) -> Iterator[tuple[str, str, Path]]:
+    """Print the machine; yield the emulator's endpoint, a fresh key and a scratch directory under
+    ``directory``; remove the directory and stop the emulator afterwards, however the run ended."""
+    print(f"machine: {machine()}")
+    emulator, endpoint = start_emulator()
+    work = Path(tempfile.mkdtemp(prefix="kmsflow-bench-", dir=directory))
+    try:
+        yield endpoint, make_key(endpoint), work
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+        emulator.terminate()
+        emulator.wait(timeout=10)
+
+
+def print_medians(times: dict[str, list[float]], size_mib: int, first: str) -> None:
+    """One markdown row per step: median seconds, MiB/s, its ratio to the median ``cp``, every run."""
+    cp = statistics.median(times["cp"])
+    print(f"| {first} | median s | MiB/s | ratio to cp | all runs (s) |")
+    print("|---|---:|---:|---:|---|")
+    for name, values in times.items():
+        med = statistics.median(values)
+        runs = ", ".join(f"{v:.2f}" for v in values)
+        print(f"| {name} | {med:.2f} | {size_mib / med:,.0f} | {cp / med:.2f}x | {runs} |")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -352,21 +380,11 @@ def main() -> None:
         worker(*args.worker)
         return
 
-    print(f"machine: {machine()}")
-    emulator, endpoint = start_emulator()
-    work = Path(tempfile.mkdtemp(prefix="kmsflow-bench-", dir=args.dir))
-    try:
-        key = make_key(endpoint)
+    with session(args.dir) as (endpoint, key, work):
         size = args.size_mib * MiB
         times = throughput(work, size, args.runs, endpoint, key)
-        cp = statistics.median(times["cp"])
         print(f"\n### Throughput, {args.size_mib} MiB file on {args.dir}, median of {args.runs}\n")
-        print("| tool | median s | MiB/s | ratio to cp | all runs (s) |")
-        print("|---|---:|---:|---:|---|")
-        for name, values in times.items():
-            med = statistics.median(values)
-            runs = ", ".join(f"{v:.2f}" for v in values)
-            print(f"| {name} | {med:.2f} | {args.size_mib / med:,.0f} | {cp / med:.2f}x | {runs} |")
+        print_medians(times, args.size_mib, "tool")
         if "age encrypt" not in times:
             print("\n`age` is not installed: no age rows.")
         print("\n### Goal ratios, paired within each run (median of the per-run ratios)\n")
@@ -390,10 +408,6 @@ def main() -> None:
         print("|---|---|---:|---:|")
         for op, s in (("encrypt", calls["enc_s"]), ("decrypt", calls["dec_s"])):
             print(f"| {op} | {calls[op]} | {s:.1f} | {calls['files'] / s:,.0f} |")
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
-        emulator.terminate()
-        emulator.wait(timeout=10)
 
 
 if __name__ == "__main__":

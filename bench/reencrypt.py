@@ -27,23 +27,20 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shutil
 import statistics
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 from envelope_throughput import (
     MiB,
     file_crc32c,
-    machine,
-    make_key,
+    print_medians,
     random_file,
     remove,
     restore,
     run_child,
-    start_emulator,
+    session,
 )
 
 HERE = Path(__file__).resolve().parent
@@ -120,24 +117,14 @@ def main() -> None:
         reencrypt_worker(*args.worker)
         return
 
-    print(f"machine: {machine()}")
-    emulator, endpoint = start_emulator()
-    work = Path(tempfile.mkdtemp(prefix="kmsflow-bench-", dir=args.dir))
-    try:
-        key = make_key(endpoint)
+    with session(args.dir) as (endpoint, key, work):
         size = args.size_mib * MiB
         times = timings(work, size, args.runs, endpoint, key)
         times["decrypt + encrypt"] = [
             d + e for d, e in zip(times["kmsflow decrypt"], times["kmsflow encrypt"], strict=True)
         ]
-        cp = statistics.median(times["cp"])
         print(f"\n### {args.size_mib} MiB file on {args.dir}, median of {args.runs} interleaved runs\n")
-        print("| step | median s | MiB/s of plaintext | ratio to cp | all runs (s) |")
-        print("|---|---:|---:|---:|---|")
-        for name, values in times.items():
-            med = statistics.median(values)
-            each = ", ".join(f"{v:.2f}" for v in values)
-            print(f"| {name} | {med:.2f} | {args.size_mib / med:,.0f} | {cp / med:.2f}x | {each} |")
+        print_medians(times, args.size_mib, "step")
         print("\n### Paired within each run (median of the per-run ratios)\n")
         for label, base in (
             ("reencrypt vs cp", "cp"),
@@ -151,10 +138,6 @@ def main() -> None:
         print("|---|---:|")
         for fsize, rss in peak_rss(work, endpoint, key, [MiB, size]):
             print(f"| {fsize // MiB} MiB | {rss / 1024:.1f} |")
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
-        emulator.terminate()
-        emulator.wait(timeout=10)
 
 
 if __name__ == "__main__":
