@@ -229,6 +229,31 @@ def test_tampered_envelopes_are_refused_and_left_untouched(
     assert decrypted(kms, root / "good.enc", tmp_path / "out") == good
 
 
+def test_other_bytes_encrypted_than_read_are_caught_before_replacing(
+    kms: kms_v1.KeyManagementServiceClient, key: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What the plaintext SHA-256 comparison is for: were the pipeline to encrypt other bytes than
+    it read (a bug), the staged copy would still authenticate under the new key; only the digests
+    differ. 6 MiB, so both digests are taken on the write-behind thread. Left as it was."""
+    root = tmp_path / "root"
+    data = make_envelope(kms, key, root / "model.bin", None, tmp_path / "scratch", file_size=6 << 20)
+    before = all_bytes(root)
+    module = sys.modules["kmsflow.lifecycle.reencrypt"]  # the package exports the function by this name
+    real = module.write_through
+
+    def flipping(enc: Any, block: bytes) -> None:
+        real(enc, bytes([block[0] ^ 1]) + block[1:])
+
+    monkeypatch.setattr(module, "write_through", flipping)
+
+    report = reencrypt(kms, [str(root)])
+
+    (failure,) = report.failures
+    assert failure.error == "EnvelopeIOError" and "does not decrypt to the original" in failure.reason
+    assert all_bytes(root) == before
+    assert decrypted(kms, root / "model.bin", tmp_path / "out") == data
+
+
 def test_injected_kms_faults_still_converge(fresh_emulator: Any, tmp_path: Path) -> None:
     client = fresh_emulator.client()
     key = make_key(client, "faults")
