@@ -256,7 +256,7 @@ def reencrypt(
     report.scan_findings = list(found.findings)
     report.scan_complete = found.scan_complete
     primaries = PrimaryCache(client)
-    sizes = [_plaintext_bytes(t, read=progress is not None) for t in found.envelopes]
+    sizes = [_plaintext_bytes(t, read=progress is not None and not dry_run) for t in found.envelopes]
     meter = None
     if not dry_run:
         total = None if None in sizes else sum(s for s in sizes if s is not None)

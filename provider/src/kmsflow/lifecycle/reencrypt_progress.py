@@ -40,7 +40,6 @@ class ByteMeter:
         envelopes: int,
         log: logging.Logger,
         every_s: float,
-        description: str = "reencrypt + verify",
     ) -> None:
         self._progress = progress
         self._log = log
@@ -54,7 +53,7 @@ class ByteMeter:
         self._started = time.monotonic()
         self._next_line = self._started + every_s
         if progress is not None and self._total is not None:
-            progress.start(self._total, description)
+            progress.start(self._total, "reencrypt + verify")
         else:
             self._progress = None
 
