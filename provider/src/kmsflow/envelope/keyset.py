@@ -2,7 +2,9 @@
 
 Only Tink's public API touches key bytes: ``tink.new_keyset_handle`` generates,
 ``tink.proto_keyset_format.serialize/parse`` with ``tink.secret_key_access.TOKEN`` converts to and
-from the binary keyset that KMS wraps. The serialized keyset lives in memory only (it is wrapped
+from the binary keyset that KMS wraps, and Tink's own keyset protos (``tink.proto``) are used to read
+the key's parameters and to set a smaller segment size for the manifest
+(:meth:`DataKey.one_segment_primitive`). The serialized keyset lives in memory only (it is wrapped
 before anything is written); ``DataKey`` deliberately has no ``__repr__`` showing it.
 """
 
@@ -23,6 +25,11 @@ _KEY_TYPE_URL = "type.googleapis.com/google.crypto.tink.AesGcmHkdfStreamingKey"
 # derived key, and a 7-byte nonce prefix; every segment carries a 16-byte GCM tag.
 _NONCE_PREFIX_SIZE = 7
 _TAG_SIZE = 16
+ONE_SEGMENT_OVERHEAD = 1 + 32 + _NONCE_PREFIX_SIZE + _TAG_SIZE
+"""The most a one-segment ciphertext adds to its plaintext: the header (at most 40 bytes, for a
+32-byte derived key) and one tag. A manifest's ciphertext is at most its plaintext plus this."""
+SMALL_SEGMENT = 4096
+"""The smallest segment size :meth:`DataKey.one_segment_primitive` uses."""
 
 
 @cache
@@ -61,12 +68,15 @@ class SegmentLayout:
 class DataKey:
     """A Tink streaming AEAD keyset held in memory for one envelope."""
 
-    __slots__ = ("_handle", "_primitive")
+    __slots__ = ("_handle", "_keyset", "_one_segment", "_primitive")
 
-    def __init__(self, handle: tink.KeysetHandle) -> None:
+    def __init__(self, handle: tink.KeysetHandle, keyset: tink_pb2.Keyset | None = None) -> None:
         _register()
         self._handle = handle
-        self._primitive: streaming_aead.StreamingAead = handle.primitive(streaming_aead.StreamingAead)
+        self._keyset = keyset  # the same keyset as a proto, kept by parse; built on demand otherwise
+        # Made on first use: rewrap never needs it, only the manifest's (one_segment_primitive).
+        self._primitive: streaming_aead.StreamingAead | None = None
+        self._one_segment: dict[int, streaming_aead.StreamingAead] = {}
 
     def __repr__(self) -> str:
         return "DataKey(<secret>)"
@@ -86,7 +96,8 @@ class DataKey:
             keyset = tink_pb2.Keyset.FromString(serialized)
             if len(keyset.key) != 1 or keyset.key[0].key_data.type_url != _KEY_TYPE_URL:
                 raise TamperedError("the unwrapped data key is not a single AES-GCM-HKDF streaming key")
-            return cls(tink.proto_keyset_format.parse(serialized, secret_key_access.TOKEN))
+            _streaming_key(keyset)  # a malformed key is refused here, not when first used
+            return cls(tink.proto_keyset_format.parse(serialized, secret_key_access.TOKEN), keyset)
         except TamperedError:
             raise
         except Exception as exc:  # protobuf DecodeError, tink.TinkError: content never echoed
@@ -101,15 +112,59 @@ class DataKey:
     @property
     def primitive(self) -> streaming_aead.StreamingAead:
         """The streaming AEAD primitive (encrypting/decrypting streams)."""
+        if self._primitive is None:
+            self._primitive = self._handle.primitive(streaming_aead.StreamingAead)
         return self._primitive
+
+    def one_segment_primitive(self, max_ciphertext_size: int) -> streaming_aead.StreamingAead:
+        """The primitive for one ciphertext of at most ``max_ciphertext_size`` bytes (the manifest):
+        the same key, with segments just large enough to hold that ciphertext in one.
+
+        Why: for every stream, Tink allocates and zero-fills buffers a whole ciphertext segment
+        long -- 1 MiB for this template -- so sealing or checking a manifest of a few hundred bytes
+        cleared megabytes, and evicted the caches of everything else a rewrap does
+        (docs/BENCHMARKS.md). Why it is the same ciphertext: in Tink's AES-GCM-HKDF streaming
+        format the segment size appears neither in the header, nor in the key derivation, nor in
+        the nonces (https://developers.google.com/tink/streaming-aead/aes_gcm_hkdf_streaming), so
+        a ciphertext that is one segment under both sizes is the same bytes under both: what this
+        seals, the key's own primitive opens, and the other way round. The segment chosen is
+        always *longer* than ``max_ciphertext_size`` (a power of two, at least
+        :data:`SMALL_SEGMENT`); where that is not shorter than the key's own, the key's own
+        primitive is returned. A ciphertext longer than promised fails authentication; it is never
+        read differently.
+        """
+        keyset = self._proto()
+        if len(keyset.key) != 1:
+            return self.primitive
+        key = _streaming_key(keyset)
+        segment = max(SMALL_SEGMENT, 1 << max(max_ciphertext_size, 0).bit_length())
+        if segment >= key.params.ciphertext_segment_size:
+            return self.primitive
+        primitive = self._one_segment.get(segment)
+        if primitive is None:
+            key.params.ciphertext_segment_size = segment
+            small = tink_pb2.Keyset()
+            small.CopyFrom(keyset)
+            small.key[0].key_data.value = key.SerializeToString()
+            handle = tink.proto_keyset_format.parse(small.SerializeToString(), secret_key_access.TOKEN)
+            primitive = self._one_segment[segment] = handle.primitive(streaming_aead.StreamingAead)
+        return primitive
+
+    def _proto(self) -> tink_pb2.Keyset:
+        if self._keyset is None:
+            self._keyset = tink_pb2.Keyset.FromString(self.serialize())
+        return self._keyset
 
     def layout(self) -> SegmentLayout:
         """Segment sizes read from the key's own parameters (not assumed)."""
-        keyset = tink_pb2.Keyset.FromString(self.serialize())
-        key = aes_gcm_hkdf_streaming_pb2.AesGcmHkdfStreamingKey.FromString(keyset.key[0].key_data.value)
-        params = key.params
+        params = _streaming_key(self._proto()).params
         return SegmentLayout(
             ciphertext_segment_size=params.ciphertext_segment_size,
             header_size=1 + params.derived_key_size + _NONCE_PREFIX_SIZE,
             tag_size=_TAG_SIZE,
         )
+
+
+def _streaming_key(keyset: tink_pb2.Keyset) -> aes_gcm_hkdf_streaming_pb2.AesGcmHkdfStreamingKey:
+    """The keyset's (first) key with its parameters, as a proto; a fresh copy on every call."""
+    return aes_gcm_hkdf_streaming_pb2.AesGcmHkdfStreamingKey.FromString(keyset.key[0].key_data.value)
