@@ -133,21 +133,22 @@ class DataKey:
         primitive is returned. A ciphertext longer than promised fails authentication; it is never
         read differently.
         """
+        segment = max(SMALL_SEGMENT, 1 << max(max_ciphertext_size, 0).bit_length())
+        primitive = self._one_segment.get(segment)  # the re-seal usually reuses the check's
+        if primitive is not None:
+            return primitive
         keyset = self._proto()
         if len(keyset.key) != 1:
             return self.primitive
         key = _streaming_key(keyset)
-        segment = max(SMALL_SEGMENT, 1 << max(max_ciphertext_size, 0).bit_length())
         if segment >= key.params.ciphertext_segment_size:
             return self.primitive
-        primitive = self._one_segment.get(segment)
-        if primitive is None:
-            key.params.ciphertext_segment_size = segment
-            small = tink_pb2.Keyset()
-            small.CopyFrom(keyset)
-            small.key[0].key_data.value = key.SerializeToString()
-            handle = tink.proto_keyset_format.parse(small.SerializeToString(), secret_key_access.TOKEN)
-            primitive = self._one_segment[segment] = handle.primitive(streaming_aead.StreamingAead)
+        key.params.ciphertext_segment_size = segment
+        small = tink_pb2.Keyset()
+        small.CopyFrom(keyset)
+        small.key[0].key_data.value = key.SerializeToString()
+        handle = tink.proto_keyset_format.parse(small.SerializeToString(), secret_key_access.TOKEN)
+        primitive = self._one_segment[segment] = handle.primitive(streaming_aead.StreamingAead)
         return primitive
 
     def _proto(self) -> tink_pb2.Keyset:
