@@ -7,7 +7,7 @@ empty (architecture invariant 2).
 """
 
 from kmsflow.inventory.listing import Listing, RootUnreachableError, list_root
-from kmsflow.inventory.model import EnvelopeRef, Finding, FindingKind, Inventory, VersionStats
+from kmsflow.inventory.model import UNSEEN, EnvelopeRef, Finding, FindingKind, Inventory, VersionStats
 from kmsflow.inventory.scanner import (
     is_reencrypt_backup_name,
     is_temp_name,
@@ -17,6 +17,7 @@ from kmsflow.inventory.scanner import (
 )
 
 __all__ = [
+    "UNSEEN",
     "EnvelopeRef",
     "Finding",
     "FindingKind",

@@ -5,8 +5,12 @@ after a *complete* scan found zero envelopes referencing it). So the model is co
 
 * every parseable record is a reference, even when its data is missing or damaged (that envelope
   still names the version; the damage is a separate blocking finding);
-* any doubt about coverage (a record that cannot be read or parsed, a root that cannot be listed,
-  data no record accounts for) is a *blocking* finding and makes ``complete`` false;
+* any doubt about coverage (a record that cannot be read or parsed, a root or directory that
+  cannot be listed, data no record accounts for, a symbolic link out of every root or leading
+  nowhere, a special file) is a *blocking* finding and makes ``complete`` false;
+* names kmsflow reserves (temps, backups, ``_kmsflow/``) mean something only where kmsflow puts
+  them: inside a dataset envelope's tree every such name is that dataset's data, and a record found
+  there that parses is counted as a reference too (conservative: it names a version);
 * kmsflow's own leftover temp names (``.<name>.kmsflow-<hex>.tmp`` / ``.part``) are reported as
   informational ``stale_temp`` findings: they never hold a committed record, so they cannot hide a
   reference;
@@ -33,6 +37,15 @@ class FindingKind(StrEnum):
 
     UNREACHABLE_ROOT = "unreachable_root"
     """A root (or a directory below it) is missing or could not be listed."""
+    SYMLINK_OUTSIDE_ROOTS = "symlink_outside_roots"
+    """A symbolic link under a root leads to a directory outside every root of the scan: envelopes
+    there are reachable through the root (they decrypt through that path) but are not scanned."""
+    BROKEN_SYMLINK = "broken_symlink"
+    """A symbolic link under a root is dangling or loops: what it should lead to (a record on a
+    disk not mounted right now, say) cannot be seen."""
+    SPECIAL_FILE = "special_file"
+    """A FIFO, socket or device under a root: nothing kmsflow writes, and nothing a scan can read
+    to account for it."""
     UNREADABLE_RECORD = "unreadable_record"
     """A record exists but reading it failed (permission, network)."""
     INVALID_RECORD = "invalid_record"
@@ -52,6 +65,12 @@ class FindingKind(StrEnum):
 
 
 INFORMATIONAL = frozenset({FindingKind.STALE_TEMP})
+
+UNSEEN = frozenset(
+    {FindingKind.UNREACHABLE_ROOT, FindingKind.SYMLINK_OUTSIDE_ROOTS, FindingKind.BROKEN_SYMLINK}
+)
+"""Findings that mark part of a root the scan could not see into at all (whatever lies there --
+envelopes, temps -- is unknown)."""
 
 
 @dataclass(frozen=True)

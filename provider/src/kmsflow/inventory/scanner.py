@@ -1,18 +1,26 @@
 """Scan roots for envelope records: one listing per root, records read in parallel, data never opened.
 
-How every listed file is classified (layout: ``kmsflow.envelope.layout``):
+How every listed file is classified (layout: ``kmsflow.envelope.layout``), reading its path's
+components from the root down, the first match deciding:
 
-1. a path with a component named like kmsflow's staging temps (``.<name>.kmsflow-<hex>.tmp`` or
-   ``.part``) is a **stale temp** (informational: a temp never holds a committed record), unless
-   that staging directory holds :data:`REENCRYPT_COMMIT` (a GCS re-encrypt past its commit point:
-   a blocking **reencrypt committed**, its envelope may be half replaced); one named like a
-   re-encrypt backup (``.<name>.kmsflow-<envelope id>.old``) is a blocking **reencrypt backup**
-   (it may hold the only data its envelope's record decrypts);
-2. ``D/_kmsflow/envelope.json`` is the record of the **dataset** envelope ``D``; every file under
-   ``D`` is that envelope's (listed in its record, or reserved under ``D/_kmsflow/``) or is reported
-   as data without record;
+1. a directory holding ``_kmsflow/envelope.json`` is a **dataset** envelope: every file below it is
+   its data (listed in its record) or a blocking **data without record**, whatever its name -- a
+   nested envelope or a name that looks like a temp or a backup is data there. Under its
+   ``_kmsflow/`` only the record and an interrupted rewrap's ``.envelope.json.kmsflow-<hex>.part``
+   (a **stale temp**) may be; anything else is blocking. A file inside a dataset named like a
+   record is read too, and counted as a reference if it parses (ciphertext never does);
+2. a component named like kmsflow's staging temps (``.<name>.kmsflow-<hex>.tmp`` or ``.part``) is
+   a **stale temp** (informational: a temp never holds a committed record), unless that staging
+   directory holds :data:`REENCRYPT_COMMIT` (a GCS re-encrypt past its commit point: a blocking
+   **reencrypt committed**, its envelope may be half replaced); one named like a re-encrypt backup
+   (``.<name>.kmsflow-<envelope id>.old``) is a blocking **reencrypt backup** (it may hold the
+   only data its envelope's record decrypts);
 3. ``X.kmsflow.json`` outside any dataset is the sidecar record of the **file** envelope ``X``;
 4. anything else is **data without record**.
+
+What the listing itself could not account for (unlistable directories, special files, broken
+symbolic links, links to directories outside every root: :mod:`kmsflow.inventory.listing`) is
+blocking too.
 
 Only records are read. A record's data is checked against the listing (present, ciphertext size
 equal), which catches missing and truncated files without reading a byte of them; full
@@ -22,6 +30,8 @@ the scan itself only fails on programming errors.
 
 from __future__ import annotations
 
+import dataclasses
+import os
 import re
 import uuid
 from collections.abc import Sequence
@@ -117,6 +127,7 @@ class _Candidate:
     rel: str  # the record's path relative to the root
     kind: str  # "file" | "dataset"
     data_rel: str  # the envelope's path relative to the root ("" = the root itself)
+    nested: bool = False  # named like a record inside a dataset: a reference only if it parses
 
 
 @dataclass(frozen=True)
@@ -141,8 +152,9 @@ def scan(roots: Sequence[str], *, max_workers: int = 16) -> Inventory:
     started = now_rfc3339()
     refs: list[EnvelopeRef] = []
     findings: list[Finding] = []
+    local_roots = [os.path.realpath(loc.path) for loc in _local(roots)]
     for root in roots:
-        _scan_root(root, max_workers, refs, findings)
+        _scan_root(root, max_workers, local_roots, refs, findings)
     refs.sort(key=lambda r: (r.root, r.url))
     return Inventory(
         scan_id=uuid.uuid4().hex,
@@ -154,58 +166,43 @@ def scan(roots: Sequence[str], *, max_workers: int = 16) -> Inventory:
     )
 
 
-def _scan_root(url: str, max_workers: int, refs: list[EnvelopeRef], findings: list[Finding]) -> None:
+def _scan_root(
+    url: str, max_workers: int, local_roots: Sequence[str], refs: list[EnvelopeRef], findings: list[Finding]
+) -> None:
     try:
         root = resolve(url)
-        listing = list_root(root)
+        listing = list_root(root, local_roots)
     except (RootUnreachableError, EnvelopeError) as exc:
         findings.append(Finding(FindingKind.UNREACHABLE_ROOT, url, str(exc)))
         return
-    for where, detail in listing.errors:
-        findings.append(Finding(FindingKind.UNREACHABLE_ROOT, where, detail))
-
-    temps: dict[str, str] = {}  # temp top (file or dir) relpath -> kind of temp
-    datasets: list[_Candidate] = []
-    sidecars: list[_Candidate] = []
-    for rel in listing.files:
-        parts = rel.split("/")
-        temp_at = next(
-            (i for i, p in enumerate(parts) if is_temp_name(p) or is_reencrypt_backup_name(p)), None
-        )
-        if temp_at is not None:
-            temps["/".join(parts[: temp_at + 1])] = "directory" if temp_at < len(parts) - 1 else "file"
-        elif rel == DATASET_RECORD or rel.endswith("/" + DATASET_RECORD):
-            datasets.append(_Candidate(rel, "dataset", rel[: -len(DATASET_RECORD)].rstrip("/")))
-        elif parts[-1].endswith(SIDECAR_SUFFIX) and parts[-1] != SIDECAR_SUFFIX and RESERVED_DIR not in parts:
-            sidecars.append(_Candidate(rel, "file", rel[: -len(SIDECAR_SUFFIX)]))
-
-    # Datasets first: a sidecar-looking name inside a dataset is that dataset's data, not a record.
-    dataset_dirs = {c.data_rel for c in datasets}
-    sidecars = [c for c in sidecars if not _under_any(c.rel, dataset_dirs)]
-    # A file envelope may itself be named "*.kmsflow.json": then its own sidecar is listed too,
-    # and the name is data, not a record (encrypt refuses to write over an existing sidecar).
-    sidecars = [c for c in sidecars if c.rel + SIDECAR_SUFFIX not in listing.files]
+    findings.extend(listing.findings)
+    layout = _classify(listing)
     workers = read_workers(root, max_workers)
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="kmsflow-scan") as pool:
-        split = chunks(datasets + sidecars, workers, READ_CHUNK)
+        split = chunks(layout.records, workers, READ_CHUNK)
         outcomes = [o for chunk in pool.map(lambda cs: [_read(root, c) for c in cs], split) for o in chunk]
 
     covered: set[str] = set()
     claimed_dirs: set[str] = set()  # datasets whose record is unusable: don't also report their files
     # Envelopes a committed GCS re-encrypt is rolling forward: their objects may already differ
     # from the live record (CRC32C); the one REENCRYPT_COMMITTED finding below says why and what to do.
+    temps = layout.temps
     replacing = {_staged_owner(top) for top in temps if _join(top, REENCRYPT_COMMIT) in listing.files}
     for outcome in outcomes:
         cand = outcome.candidate
-        covered.add(cand.rel)
-        if outcome.finding is not None:
-            findings.append(outcome.finding)
         if outcome.record is None:
+            if cand.nested:
+                continue  # not a record: the enclosing dataset's data (its ciphertext, normally)
+            covered.add(cand.rel)
+            if outcome.finding is not None:
+                findings.append(outcome.finding)
             if cand.kind == "dataset":
                 claimed_dirs.add(cand.data_rel)
             else:
                 covered.add(cand.data_rel)
             continue
+        if not cand.nested:
+            covered.add(cand.rel)
         data_rels = [_join(cand.data_rel, e.path) for e in outcome.record.files]
         covered.update(data_rels)
         problem = _data_problem(outcome.record, data_rels, listing)
@@ -214,39 +211,110 @@ def _scan_root(url: str, max_workers: int, refs: list[EnvelopeRef], findings: li
         refs.append(_ref(url, root, cand, outcome.record))
 
     for top, what in sorted(temps.items()):
-        backup = REENCRYPT_BACKUP_NAME.match(top.rsplit("/", 1)[-1])
-        if backup is not None:
-            envelope = _join(top.rsplit("/", 1)[0] if "/" in top else "", backup.group("name"))
-            findings.append(
-                Finding(
-                    FindingKind.REENCRYPT_BACKUP,
-                    root.child(top).url,
-                    f"re-encrypt backup ({what}) of envelope {backup.group('id')} left by an "
-                    f"interrupted run; it may hold the data of {root.child(envelope).url}: rerun "
-                    "reencrypt on that envelope to resolve it (do not delete it by hand)",
-                )
-            )
+        findings.append(_temp_finding(root, listing, top, what))
+    _report_uncovered(root, layout, covered, claimed_dirs, findings)
+
+
+@dataclass
+class _Layout:
+    """What each listed file is, by where kmsflow puts things (see the module docstring)."""
+
+    records: list[_Candidate]  # records to read: datasets', sidecars', and nested look-alikes
+    temps: dict[str, str]  # temp top (file or dir) relpath -> "file" | "directory"
+    owners: dict[str, str]  # relpath of a file inside a dataset -> the dataset's relpath
+    loose: list[str]  # files outside every dataset and temp
+
+
+def _classify(listing: Listing) -> _Layout:
+    """Sort every listed path into datasets, temps and loose files, outermost first.
+
+    Reserved names mean something only where kmsflow creates them: a path's components are read
+    from the root down, and the first that is a dataset envelope (a directory holding
+    ``_kmsflow/envelope.json``) or a temp/backup name decides. So everything inside a dataset --
+    a nested envelope, a file named like a temp or a backup -- is that dataset's data.
+    """
+    dataset_dirs = {
+        rel[: -len(DATASET_RECORD)].rstrip("/")
+        for rel in listing.files
+        if rel == DATASET_RECORD or rel.endswith("/" + DATASET_RECORD)
+    }
+    layout = _Layout(records=[], temps={}, owners={}, loose=[])
+    for rel in listing.files:
+        parts = rel.split("/")
+        for i, part in enumerate(parts):
+            head = "/".join(parts[:i])
+            if head in dataset_dirs:
+                layout.owners[rel] = head
+                break
+            if is_temp_name(part) or is_reencrypt_backup_name(part):
+                layout.temps["/".join(parts[: i + 1])] = "directory" if i < len(parts) - 1 else "file"
+                break
+        else:
+            layout.loose.append(rel)
+    for dataset in sorted(set(layout.owners.values())):
+        layout.records.append(_Candidate(_join(dataset, DATASET_RECORD), "dataset", dataset))
+    for rel, dataset in layout.owners.items():
+        if rel.startswith(_join(dataset, RESERVED_DIR) + "/"):
             continue
-        if _join(top, REENCRYPT_COMMIT) in listing.files:
-            owner = root.child(_staged_owner(top))
-            findings.append(
-                Finding(
-                    FindingKind.REENCRYPT_COMMITTED,
-                    root.child(top).url,
-                    f"committed re-encrypt staging: {owner.url} may be half replaced and only "
-                    "this staged envelope decrypts it; rerun reencrypt on it to roll forward (do "
-                    "not delete this by hand)",
-                )
-            )
-            continue
-        findings.append(
-            Finding(
-                FindingKind.STALE_TEMP,
-                root.child(top).url,
-                f"kmsflow temp {what} left by an interrupted write",
-            )
+        record_like = _record_candidate(rel)
+        if record_like is not None:
+            layout.records.append(dataclasses.replace(record_like, nested=True))
+    loose = set(layout.loose)
+    for rel in layout.loose:
+        cand = _record_candidate(rel)
+        # A file envelope may itself be named "*.kmsflow.json": then its own sidecar is listed
+        # too, and the name is data, not a record (encrypt refuses to write over a sidecar).
+        if cand is not None and cand.kind == "file" and rel + SIDECAR_SUFFIX not in loose:
+            layout.records.append(cand)
+    return layout
+
+
+def _record_candidate(rel: str) -> _Candidate | None:
+    """The record ``rel`` would be by its name (a dataset's or a sidecar), else None."""
+    if rel == DATASET_RECORD or rel.endswith("/" + DATASET_RECORD):
+        return _Candidate(rel, "dataset", rel[: -len(DATASET_RECORD)].rstrip("/"))
+    name = rel.rsplit("/", 1)[-1]
+    if name.endswith(SIDECAR_SUFFIX) and name != SIDECAR_SUFFIX and RESERVED_DIR not in rel.split("/"):
+        return _Candidate(rel, "file", rel[: -len(SIDECAR_SUFFIX)])
+    return None
+
+
+def _temp_finding(root: Location, listing: Listing, top: str, what: str) -> Finding:
+    backup = REENCRYPT_BACKUP_NAME.match(top.rsplit("/", 1)[-1])
+    if backup is not None:
+        envelope = _join(top.rsplit("/", 1)[0] if "/" in top else "", backup.group("name"))
+        return Finding(
+            FindingKind.REENCRYPT_BACKUP,
+            root.child(top).url,
+            f"re-encrypt backup ({what}) of envelope {backup.group('id')} left by an "
+            f"interrupted run; it may hold the data of {root.child(envelope).url}: rerun "
+            "reencrypt on that envelope to resolve it (do not delete it by hand)",
         )
-    _report_uncovered(root, listing, covered, dataset_dirs, claimed_dirs, set(temps), findings)
+    if _join(top, REENCRYPT_COMMIT) in listing.files:
+        owner = root.child(_staged_owner(top))
+        return Finding(
+            FindingKind.REENCRYPT_COMMITTED,
+            root.child(top).url,
+            f"committed re-encrypt staging: {owner.url} may be half replaced and only "
+            "this staged envelope decrypts it; rerun reencrypt on it to roll forward (do "
+            "not delete this by hand)",
+        )
+    return Finding(
+        FindingKind.STALE_TEMP, root.child(top).url, f"kmsflow temp {what} left by an interrupted write"
+    )
+
+
+def _local(roots: Sequence[str]) -> list[Location]:
+    """The local roots among ``roots`` (those that resolve; the scan reports the others)."""
+    found = []
+    for url in roots:
+        try:
+            loc = resolve(url)
+        except EnvelopeError:
+            continue
+        if loc.is_local:
+            found.append(loc)
+    return found
 
 
 def _staged_owner(top: str) -> str:
@@ -296,29 +364,35 @@ def _data_problem(record: EnvelopeRecord, data_rels: list[str], listing: Listing
 
 
 def _report_uncovered(
-    root: Location,
-    listing: Listing,
-    covered: set[str],
-    dataset_dirs: set[str],
-    claimed_dirs: set[str],
-    temps: set[str],
-    findings: list[Finding],
+    root: Location, layout: _Layout, covered: set[str], claimed_dirs: set[str], findings: list[Finding]
 ) -> None:
     uncovered = 0
-    for rel in sorted(listing.files):
-        if rel in covered or _under_any(rel, temps) or _under_any(rel, claimed_dirs):
+    reserved = [(rel, dataset) for rel, dataset in layout.owners.items() if rel not in covered]
+    for rel, dataset in sorted(reserved + [(rel, None) for rel in layout.loose if rel not in covered]):
+        if dataset is not None and dataset in claimed_dirs:
             continue
-        owner = _owner(rel, dataset_dirs)
-        if owner is not None and rel.startswith(_join(owner, RESERVED_DIR) + "/"):
-            continue  # reserved for kmsflow inside a dataset
-        uncovered += 1
-        if uncovered > MAX_UNCOVERED_PER_ROOT:
-            continue
-        if owner is not None:
-            detail = f"inside dataset envelope {root.child(owner).url} but not in its record"
+        if dataset is not None and rel.startswith(_join(dataset, RESERVED_DIR) + "/"):
+            name = rel[len(_join(dataset, RESERVED_DIR)) + 1 :]
+            if is_temp_name(name):  # an interrupted rewrap's new record
+                findings.append(
+                    Finding(
+                        FindingKind.STALE_TEMP,
+                        root.child(rel).url,
+                        "kmsflow temp file left by an interrupted write",
+                    )
+                )
+                continue
+            detail = (
+                f"under {RESERVED_DIR}/ of dataset envelope {root.child(dataset).url}, where nothing "
+                "but its record may be"
+            )
+        elif dataset is not None:
+            detail = f"inside dataset envelope {root.child(dataset).url} but not in its record"
         else:
             detail = "no envelope record covers this file"
-        findings.append(Finding(FindingKind.DATA_WITHOUT_RECORD, root.child(rel).url, detail))
+        uncovered += 1
+        if uncovered <= MAX_UNCOVERED_PER_ROOT:
+            findings.append(Finding(FindingKind.DATA_WITHOUT_RECORD, root.child(rel).url, detail))
     if uncovered > MAX_UNCOVERED_PER_ROOT:
         extra = uncovered - MAX_UNCOVERED_PER_ROOT
         findings.append(
@@ -349,20 +423,3 @@ def _join(base: str, rel: str) -> str:
     if not base:
         return rel
     return f"{base}/{rel}" if rel else base
-
-
-def _owner(rel: str, dirs: set[str]) -> str | None:
-    """The innermost directory of ``dirs`` that contains ``rel`` ("" = the root), if any."""
-    parts = rel.split("/")
-    for i in range(len(parts) - 1, -1, -1):
-        prefix = "/".join(parts[:i])
-        if prefix in dirs:
-            return prefix
-    return None
-
-
-def _under_any(rel: str, tops: set[str]) -> bool:
-    """True if ``rel`` is one of ``tops`` or below one of them."""
-    if not tops:
-        return False
-    return rel in tops or _owner(rel, tops) is not None

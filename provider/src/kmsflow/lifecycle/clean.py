@@ -9,8 +9,8 @@ envelope (architecture invariant 1):
 * The candidates are the ``stale_temp`` findings of a fresh :func:`kmsflow.inventory.scan` and
   nothing else. A ``reencrypt_backup`` or ``reencrypt_committed`` may hold the only copy of an
   envelope's data or record; only ``kmsflow reencrypt`` resolves those.
-* A temp inside a dataset envelope (outside its ``_kmsflow/``) is kept: kmsflow never stages
-  there, so it may be a data file the dataset's record lists under a temp-like name.
+* A temp-like name inside a dataset envelope (outside its ``_kmsflow/``) is that dataset's data:
+  kmsflow never stages there, so the scan never reports it as a temp.
 * A temp is removed only when its newest content is at least ``older_than`` seconds old, measured
   right before the removal (not at scan time): local, the newest mtime of the file or of any file
   or directory in its tree; GCS, the newest ``updated`` of its objects. A younger one may still
@@ -37,9 +37,8 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from kmsflow.envelope.layout import DATASET_RECORD, RESERVED_DIR
 from kmsflow.envelope.storage import Location, resolve
-from kmsflow.inventory import Finding, FindingKind, Inventory, scan
+from kmsflow.inventory import Finding, FindingKind, scan
 from kmsflow.lifecycle import reencrypt_gcs as gcs
 from kmsflow.lifecycle import reencrypt_local as local
 
@@ -73,8 +72,9 @@ class TempOutcome:
 
 @dataclass(frozen=True)
 class CleanReport:
-    """The temps found under ``roots`` and what became of each; ``unscanned`` are the roots or
-    directories that could not be listed (their temps, if any, were not seen)."""
+    """The temps found under ``roots`` and what became of each; ``unscanned`` are the roots,
+    directories and symbolic links the scan could not see into (their temps, if any, were not
+    seen)."""
 
     roots: tuple[str, ...]
     older_than: float
@@ -114,30 +114,14 @@ def clean_stale_temps(
     if not older_than >= 0:  # also refuses NaN
         raise ValueError("older_than must be a non-negative number of seconds")
     inv = scan(roots)
-    datasets = _dataset_dirs(inv)
     temps = tuple(
-        _clean_one(f.url, older_than, dry_run, datasets)
-        for f in inv.findings
-        if f.kind == FindingKind.STALE_TEMP
+        _clean_one(f.url, older_than, dry_run) for f in inv.findings if f.kind == FindingKind.STALE_TEMP
     )
     unscanned = tuple(f for f in inv.findings if f.kind == FindingKind.UNREACHABLE_ROOT)
     return CleanReport(tuple(roots), older_than, dry_run, temps, unscanned)
 
 
-def _dataset_dirs(inv: Inventory) -> set[str]:
-    """URLs of the dataset envelopes the scan found, with a usable record or not."""
-    suffix = "/" + DATASET_RECORD
-    unusable = (FindingKind.UNREADABLE_RECORD, FindingKind.INVALID_RECORD)
-    return {r.url for r in inv.envelopes if r.kind == "dataset"} | {
-        f.url[: -len(suffix)] for f in inv.findings if f.kind in unusable and f.url.endswith(suffix)
-    }
-
-
-def _clean_one(url: str, older_than: float, dry_run: bool, datasets: set[str]) -> TempOutcome:
-    owner = _dataset_owner(url, datasets)
-    if owner is not None:
-        reason = f"inside dataset envelope {owner}: may be its data; check by hand"
-        return TempOutcome(url, "unknown", None, KEPT, reason)
+def _clean_one(url: str, older_than: float, dry_run: bool) -> TempOutcome:
     try:
         loc = resolve(url)
         if loc.is_local:
@@ -150,17 +134,6 @@ def _clean_one(url: str, older_than: float, dry_run: bool, datasets: set[str]) -
     if outcome.status == REMOVED:
         log.info("clean: removed %s (%s, %.0f s old)", url, outcome.kind, outcome.age or 0.0)
     return outcome
-
-
-def _dataset_owner(url: str, datasets: set[str]) -> str | None:
-    """The innermost dataset envelope holding ``url`` as (possible) data; None when there is none
-    or the temp lies in its ``_kmsflow/`` (an interrupted rewrap of its record)."""
-    parts = url.split("/")
-    for i in range(len(parts) - 1, 0, -1):
-        head = "/".join(parts[:i])
-        if head in datasets:
-            return None if parts[i] == RESERVED_DIR else head
-    return None
 
 
 def _young(url: str, kind: str, age: float, older_than: float) -> TempOutcome | None:
