@@ -17,3 +17,9 @@ def kms(emulator: Any) -> kms_v1.KeyManagementServiceClient:
 @pytest.fixture
 def key(kms: kms_v1.KeyManagementServiceClient, ring_id: str) -> str:
     return make_key(kms, ring_id)
+
+
+@pytest.fixture
+def cli_env(emulator: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``kmsflow`` commands run in-process (``kmsflow.cli.main``) talk to the shared emulator."""
+    monkeypatch.setenv("KMS_EMULATOR_HOST", emulator.endpoint)

@@ -24,11 +24,14 @@ from kmsflow.envelope import (
     EnvelopeError,
     EnvelopeIOError,
     IntegrityError,
+    InvalidDestinationError,
     InvalidPathError,
     RecordInvalidError,
     RecordNotFoundError,
+    SourceIncompleteError,
     SourceNotFoundError,
 )
+from kmsflow.envelope.walk import Obstacle
 from kmsflow.kms import (
     KeyVersionUnavailableError,
     KmsError,
@@ -62,6 +65,7 @@ EXIT_KMS_KEY_UNAVAILABLE = 11
 EXIT_KMS_NOT_FOUND = 12
 EXIT_KMS_TRANSIENT = 13
 EXIT_KMS_OTHER = 14
+EXIT_SOURCE_INCOMPLETE = 16
 EXIT_INTERRUPTED = 130
 
 # Most specific first: the first matching class decides the exit code.
@@ -70,6 +74,12 @@ EXIT_CODES: tuple[tuple[type[BaseException], int, str], ...] = (
     (RecordNotFoundError, EXIT_NOT_FOUND, "not found: SRC or its envelope record is missing"),
     (SourceNotFoundError, EXIT_NOT_FOUND, "SRC does not exist"),
     (DestinationExistsError, EXIT_EXISTS, "DST already exists (kmsflow never overwrites)"),
+    (InvalidDestinationError, EXIT_USAGE, "usage error: DST inside SRC or inside an envelope"),
+    (
+        SourceIncompleteError,
+        EXIT_SOURCE_INCOMPLETE,
+        "SRC holds entries that cannot be encrypted as files (see --skip-unsupported)",
+    ),
     (RecordInvalidError, EXIT_RECORD_INVALID, "record unreadable or of a newer format version"),
     (InvalidPathError, EXIT_RECORD_INVALID, "unusable relative path in the dataset or record"),
     (EnvelopeIOError, EXIT_IO, "reading or writing storage failed (disk full, network, permission)"),
@@ -174,8 +184,11 @@ def _note(args: argparse.Namespace, message: str) -> None:
 
 
 def _cmd_encrypt(args: argparse.Namespace) -> int:
+    omitted: list[Obstacle] | None = [] if args.skip_unsupported else None
     with new_kms_client() as client, _progress(_show_progress(args)) as progress:
-        record = envelope.encrypt(client, args.key, args.src, args.dst, progress=progress)
+        record = envelope.encrypt(client, args.key, args.src, args.dst, progress=progress, omitted=omitted)
+    for left_out in omitted or []:  # always shown: the user must know what is not in the envelope
+        sys.stderr.write(f"kmsflow: skipped {left_out.rel}: {left_out.detail}\n")
     _note(
         args, f"encrypted {len(record.files)} file(s) into {args.dst} under {record.key.crypto_key_version}"
     )
@@ -220,6 +233,13 @@ def _add_encrypt(sub: Any) -> None:
     p.add_argument("--key", required=True, help="CryptoKey resource name (its primary version wraps)")
     p.add_argument("src", metavar="SRC", help="file or directory: local path, file:// or gs:// URL")
     p.add_argument("dst", metavar="DST", help="new envelope path (must not exist)")
+    p.add_argument(
+        "--skip-unsupported",
+        action="store_true",
+        help="leave out of a dataset what cannot go in as a file (links to directories, FIFOs, sockets, "
+        "devices, broken links, unreadable directories) and name each on stderr; without it they fail "
+        f"the command (exit {EXIT_SOURCE_INCOMPLETE})",
+    )
     p.set_defaults(func=_cmd_encrypt)
 
 

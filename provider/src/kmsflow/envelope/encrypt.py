@@ -2,7 +2,9 @@
 
 Order of work, and why:
 
-1. list and validate the source, refuse an existing destination (nothing is overwritten);
+1. list and validate the source -- anything in it that cannot go into the envelope as a file fails
+   the command unless the caller asked to leave it out -- and refuse a destination that exists
+   (nothing is overwritten), lies inside the source, or inside another envelope;
 2. generate a fresh Tink keyset and wrap it with ONE KMS Encrypt *before* streaming, so a wrong
    key, a missing permission or a disabled primary fails in milliseconds, not after an hour;
 3. stream every file through Tink streaming AEAD (AAD = envelope id + relative path) into staged
@@ -12,6 +14,7 @@ Order of work, and why:
 
 from __future__ import annotations
 
+import os
 import secrets
 
 import tink
@@ -20,14 +23,28 @@ from google.cloud import kms_v1
 
 from kmsflow.envelope import manifest
 from kmsflow.envelope.aad import data_aad
-from kmsflow.envelope.errors import DestinationExistsError, EnvelopeIOError, SourceNotFoundError, os_reason
+from kmsflow.envelope.errors import (
+    DestinationExistsError,
+    EnvelopeIOError,
+    InvalidDestinationError,
+    SourceIncompleteError,
+    SourceNotFoundError,
+    os_reason,
+)
 from kmsflow.envelope.keyset import DataKey
-from kmsflow.envelope.layout import check_relpath, data_location, record_location
+from kmsflow.envelope.layout import (
+    check_normalization,
+    check_relpath,
+    data_location,
+    enclosing_envelope,
+    record_location,
+)
 from kmsflow.envelope.progress import NoProgress, Progress
 from kmsflow.envelope.record import EnvelopeRecord, FileEntry, utc_now
 from kmsflow.envelope.staging import Staging, stage, write_failure
 from kmsflow.envelope.storage import TINK_CHUNK_SIZE, Location, chunks, resolve
 from kmsflow.envelope.streams import WriteBehind, write_behind, write_through
+from kmsflow.envelope.walk import Obstacle, inside
 from kmsflow.envelope.wrap import wrap_key
 
 
@@ -44,27 +61,31 @@ def encrypt(
     *,
     progress: Progress | None = None,
     retry: Retry | None = None,
+    omitted: list[Obstacle] | None = None,
 ) -> EnvelopeRecord:
     """Encrypt ``src`` (a file or a directory) into a new envelope at ``dst``; return its record.
 
     ``key_name`` is a CryptoKey (its primary version wraps) or a specific CryptoKeyVersion.
     Exactly one KMS call is made, however many files the dataset has; ``retry`` bounds how long its
     transient errors are retried (None: ``crypto.default_retry()``, 60 s).
+
+    A source directory holding anything that cannot go in as a file (a link to a directory, a
+    FIFO, a broken link, a directory that cannot be listed) fails with
+    :class:`SourceIncompleteError` before any KMS call, because a user who deletes the plaintext
+    after a successful encrypt would lose what was left out. Pass a list as ``omitted`` to leave
+    such entries out instead: each is appended to it, for the caller to report.
     """
     source = resolve(src) if isinstance(src, str) else src
     dest = resolve(dst) if isinstance(dst, str) else dst
     progress = progress or NoProgress()
     if source.isdir():
         kind = "dataset"
-        sizes = {check_relpath(p, dataset=True): n for p, n in source.list_files().items()}
+        sizes = _dataset_files(source, omitted)
     elif source.isfile():
         kind, sizes = "file", {"": source.size()}
     else:
         raise SourceNotFoundError(f"{source.url}: no such file or directory")
-    record_loc = record_location(dest, kind)
-    for out in (dest, record_loc):
-        if out.exists():
-            raise DestinationExistsError(f"{out.url}: already exists; choose a new destination or remove it")
+    _check_destination(source, dest, kind)
 
     envelope_id = new_envelope_id()
     key = DataKey.generate()
@@ -83,9 +104,49 @@ def encrypt(
             "files": [e.model_dump(mode="json") for e in entries],
         }
         record = manifest.seal(key, fields)
-        with staging.writer(record_loc) as f:
+        with staging.writer(record_location(dest, kind)) as f:
             f.write(record.to_json())
     return record
+
+
+def _dataset_files(source: Location, omitted: list[Obstacle] | None) -> dict[str, int]:
+    """The source directory's files (relative path -> size), checked for what they will become."""
+    tree = source.tree()
+    if tree.obstacles:
+        if omitted is None:
+            first = sorted(tree.obstacles, key=lambda o: o.rel)[0]
+            raise SourceIncompleteError(
+                f"{source.url}: {len(tree.obstacles)} entr{'y' if len(tree.obstacles) == 1 else 'ies'} "
+                f"cannot be encrypted as files, e.g. {first.rel!r}: {first.detail}; copy the data in "
+                "(or fix the permissions), or leave them out explicitly (kmsflow encrypt --skip-unsupported)"
+            )
+        omitted.extend(sorted(tree.obstacles, key=lambda o: o.rel))
+    sizes = {check_relpath(p, dataset=True): n for p, n in tree.files.items()}
+    check_normalization(sizes)
+    return sizes
+
+
+def _check_destination(source: Location, dest: Location, kind: str) -> None:
+    """Refuse a destination that exists, lies inside the source, or lies inside an envelope."""
+    for out in (dest, record_location(dest, kind)):
+        if out.exists():
+            raise DestinationExistsError(f"{out.url}: already exists; choose a new destination or remove it")
+    if kind == "dataset" and source.is_local == dest.is_local and _inside(dest, source):
+        raise InvalidDestinationError(
+            f"{dest.url}: inside the source {source.url}; choose a destination outside it"
+        )
+    envelope = enclosing_envelope(dest)
+    if envelope is not None:
+        raise InvalidDestinationError(
+            f"{dest.url}: inside the dataset envelope {envelope.url}, whose files must all be in its "
+            "record; choose a destination outside it"
+        )
+
+
+def _inside(path: Location, directory: Location) -> bool:
+    if path.is_local:
+        return inside(os.path.realpath(path.path), os.path.realpath(directory.path))
+    return path.protocol == directory.protocol and inside(path.path, directory.path.rstrip("/"))
 
 
 def _encrypt_file(

@@ -29,6 +29,7 @@ from kmsflow.envelope.aad import data_aad
 from kmsflow.envelope.errors import (
     DestinationExistsError,
     EnvelopeIOError,
+    InvalidDestinationError,
     RecordNotFoundError,
     TamperedError,
     os_reason,
@@ -39,9 +40,12 @@ from kmsflow.envelope.layout import (
     RESERVED_DIR,
     check_relpath,
     data_location,
+    enclosing_envelope,
     locate,
     reencrypt_backup,
     reencrypt_backups,
+    renamed_by_normalization,
+    reserved_entry_allowed,
 )
 from kmsflow.envelope.progress import NoProgress, Progress
 from kmsflow.envelope.record import EnvelopeRecord, FileEntry
@@ -142,16 +146,38 @@ class Envelope:
         return self._key
 
     def _check_listing(self) -> None:
+        """A dataset's directory holds exactly the files its record lists, plus its record (and
+        at most an interrupted rewrap's temp) under ``_kmsflow/``: nothing missing, nothing
+        smuggled in, nothing a reader cannot open as a file."""
         if self.record.kind != "dataset":
             return
+        tree = self.root.tree()
+        if tree.obstacles:
+            first = sorted(tree.obstacles, key=lambda o: o.rel)[0]
+            raise TamperedError(f"{self.url}: {first.rel!r} is not part of the envelope: {first.detail}")
+        reserved = RESERVED_DIR + "/"
+        stray = [
+            p for p in tree.files if p.startswith(reserved) and not reserved_entry_allowed(p[len(reserved) :])
+        ]
+        if stray:
+            raise TamperedError(
+                f"{self.url}: {stray[0]!r} is not part of the format (only the record may be there)"
+            )
         listed = {f.path for f in self.record.files}
-        present = {p for p in self.root.list_files() if not p.startswith(RESERVED_DIR + "/")}
+        present = {p for p in tree.files if not p.startswith(reserved)}
         missing = sorted(listed - present)
+        extra = sorted(present - listed)
+        renamed = renamed_by_normalization(missing, extra)
+        if renamed is not None:
+            raise TamperedError(
+                f"{self.url}: {renamed[0]!r} is named {renamed[1]!r} here (the same name in another Unicode "
+                "normalization): a filesystem or copy tool that normalizes names renamed it; copy the "
+                "envelope with a tool that keeps names byte for byte, or rename it back"
+            )
         if missing:
             raise TamperedError(
                 f"{self.url}: {len(missing)} file(s) of the envelope missing, e.g. {missing[0]!r}"
             )
-        extra = sorted(present - listed)
         if extra:
             raise TamperedError(f"{self.url}: {len(extra)} file(s) not in the envelope, e.g. {extra[0]!r}")
 
@@ -188,6 +214,12 @@ class Envelope:
         dest = resolve(dst) if isinstance(dst, str) else dst
         if dest.exists():
             raise DestinationExistsError(f"{dest.url}: already exists; choose a new destination or remove it")
+        envelope = enclosing_envelope(dest)
+        if envelope is not None:
+            raise InvalidDestinationError(
+                f"{dest.url}: inside the dataset envelope {envelope.url}; plaintext written there would "
+                "break it (and sit among ciphertext): choose a destination outside it"
+            )
         key = self.unlock(client, retry=retry)
         self._check_listing()
         progress = progress or NoProgress()

@@ -37,6 +37,17 @@ class TamperedError(IntegrityError):
     """A file or the record was modified, truncated, extended, swapped, renamed, removed or added."""
 
 
+class SourceIncompleteError(EnvelopeError):
+    """The source directory holds entries that cannot go into an envelope as files (a link to a
+    directory, a special file, a broken link, a directory that cannot be listed); encrypting
+    without them would silently drop data."""
+
+
+class InvalidDestinationError(EnvelopeError):
+    """The output path lies inside the source or inside an existing envelope, where writing would
+    break that envelope or encrypt the output into itself."""
+
+
 class DestinationExistsError(EnvelopeError):
     """The output path already exists; kmsflow never overwrites an existing artifact."""
 

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import os
 import re
+import unicodedata
+from collections.abc import Iterable
 
 from kmsflow.envelope.errors import InvalidPathError, RecordNotFoundError
 from kmsflow.envelope.storage import Location
@@ -18,6 +20,11 @@ from kmsflow.envelope.storage import Location
 SIDECAR_SUFFIX = ".kmsflow.json"
 RESERVED_DIR = "_kmsflow"
 DATASET_RECORD = f"{RESERVED_DIR}/envelope.json"
+
+TEMP_NAME = re.compile(r"^\.(?P<name>.+)\.kmsflow-[0-9a-f]+\.(?:tmp|part)$")
+"""``.<name>.kmsflow-<hex>.tmp`` (a staged directory) or ``.part`` (a staged file): kmsflow's
+temporary names, always beside what they will become (and, for a rewrap of a dataset's record,
+inside its ``_kmsflow/``), never elsewhere inside a dataset."""
 
 REENCRYPT_BACKUP_NAME = re.compile(r"^\.(?P<name>.+)\.kmsflow-(?P<id>[0-9a-f]{32})\.old$")
 """``.<name>.kmsflow-<envelope id>.old``: the old data an interrupted re-encrypt set aside (a hard
@@ -50,6 +57,37 @@ def reencrypt_backups(envelope: Location) -> list[tuple[Location, str]]:
         if m and m.group("name") == envelope.name:
             found.append((envelope.sibling(name), m.group("id")))
     return found
+
+
+def is_temp_name(name: str) -> bool:
+    """True for a kmsflow staging temp name (one path component)."""
+    return bool(TEMP_NAME.match(name))
+
+
+def reserved_entry_allowed(name: str) -> bool:
+    """True for what may live in a dataset's ``_kmsflow/`` (a ``/``-separated path below it): the
+    record, and the new record an interrupted rewrap left behind. Anything else is not the format."""
+    return "/" not in name and (name == DATASET_RECORD.rsplit("/", 1)[-1] or is_temp_name(name))
+
+
+def enclosing_envelope(dst: Location) -> Location | None:
+    """The dataset envelope ``dst`` would be written into, if any: the nearest directory above
+    ``dst`` (links resolved, locally) that holds a dataset record."""
+    if dst.is_local:
+        parent = os.path.realpath(os.path.dirname(dst.path.rstrip(os.sep)) or ".")
+        while True:
+            if os.path.isfile(os.path.join(parent, *DATASET_RECORD.split("/"))):
+                return Location(parent)
+            up = os.path.dirname(parent)
+            if up == parent:
+                return None
+            parent = up
+    parts = dst.path.rstrip("/").split("/")
+    for i in range(len(parts) - 1, 1, -1):  # never the bucket itself
+        candidate = Location("/".join(parts[:i]), dst.fs, dst.protocol)
+        if candidate.child(DATASET_RECORD).isfile():
+            return candidate
+    return None
 
 
 def record_location(dst: Location, kind: str) -> Location:
@@ -87,6 +125,30 @@ def locate(src: Location) -> tuple[str, Location, Location]:
     if not src.exists():
         raise RecordNotFoundError(f"{src.url}: no such envelope")
     raise RecordNotFoundError(f"{src.url}: not a kmsflow envelope (no sidecar {sidecar.name})")
+
+
+def check_normalization(paths: Iterable[str]) -> None:
+    """Refuse two paths that differ only by Unicode normalization (``é`` as one code point or as
+    ``e`` + a combining accent): a normalizing filesystem (macOS) would store them as one file, so
+    the dataset could not be decrypted there. Paths are otherwise kept exactly as written."""
+    seen: dict[str, str] = {}
+    for path in paths:
+        other = seen.setdefault(unicodedata.normalize("NFC", path), path)
+        if other != path:
+            raise InvalidPathError(
+                f"{other!r} and {path!r} differ only by Unicode normalization; rename one of them"
+            )
+
+
+def renamed_by_normalization(missing: Iterable[str], present: Iterable[str]) -> tuple[str, str] | None:
+    """A (recorded, found) pair of paths equal after NFC normalization: a filesystem that
+    normalizes names (or a copy through one) renamed the file."""
+    found = {unicodedata.normalize("NFC", p): p for p in present}
+    for path in missing:
+        other = found.get(unicodedata.normalize("NFC", path))
+        if other is not None:
+            return path, other
+    return None
 
 
 def check_relpath(relpath: str, *, dataset: bool) -> str:

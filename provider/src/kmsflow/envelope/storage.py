@@ -16,6 +16,7 @@ from typing import IO, Any
 import fsspec
 
 from kmsflow.envelope.errors import EnvelopeIOError
+from kmsflow.envelope.walk import Tree, walk
 
 STORAGE_EMULATOR_HOST_ENV = "STORAGE_EMULATOR_HOST"
 GCSFS_ZB_HNS_ENV = "GCSFS_EXPERIMENTAL_ZB_HNS_SUPPORT"
@@ -111,28 +112,24 @@ class Location:
         with self.open_read() as f:
             return f.read()
 
-    def list_files(self) -> dict[str, int]:
-        """Every regular file below this directory: ``/``-separated relative path -> size, sorted.
-
-        One listing call on object stores (no per-file requests). Symbolic links to files count as
-        the files they point to; empty directories are not represented (an envelope is a set of
-        files).
+    def tree(self) -> Tree:
+        """Every regular file below this directory (``/``-separated relative path -> size, sorted)
+        and, locally, every entry that is neither a regular file nor a directory the walk enters
+        (:mod:`kmsflow.envelope.walk`). One listing call on object stores, where every object is a
+        file. Symbolic links to files count as the files they point to; empty directories are not
+        represented (an envelope is a set of files).
         """
-        found: dict[str, int] = {}
         if self.fs is None:
-            for dirpath, dirnames, filenames in os.walk(self.path, followlinks=False):
-                dirnames.sort()
-                for name in filenames:
-                    full = os.path.join(dirpath, name)
-                    if os.path.isfile(full):
-                        found[os.path.relpath(full, self.path).replace(os.sep, "/")] = os.path.getsize(full)
-        else:
-            root = self.path.rstrip("/")
-            for p, info in self.fs.find(root, detail=True).items():
-                rel = p[len(root) + 1 :] if p.startswith(root + "/") else ""
-                if rel and not rel.endswith("/") and info.get("type", "file") == "file":
-                    found[rel] = int(info.get("size") or 0)
-        return dict(sorted(found.items()))
+            found = walk(self.path)
+            found.files = dict(sorted(found.files.items()))
+            return found
+        files: dict[str, int] = {}
+        root = self.path.rstrip("/")
+        for p, info in self.fs.find(root, detail=True).items():
+            rel = p[len(root) + 1 :] if p.startswith(root + "/") else ""
+            if rel and not rel.endswith("/") and info.get("type", "file") == "file":
+                files[rel] = int(info.get("size") or 0)
+        return Tree(files=dict(sorted(files.items())))
 
     def remove(self) -> None:
         """Best-effort delete of a file (used only to clean up our own partial outputs)."""

@@ -6,11 +6,11 @@ be destroyed only when ``inventory.complete`` is true and ``inventory.references
 empty (architecture invariant 2).
 """
 
+from kmsflow.envelope.layout import is_temp_name
 from kmsflow.inventory.listing import Listing, RootUnreachableError, list_root
 from kmsflow.inventory.model import UNSEEN, EnvelopeRef, Finding, FindingKind, Inventory, VersionStats
 from kmsflow.inventory.scanner import (
     is_reencrypt_backup_name,
-    is_temp_name,
     parse_record,
     read_record_bytes,
     scan,

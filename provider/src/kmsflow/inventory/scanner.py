@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import re
 import uuid
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -45,7 +44,10 @@ from kmsflow.envelope.layout import (
     REENCRYPT_BACKUP_NAME,
     RESERVED_DIR,
     SIDECAR_SUFFIX,
+    TEMP_NAME,
     check_relpath,
+    is_temp_name,
+    reserved_entry_allowed,
 )
 from kmsflow.envelope.record import EnvelopeRecord
 from kmsflow.envelope.storage import Location, read_file, resolve
@@ -53,9 +55,6 @@ from kmsflow.inventory.listing import Listing, RootUnreachableError, list_root
 from kmsflow.inventory.model import EnvelopeRef, Finding, FindingKind, Inventory
 from kmsflow.inventory.mounts import is_local_disk
 from kmsflow.pools import chunks
-
-TEMP_NAME = re.compile(r"^\.(?P<name>.+)\.kmsflow-[0-9a-f]+\.(?:tmp|part)$")
-"""kmsflow's staging names (``envelope.staging``; also used by rewrap for new records)."""
 
 REENCRYPT_COMMIT = f"{RESERVED_DIR}/COMMIT"
 """Inside a re-encrypt staging prefix on an object store: written once the staged envelope is
@@ -88,11 +87,6 @@ def read_workers(root: Location, max_workers: int, mounts: str | None = None) ->
 def now_rfc3339() -> str:
     """UTC now with milliseconds, e.g. 2026-11-30T10:05:25.123Z (scan start/finish times)."""
     return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
-def is_temp_name(name: str) -> bool:
-    """True for a kmsflow staging temp name (one path component)."""
-    return bool(TEMP_NAME.match(name))
 
 
 def is_reencrypt_backup_name(name: str) -> bool:
@@ -372,8 +366,7 @@ def _report_uncovered(
         if dataset is not None and dataset in claimed_dirs:
             continue
         if dataset is not None and rel.startswith(_join(dataset, RESERVED_DIR) + "/"):
-            name = rel[len(_join(dataset, RESERVED_DIR)) + 1 :]
-            if is_temp_name(name):  # an interrupted rewrap's new record
+            if reserved_entry_allowed(rel[len(_join(dataset, RESERVED_DIR)) + 1 :]):  # a rewrap's temp
                 findings.append(
                     Finding(
                         FindingKind.STALE_TEMP,
