@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 from inventory.builders import make_file
 from lifecycle_dagkit import failure_messages, load_dag, run_dag
+from privileges import unreadable
 
 from kmsflow.audit import read_events
 from kmsflow.envelope import decrypt
@@ -182,6 +183,46 @@ def test_incomplete_scan_fails_the_run_and_touches_nothing(
     (world.root / "stray.bin").write_bytes(b"data no record covers")
     world.advance_days(2.05)
     result = run_dag(shred_dag, spec_path=str(world.spec_path), dry_run=False, confirm="data")
+    assert result.states["shred"] == "failed"
+    report = result.xcoms[("shred", "report")]
+    assert decision(report, world.v1)["outcome"] == "refused"
+    assert report["keys"][0]["scan"]["complete"] is False
+    assert world.state(world.v1) == "ENABLED"
+    assert any("shred needs attention" in m and "incomplete" in m for m in failure_messages(capfd))
+
+
+def test_a_version_referenced_only_through_a_directory_link_is_never_disabled(
+    shred_dag: Any, world: World, tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    """The root holds ``models -> ../store``; behind it, an envelope still wrapped by v1 that
+    decrypts through the root. Its scan must not prove v1 unused."""
+    store = tmp_path / "store"
+    made = make_file(world.client, world.v1, tmp_path / "src2", str(store / "m.enc"), 300, seed=7)
+    (world.root / "models").symlink_to("../store")
+    assert made.record.key.crypto_key_version == world.v1
+    world.advance_days(2.05)
+
+    result = run_dag(shred_dag, spec_path=str(world.spec_path), dry_run=False, confirm="data")
+
+    assert result.states["shred"] == "failed"
+    report = result.xcoms[("shred", "report")]
+    assert decision(report, world.v1)["outcome"] == "refused"
+    assert report["keys"][0]["scan"]["complete"] is False
+    assert world.state(world.v1) == "ENABLED"
+    assert any("shred needs attention" in m and "incomplete" in m for m in failure_messages(capfd))
+    decrypt(world.client, str(world.root / "models" / "m.enc"), str(tmp_path / "m.out"))
+    assert (tmp_path / "m.out").stat().st_size == 300
+
+
+def test_an_unreadable_directory_in_a_root_blocks_the_shred(
+    shred_dag: Any, world: World, capfd: pytest.CaptureFixture[str]
+) -> None:
+    (world.root / "team").mkdir()
+    world.advance_days(2.05)
+
+    with unreadable(world.root / "team"):
+        result = run_dag(shred_dag, spec_path=str(world.spec_path), dry_run=False, confirm="data")
+
     assert result.states["shred"] == "failed"
     report = result.xcoms[("shred", "report")]
     assert decision(report, world.v1)["outcome"] == "refused"
