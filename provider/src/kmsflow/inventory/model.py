@@ -109,13 +109,16 @@ class EnvelopeRef:
     ciphertext_bytes: int
     created: str
     wrapped_at: str
+    in_temp: bool = False
+    """Found inside a kmsflow temp directory: counted (it names a version), never rewrapped or
+    re-encrypted in place (its writer may be alive; ``kmsflow clean`` or a rerun resolves it)."""
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> EnvelopeRef:
-        return cls(**{f: data[f] for f in cls.__dataclass_fields__})
+        return cls(**{f: data[f] for f in cls.__dataclass_fields__ if f in data})
 
 
 @dataclass

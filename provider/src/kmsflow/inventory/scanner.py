@@ -14,7 +14,9 @@ components from the root down, the first match deciding:
    directory holds :data:`REENCRYPT_COMMIT` (a GCS re-encrypt past its commit point: a blocking
    **reencrypt committed**, its envelope may be half replaced); one named like a re-encrypt backup
    (``.<name>.kmsflow-<envelope id>.old``) is a blocking **reencrypt backup** (it may hold the
-   only data its envelope's record decrypts);
+   only data its envelope's record decrypts). A record that parses inside a temp directory (a
+   staged envelope, or an envelope someone renamed to look like a temp) is counted as a reference
+   marked ``in_temp``: it names a version, and the name alone proves nothing;
 3. ``X.kmsflow.json`` outside any dataset is the sidecar record of the **file** envelope ``X``;
 4. anything else is **data without record**.
 
@@ -121,7 +123,8 @@ class _Candidate:
     rel: str  # the record's path relative to the root
     kind: str  # "file" | "dataset"
     data_rel: str  # the envelope's path relative to the root ("" = the root itself)
-    nested: bool = False  # named like a record inside a dataset: a reference only if it parses
+    nested: bool = False  # named like a record inside a dataset or temp: a reference if it parses
+    in_temp: bool = False  # inside a kmsflow temp directory (an interrupted write, or a renamed envelope)
 
 
 @dataclass(frozen=True)
@@ -199,7 +202,7 @@ def _scan_root(
             covered.add(cand.rel)
         data_rels = [_join(cand.data_rel, e.path) for e in outcome.record.files]
         covered.update(data_rels)
-        problem = _data_problem(outcome.record, data_rels, listing)
+        problem = "" if cand.in_temp else _data_problem(outcome.record, data_rels, listing)
         if problem and cand.data_rel not in replacing:
             findings.append(Finding(FindingKind.RECORD_WITHOUT_DATA, root.child(cand.data_rel).url, problem))
         refs.append(_ref(url, root, cand, outcome.record))
@@ -213,7 +216,7 @@ def _scan_root(
 class _Layout:
     """What each listed file is, by where kmsflow puts things (see the module docstring)."""
 
-    records: list[_Candidate]  # records to read: datasets', sidecars', and nested look-alikes
+    records: list[_Candidate]  # records to read: datasets', sidecars', look-alikes in datasets and temps
     temps: dict[str, str]  # temp top (file or dir) relpath -> "file" | "directory"
     owners: dict[str, str]  # relpath of a file inside a dataset -> the dataset's relpath
     loose: list[str]  # files outside every dataset and temp
@@ -242,6 +245,10 @@ def _classify(listing: Listing) -> _Layout:
                 break
             if is_temp_name(part) or is_reencrypt_backup_name(part):
                 layout.temps["/".join(parts[: i + 1])] = "directory" if i < len(parts) - 1 else "file"
+                staged = i < len(parts) - 1 and is_temp_name(part)  # a backup is blocking anyway
+                record_like = _record_candidate(rel) if staged else None
+                if record_like is not None:
+                    layout.records.append(dataclasses.replace(record_like, nested=True, in_temp=True))
                 break
         else:
             layout.loose.append(rel)
@@ -409,6 +416,7 @@ def _ref(root_url: str, root: Location, cand: _Candidate, record: EnvelopeRecord
         ciphertext_bytes=record.ciphertext_size,
         created=record.created,
         wrapped_at=record.key.wrapped_at,
+        in_temp=cand.in_temp,
     )
 
 

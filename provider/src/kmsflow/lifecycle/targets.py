@@ -59,7 +59,7 @@ def collect(targets: Sequence[str], *, inventory: Inventory | None = None, max_w
     roots: list[str] = []
     if inventory is not None:
         wanted = set(targets) if targets else set(inventory.roots)
-        refs.extend(r for r in inventory.envelopes if r.root in wanted)
+        refs.extend(r for r in inventory.envelopes if r.root in wanted and not r.in_temp)
         out.findings.extend(inventory.findings)
         out.scanned = True
     known_roots = set(inventory.roots) if inventory is not None else set()
@@ -81,7 +81,7 @@ def collect(targets: Sequence[str], *, inventory: Inventory | None = None, max_w
         out.envelopes.append(EnvelopeTarget(root.url, record, kind))
     if roots:
         found = scan(roots, max_workers=max_workers)
-        refs.extend(found.envelopes)
+        refs.extend(r for r in found.envelopes if not r.in_temp)  # a temp's writer may be alive
         out.findings.extend(found.findings)
         out.scanned = True
     fs_cache: dict[str, Location] = {}
