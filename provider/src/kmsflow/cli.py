@@ -31,6 +31,7 @@ from kmsflow.envelope import (
 )
 from kmsflow.kms import (
     KeyVersionUnavailableError,
+    KmsCredentialsError,
     KmsError,
     KmsNotFoundError,
     KmsPermissionError,
@@ -39,6 +40,7 @@ from kmsflow.kms import (
 )
 from kmsflow.lifecycle.commands import (
     EXIT_INCOMPLETE,
+    EXIT_KMS_CREDENTIALS,
     EXIT_PARTIAL,
     CommandResult,
     clean_command,
@@ -79,6 +81,7 @@ EXIT_CODES: tuple[tuple[type[BaseException], int, str], ...] = (
     (KeyVersionUnavailableError, EXIT_KMS_KEY_UNAVAILABLE, "KMS: key version disabled or destroyed"),
     (KmsNotFoundError, EXIT_KMS_NOT_FOUND, "KMS: key or key version does not exist"),
     (KmsTransientError, EXIT_KMS_TRANSIENT, "KMS: unavailable after retries (try again later)"),
+    (KmsCredentialsError, EXIT_KMS_CREDENTIALS, "KMS: no credentials (ADC or KMS_EMULATOR_HOST)"),
     (KmsError, EXIT_KMS_OTHER, "KMS: other error (invalid argument, corrupted response)"),
 )
 
