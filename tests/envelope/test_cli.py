@@ -234,3 +234,24 @@ def test_no_credentials_is_exit_15_with_its_fix(command: list[str], tmp_path: Pa
     assert line.startswith("kmsflow: error: no usable Google credentials for Cloud KMS")
     assert "gcloud auth application-default login" in line and "GOOGLE_APPLICATION_CREDENTIALS=" in line
     assert "KMS_EMULATOR_HOST=host:port" in line
+
+
+HOSTILE = "evil\x1b]0;pwned\x07\x1b[2J\u202e"  # retitles the terminal, clears it, reverses the text
+SHOWN = "evil\\x1b]0;pwned\\x07\\x1b[2J\\u202e"
+
+
+def test_a_hostile_name_in_an_error_is_escaped_on_one_line(emulator: Any, tmp_path: Path) -> None:
+    missing = tmp_path / f"{HOSTILE}\n\t.enc"
+    line = failed(run(emulator.endpoint, "verify", str(missing)), 3)
+    assert f"{SHOWN}\\x0a\\x09.enc" in line and "\x1b" not in line and "\u202e" not in line
+
+
+def test_a_hostile_name_in_a_terminal_summary_is_escaped(emulator: Any, key: str, tmp_path: Path) -> None:
+    write_random(tmp_path / HOSTILE, 100)
+    env = {k: v for k, v in os.environ.items() if k != "KMSFLOW_PRINCIPAL"}
+    env.update(KMS_EMULATOR_HOST=emulator.endpoint, COLUMNS="200")
+    dst = tmp_path / f"{HOSTILE}.enc"
+    code, text = run_on_terminal([KMSFLOW, "encrypt", "--key", key, str(tmp_path / HOSTILE), str(dst)], env)
+    assert code == 0, text
+    assert f"into {tmp_path}/{SHOWN}.enc under" in text  # the summary (_note)
+    assert "\x1b]" not in text and "\x07" not in text and "\u202e" not in text  # nor in the bar

@@ -5,6 +5,8 @@ a function that adds its parser and a handler returning an exit code, appended t
 Every failure is one line on stderr, ``kmsflow: error: <reason>``, and an exit code that names its
 class (see :data:`EXIT_CODES` and docs/CLI.md); tracebacks are never shown, and messages never
 contain plaintext or key material (the library guarantees it; we only print ``str(exc)``).
+Every line for people (reports, summaries, errors) goes through :func:`kmsflow.display.printable`:
+names come from whoever wrote the files and must not reach the terminal as escape sequences.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from typing import Any, NoReturn
 
 from kmsflow import envelope
 from kmsflow.audit import AuditLogError, audit_command
+from kmsflow.display import printable
 from kmsflow.envelope import (
     DestinationExistsError,
     EnvelopeError,
@@ -127,6 +130,7 @@ def _progress(enabled: bool, *, unit: str = "bytes") -> Iterator[envelope.Progre
         yield None
         return
     from rich.console import Console
+    from rich.markup import escape
     from rich.progress import (
         BarColumn,
         DownloadColumn,
@@ -157,7 +161,7 @@ def _progress(enabled: bool, *, unit: str = "bytes") -> Iterator[envelope.Progre
         task: Any = None
 
         def start(self, total: int, description: str) -> None:
-            self.task = bar.add_task(description, total=total)
+            self.task = bar.add_task(escape(printable(description)), total=total)  # names: not markup
 
         def advance(self, n: int) -> None:
             bar.advance(self.task, n)
@@ -173,7 +177,7 @@ def _show_progress(args: argparse.Namespace) -> bool:
 def _note(args: argparse.Namespace, message: str) -> None:
     """A human summary line on stderr, on a terminal only (scripts read the exit code)."""
     if _show_progress(args):
-        sys.stderr.write(message + "\n")
+        sys.stderr.write(printable(message) + "\n")
 
 
 def _cmd_encrypt(args: argparse.Namespace) -> int:
@@ -254,8 +258,13 @@ def _finish(result: CommandResult) -> int:
     """Print a lifecycle command's report (stdout) and its one-line reason (stderr)."""
     sys.stdout.write(result.output)
     if result.error:
-        sys.stderr.write(f"kmsflow: error: {result.error}\n")
+        sys.stderr.write(f"kmsflow: error: {printable(result.error)}\n")
     return result.exit_code
+
+
+def _shown(lines: list[str]) -> str:
+    """Report lines for a person's terminal: each :func:`printable` (they hold names), one per line."""
+    return "".join(printable(line) + "\n" for line in lines)
 
 
 def _render_inventory(report: dict[str, Any]) -> str:
@@ -270,7 +279,7 @@ def _render_inventory(report: dict[str, Any]) -> str:
             f"{stats['plaintext_bytes']} bytes, newest {stats['newest_created']}"
         )
     lines += [f"  {f['kind']}: {f['url']}: {f['detail']}" for f in report["findings"]]
-    return "\n".join(lines) + "\n"
+    return _shown(lines)
 
 
 def _cmd_inventory(args: argparse.Namespace) -> int:
@@ -310,7 +319,7 @@ def _render_clean(report: dict[str, Any]) -> str:
         why = f": {t['reason']}" if t["reason"] else ""
         lines.append(f"  {t['status']}: {t['url']} ({t['kind']}, {age}){why}")
     lines += [f"  {f['kind']}: {f['url']}: {f['detail']}" for f in report["unscanned"]]
-    return "\n".join(lines) + "\n"
+    return _shown(lines)
 
 
 def _cmd_clean(args: argparse.Namespace) -> int:
@@ -451,7 +460,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         sys.stderr.write("kmsflow: error: interrupted; no partial output was kept\n")
         return EXIT_INTERRUPTED
     except Exception as exc:  # every failure: one line, its class's exit code, no traceback
-        reason = " ".join(str(exc).split()) or exc.__class__.__name__
+        reason = printable(str(exc).strip()) or exc.__class__.__name__  # escaped: one line, inert
         if exit_code_for(exc) == EXIT_INTERNAL and not isinstance(exc, EnvelopeError):
             reason = f"{exc.__class__.__name__}: {reason}"
         sys.stderr.write(f"kmsflow: error: {reason}\n")
