@@ -28,6 +28,18 @@ def test_text_and_json_views(tmp_path: Path) -> None:
     assert audit_command(str(tmp_path / "none.jsonl"), json_output=False, resource=None) == "no audit events"
 
 
+def test_text_view_escapes_what_the_log_holds(tmp_path: Path) -> None:
+    """Anyone who can append to the log chooses its text: the human view shows it inert."""
+    path = str(tmp_path / "audit.jsonl")
+    log = AuditLog(path, actor="user:x\x1b[2J", run="cli")
+    log.append("rewrap", KEY, reason="ok\n\x1b]0;pwned\x07", evidence={"url": "/d/evil\u202e.enc"})
+    text = audit_command(path, json_output=False, resource=None)
+    assert "\x1b" not in text and "\x07" not in text and "\u202e" not in text
+    assert "why: ok\\x0a\\x1b]0;pwned\\x07\n" in text and "url=/d/evil\\u202e.enc" in text
+    assert "by user:x\\x1b[2J in run cli" in text
+    assert json.loads(audit_command(path, json_output=True, resource=None))[0]["actor"] == "user:x\x1b[2J"
+
+
 def test_provision_recorder_logs_each_applied_change(emulator: Any, tmp_path: Path, ring_id: str) -> None:
     spec = load_spec(
         f"project: kmsflow-test\nlocation: us-central1\naudit_log: {tmp_path / 'audit.jsonl'}\n"

@@ -170,7 +170,7 @@ def test_permission_denied_is_exit_10(iam_emulator: Any, tmp_path: Path) -> None
 def test_help_documents_exit_codes() -> None:
     result = subprocess.run([KMSFLOW, "--help"], capture_output=True, text=True, timeout=60)
     assert result.returncode == 0
-    for code in ("0", "2", "3", "4", "5", "6", "7", "10", "11", "12", "13", "14"):
+    for code in ("0", "2", "3", "4", "5", "6", "7", "10", "11", "12", "13", "14", "15"):
         assert f"\n  {code:>3}  " in result.stdout
 
 
@@ -202,3 +202,56 @@ def test_progress_bar_only_on_a_terminal(emulator: Any, key: str, tmp_path: Path
     assert code == 0
     assert "encrypt in" in text and "MB" in text  # rich's bar: description, sizes, speed
     assert "encrypted 1 file(s)" in text and f"{key}/cryptoKeyVersions/1" in text
+
+
+def without_credentials(home: Path) -> dict[str, str]:
+    """An environment with no emulator and no ADC: an empty HOME (no gcloud login), no key file, and
+    the metadata server (a GCE instance's identity) at a closed port, and not even probed."""
+    env = {"PATH": os.environ.get("PATH", ""), "HOME": str(home)}
+    if "PYTHONPATH" in os.environ:  # the code under test, when it is not the installed one
+        env["PYTHONPATH"] = os.environ["PYTHONPATH"]
+    env.update(GCE_METADATA_HOST="127.0.0.1:9", GCE_METADATA_IP="127.0.0.1:9", NO_GCE_CHECK="true")
+    return env
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["encrypt", "--key", "projects/p/locations/l/keyRings/r/cryptoKeys/k", "{d}/plain", "{d}/enc"],
+        ["decrypt", "{d}/enc", "{d}/out"],
+        ["verify", "{d}/enc"],
+        ["rewrap", "{d}"],
+        ["reencrypt", "{d}"],
+    ],
+)
+def test_no_credentials_is_exit_15_with_its_fix(command: list[str], tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    home.mkdir()
+    (tmp_path / "plain").write_bytes(b"x")
+    argv = [KMSFLOW, *(a.format(d=tmp_path) for a in command)]
+    result = subprocess.run(argv, capture_output=True, text=True, env=without_credentials(home), timeout=60)
+    line = failed(result, 15)
+    assert line.startswith("kmsflow: error: no usable Google credentials for Cloud KMS")
+    assert "gcloud auth application-default login" in line and "GOOGLE_APPLICATION_CREDENTIALS=" in line
+    assert "KMS_EMULATOR_HOST=host:port" in line
+
+
+HOSTILE = "evil\x1b]0;pwned\x07\x1b[2J\u202e"  # retitles the terminal, clears it, reverses the text
+SHOWN = "evil\\x1b]0;pwned\\x07\\x1b[2J\\u202e"
+
+
+def test_a_hostile_name_in_an_error_is_escaped_on_one_line(emulator: Any, tmp_path: Path) -> None:
+    missing = tmp_path / f"{HOSTILE}\n\t.enc"
+    line = failed(run(emulator.endpoint, "verify", str(missing)), 3)
+    assert f"{SHOWN}\\x0a\\x09.enc" in line and "\x1b" not in line and "\u202e" not in line
+
+
+def test_a_hostile_name_in_a_terminal_summary_is_escaped(emulator: Any, key: str, tmp_path: Path) -> None:
+    write_random(tmp_path / HOSTILE, 100)
+    env = {k: v for k, v in os.environ.items() if k != "KMSFLOW_PRINCIPAL"}
+    env.update(KMS_EMULATOR_HOST=emulator.endpoint, COLUMNS="200")
+    dst = tmp_path / f"{HOSTILE}.enc"
+    code, text = run_on_terminal([KMSFLOW, "encrypt", "--key", key, str(tmp_path / HOSTILE), str(dst)], env)
+    assert code == 0, text
+    assert f"into {tmp_path}/{SHOWN}.enc under" in text  # the summary (_note)
+    assert "\x1b]" not in text and "\x07" not in text and "\u202e" not in text  # nor in the bar

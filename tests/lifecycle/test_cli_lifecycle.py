@@ -140,3 +140,29 @@ def test_reencrypt_shows_a_progress_bar_of_bytes_on_a_terminal(
     assert code == 0
     assert "reencrypt + verify" in text and "1.2/1.2 MB" in text  # every byte read twice: 2 x 600 kB
     assert '"reencrypted": 2' in text  # the report, as when piped
+
+
+HOSTILE = "evil\x1b]0;pwned\x07\x1b[2J\u202e"  # retitles the terminal, clears it, reverses the text
+SHOWN = "evil\\x1b]0;pwned\\x07\\x1b[2J\\u202e"
+
+
+def test_hostile_names_reach_the_terminal_escaped(
+    emulator: Any, kms: kms_v1.KeyManagementServiceClient, key: str, tmp_path: Path
+) -> None:
+    root = tmp_path / "root"
+    made = make_file(kms, key, tmp_path / "src", str(root / f"{HOSTILE}.enc"))
+    Path(made.dst).unlink()  # its record, without data: a finding that names it, and exit 8
+    inventory = run(emulator.endpoint, "inventory", str(root))
+    assert inventory.returncode == 8, inventory.stderr
+    assert f"{SHOWN}.enc" in inventory.stdout and f"{SHOWN}.enc" in inventory.stderr
+    assert "\x1b" not in inventory.stdout + inventory.stderr and "\u202e" not in inventory.stdout
+
+    (root / f".{HOSTILE}.kmsflow-0123456789ab.part").write_bytes(b"x")
+    clean = run(emulator.endpoint, "clean", str(root), "--older-than", "0")
+    assert clean.returncode == 0, clean.stderr
+    assert f"removed: {root}/.{SHOWN}.kmsflow-0123456789ab.part" in clean.stdout
+    assert "\x1b" not in clean.stdout + clean.stderr
+
+    as_json = run(emulator.endpoint, "inventory", str(root), "--json")
+    assert "\x1b" not in as_json.stdout  # JSON escapes it, and keeps the name as it is:
+    assert [f["url"] for f in json.loads(as_json.stdout)["findings"]] == [f"{root}/{HOSTILE}.enc"]

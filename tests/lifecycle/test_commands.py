@@ -3,13 +3,24 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 
+import pytest
+from expired_credentials import REAUTH, refresh_failing_client
 from google.cloud import kms_v1
 from inventory.builders import make_file
 
 from kmsflow.kms import resources
-from kmsflow.lifecycle.commands import EXIT_INCOMPLETE, EXIT_PARTIAL, inventory_command, rewrap_command
+from kmsflow.lifecycle.commands import (
+    EXIT_INCOMPLETE,
+    EXIT_KMS_CREDENTIALS,
+    EXIT_PARTIAL,
+    CommandResult,
+    inventory_command,
+    reencrypt_command,
+    rewrap_command,
+)
 
 
 def test_inventory_command(kms: kms_v1.KeyManagementServiceClient, key: str, tmp_path: Path) -> None:
@@ -40,3 +51,18 @@ def test_rewrap_command(kms: kms_v1.KeyManagementServiceClient, key: str, tmp_pa
     (tmp_path / "plain").write_text("x")
     code, out, err = rewrap_command([made.dst, str(tmp_path / "plain")], client=kms)
     assert code == EXIT_PARTIAL and "RecordNotFoundError" in err and json.loads(out)["already_current"] == 1
+
+
+@pytest.mark.parametrize("command", [rewrap_command, reencrypt_command])
+def test_unrefreshable_credentials_are_one_reason_not_one_failure_per_envelope(
+    command: Callable[..., CommandResult], kms: kms_v1.KeyManagementServiceClient, key: str, tmp_path: Path
+) -> None:
+    for i in range(3):
+        make_file(kms, key, tmp_path / "src", str(tmp_path / "root" / f"a{i}.enc"), seed=i)
+    resources.rotate(kms, key)
+    with refresh_failing_client() as expired:
+        code, out, err = command([str(tmp_path / "root")], client=expired)
+    assert code == EXIT_KMS_CREDENTIALS and "\n" not in err
+    assert err.startswith("3 failure(s), first: no usable Google credentials") and REAUTH.rstrip(".") in err
+    assert "gcloud auth application-default login" in err and "KMS_EMULATOR_HOST" in err
+    assert len(json.loads(out)["failures"]) == 3  # the report still says which envelopes were left

@@ -5,6 +5,8 @@ a function that adds its parser and a handler returning an exit code, appended t
 Every failure is one line on stderr, ``kmsflow: error: <reason>``, and an exit code that names its
 class (see :data:`EXIT_CODES` and docs/CLI.md); tracebacks are never shown, and messages never
 contain plaintext or key material (the library guarantees it; we only print ``str(exc)``).
+Every line for people (reports, summaries, errors) goes through :func:`kmsflow.display.printable`:
+names come from whoever wrote the files and must not reach the terminal as escape sequences.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from typing import Any, NoReturn
 
 from kmsflow import envelope
 from kmsflow.audit import AuditLogError, audit_command
+from kmsflow.display import printable
 from kmsflow.envelope import (
     DestinationExistsError,
     EnvelopeError,
@@ -34,6 +37,7 @@ from kmsflow.envelope import (
 from kmsflow.envelope.walk import Obstacle
 from kmsflow.kms import (
     KeyVersionUnavailableError,
+    KmsCredentialsError,
     KmsError,
     KmsNotFoundError,
     KmsPermissionError,
@@ -42,6 +46,7 @@ from kmsflow.kms import (
 )
 from kmsflow.lifecycle.commands import (
     EXIT_INCOMPLETE,
+    EXIT_KMS_CREDENTIALS,
     EXIT_PARTIAL,
     CommandResult,
     clean_command,
@@ -89,6 +94,7 @@ EXIT_CODES: tuple[tuple[type[BaseException], int, str], ...] = (
     (KeyVersionUnavailableError, EXIT_KMS_KEY_UNAVAILABLE, "KMS: key version disabled or destroyed"),
     (KmsNotFoundError, EXIT_KMS_NOT_FOUND, "KMS: key or key version does not exist"),
     (KmsTransientError, EXIT_KMS_TRANSIENT, "KMS: unavailable after retries (try again later)"),
+    (KmsCredentialsError, EXIT_KMS_CREDENTIALS, "KMS: no credentials (ADC or KMS_EMULATOR_HOST)"),
     (KmsError, EXIT_KMS_OTHER, "KMS: other error (invalid argument, corrupted response)"),
 )
 
@@ -134,6 +140,7 @@ def _progress(enabled: bool, *, unit: str = "bytes") -> Iterator[envelope.Progre
         yield None
         return
     from rich.console import Console
+    from rich.markup import escape
     from rich.progress import (
         BarColumn,
         DownloadColumn,
@@ -164,7 +171,7 @@ def _progress(enabled: bool, *, unit: str = "bytes") -> Iterator[envelope.Progre
         task: Any = None
 
         def start(self, total: int, description: str) -> None:
-            self.task = bar.add_task(description, total=total)
+            self.task = bar.add_task(escape(printable(description)), total=total)  # names: not markup
 
         def advance(self, n: int) -> None:
             bar.advance(self.task, n)
@@ -180,7 +187,7 @@ def _show_progress(args: argparse.Namespace) -> bool:
 def _note(args: argparse.Namespace, message: str) -> None:
     """A human summary line on stderr, on a terminal only (scripts read the exit code)."""
     if _show_progress(args):
-        sys.stderr.write(message + "\n")
+        sys.stderr.write(printable(message) + "\n")
 
 
 def _cmd_encrypt(args: argparse.Namespace) -> int:
@@ -271,8 +278,13 @@ def _finish(result: CommandResult) -> int:
     """Print a lifecycle command's report (stdout) and its one-line reason (stderr)."""
     sys.stdout.write(result.output)
     if result.error:
-        sys.stderr.write(f"kmsflow: error: {result.error}\n")
+        sys.stderr.write(f"kmsflow: error: {printable(result.error)}\n")
     return result.exit_code
+
+
+def _shown(lines: list[str]) -> str:
+    """Report lines for a person's terminal: each :func:`printable` (they hold names), one per line."""
+    return "".join(printable(line) + "\n" for line in lines)
 
 
 def _render_inventory(report: dict[str, Any]) -> str:
@@ -287,7 +299,7 @@ def _render_inventory(report: dict[str, Any]) -> str:
             f"{stats['plaintext_bytes']} bytes, newest {stats['newest_created']}"
         )
     lines += [f"  {f['kind']}: {f['url']}: {f['detail']}" for f in report["findings"]]
-    return "\n".join(lines) + "\n"
+    return _shown(lines)
 
 
 def _cmd_inventory(args: argparse.Namespace) -> int:
@@ -327,7 +339,7 @@ def _render_clean(report: dict[str, Any]) -> str:
         why = f": {t['reason']}" if t["reason"] else ""
         lines.append(f"  {t['status']}: {t['url']} ({t['kind']}, {age}){why}")
     lines += [f"  {f['kind']}: {f['url']}: {f['detail']}" for f in report["unscanned"]]
-    return "\n".join(lines) + "\n"
+    return _shown(lines)
 
 
 def _cmd_clean(args: argparse.Namespace) -> int:
@@ -468,7 +480,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         sys.stderr.write("kmsflow: error: interrupted; no partial output was kept\n")
         return EXIT_INTERRUPTED
     except Exception as exc:  # every failure: one line, its class's exit code, no traceback
-        reason = " ".join(str(exc).split()) or exc.__class__.__name__
+        reason = printable(str(exc).strip()) or exc.__class__.__name__  # escaped: one line, inert
         if exit_code_for(exc) == EXIT_INTERNAL and not isinstance(exc, EnvelopeError):
             reason = f"{exc.__class__.__name__}: {reason}"
         sys.stderr.write(f"kmsflow: error: {reason}\n")

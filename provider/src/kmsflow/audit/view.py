@@ -10,6 +10,7 @@ import json
 
 from kmsflow.audit.event import AuditEvent, JsonValue
 from kmsflow.audit.log import read_events
+from kmsflow.display import printable
 
 
 def _short(value: JsonValue) -> str:
@@ -19,7 +20,10 @@ def _short(value: JsonValue) -> str:
 
 
 def render_events(events: list[AuditEvent]) -> str:
-    """One block per event: a header line, then the reason and the evidence as ``key=value``."""
+    """One block per event: a header line, then the reason and the evidence as ``key=value``.
+
+    Each line is :func:`printable`: resources, reasons and evidence (paths) come from the log, which
+    anyone who can append to it writes, and must not reach the terminal as escape sequences."""
     if not events:
         return "no audit events"
     lines: list[str] = []
@@ -33,7 +37,7 @@ def render_events(events: list[AuditEvent]) -> str:
                 "    evidence: " + ", ".join(f"{k}={_short(v)}" for k, v in sorted(e.evidence.items()))
             )
     lines.append(f"{len(events)} event(s)")
-    return "\n".join(lines)
+    return "\n".join(printable(line) for line in lines)
 
 
 def audit_command(

@@ -15,12 +15,14 @@ from typing import Any
 import grpc
 from google.api_core.client_options import ClientOptions
 from google.auth.credentials import AnonymousCredentials, Credentials
+from google.auth.exceptions import DefaultCredentialsError
 from google.cloud import kms_v1
 from google.cloud.kms_v1.services.key_management_service.transports import (
     KeyManagementServiceGrpcTransport,
 )
 
 from kmsflow.kms import logsafe
+from kmsflow.kms.errors import credentials_error
 
 # Before any client exists: DEBUG logs of google-cloud-kms must never carry KMS payloads.
 logsafe.install()
@@ -72,10 +74,15 @@ def new_kms_client(
 
     ``endpoint`` (or ``KMS_EMULATOR_HOST``) selects the emulator; otherwise the client talks to real
     Cloud KMS with ``credentials`` (or Application Default Credentials when None).
+    Raises :class:`~kmsflow.kms.errors.KmsCredentialsError` when there are no usable ADC: google-auth's
+    own error names neither the emulator nor kmsflow's error classes (the CLI's exit codes).
     """
     endpoint = endpoint or emulator_host()
     if endpoint is None:
-        return kms_v1.KeyManagementServiceClient(credentials=credentials)
+        try:
+            return kms_v1.KeyManagementServiceClient(credentials=credentials)
+        except DefaultCredentialsError as exc:
+            raise credentials_error(str(exc)) from exc
     principal = principal or os.environ.get(PRINCIPAL_ENV) or None
     transport = KeyManagementServiceGrpcTransport(
         channel=emulator_channel(endpoint, principal),

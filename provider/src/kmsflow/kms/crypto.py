@@ -19,9 +19,18 @@ from google.api_core import retry as gretry
 from google.cloud import kms_v1
 
 from kmsflow.kms.crc import crc32c
-from kmsflow.kms.errors import KmsIntegrityError, translate
+from kmsflow.kms.errors import KmsIntegrityError, is_credentials_failure, translate
 
 TRANSIENT = (gexc.ServiceUnavailable, gexc.DeadlineExceeded, gexc.ResourceExhausted)
+
+
+def is_transient(exc: BaseException) -> bool:
+    """The retry predicate: a transient status, unless it is a credentials refresh failure.
+
+    gRPC reports a failed token refresh as UNAVAILABLE; google-auth has already retried what it
+    could, and retrying the call would only delay "no usable credentials" by the whole deadline.
+    """
+    return isinstance(exc, TRANSIENT) and not is_credentials_failure(exc)
 
 
 _DEADLINE: ContextVar[float] = ContextVar("kmsflow_kms_deadline", default=60.0)
@@ -33,7 +42,7 @@ def default_retry(deadline: float | None = None) -> gretry.Retry:
     Without ``deadline``: the one :func:`retry_deadline` put in force here, else 60 s.
     """
     return gretry.Retry(
-        predicate=gretry.if_exception_type(*TRANSIENT),
+        predicate=is_transient,
         initial=0.1,
         maximum=5.0,
         multiplier=2.0,

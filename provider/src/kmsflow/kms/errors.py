@@ -37,6 +37,42 @@ class KmsTransientError(KmsError):
     """UNAVAILABLE / DEADLINE_EXCEEDED / RESOURCE_EXHAUSTED persisted past the retry deadline."""
 
 
+class KmsCredentialsError(KmsError):
+    """No usable Google credentials: none configured, or they could not be refreshed.
+
+    Neither an IAM denial nor an outage: retrying cannot help, and the fix is on the caller's side
+    (log in, point at a key file, or use the emulator), so the message says how, in one line.
+    """
+
+
+CREDENTIALS_HINT = (
+    "set up Application Default Credentials (`gcloud auth application-default login`, "
+    "GOOGLE_APPLICATION_CREDENTIALS=/path/key.json, or a workload identity), "
+    "or KMS_EMULATOR_HOST=host:port for the kmsflow emulator"
+)
+
+# gRPC core's wording when a call's credentials plugin (google-auth's token refresh) raised: the
+# refresh error itself never reaches the caller, only this status (UNAVAILABLE) and its text.
+_PLUGIN_FAILED = "Getting metadata from plugin failed"
+
+
+def credentials_error(detail: str) -> KmsCredentialsError:
+    """A :class:`KmsCredentialsError` saying what failed (``detail``) and how to fix it."""
+    return KmsCredentialsError(
+        f"no usable Google credentials for Cloud KMS: {detail.rstrip('. ')}. Fix: {CREDENTIALS_HINT}"
+    )
+
+
+def is_credentials_failure(exc: BaseException) -> bool:
+    """Whether a failed KMS call failed because its credentials could not be refreshed.
+
+    Why by message: over gRPC, google-auth's ``RefreshError`` is turned into an UNAVAILABLE status
+    that looks like an outage; without this, it would be retried for the whole deadline and then
+    reported as "KMS unavailable".
+    """
+    return isinstance(exc, gexc.GoogleAPICallError) and _PLUGIN_FAILED in str(exc)
+
+
 class KmsIntegrityError(KmsError):
     """A CRC32C check failed: the request or response was corrupted in transit."""
 
@@ -118,6 +154,8 @@ _TRANSLATIONS: tuple[tuple[type[gexc.GoogleAPICallError], type[KmsError]], ...] 
 def translate(exc: gexc.GoogleAPIError, action: str) -> KmsError:
     """The kmsflow error for a failed ``action`` (e.g. "decrypt with projects/.../cryptoKeys/k")."""
     message = getattr(exc, "message", None) or str(exc)
+    if is_credentials_failure(exc):
+        return credentials_error(f"{action}: {message}")
     if isinstance(exc, gexc.RetryError):
         cause = exc.cause
         detail = getattr(cause, "message", None) or str(cause)

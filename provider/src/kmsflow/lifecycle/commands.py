@@ -11,6 +11,9 @@ Exit codes (proposed additions to ``kmsflow.cli.EXIT_CODES``; both still print t
   record, record without data, data without record): no proof of "zero references" possible.
 * ``EXIT_PARTIAL`` (9): rewrap left some envelopes not current (failures or conflicts); rerun.
   For ``clean``: some temps could not be removed.
+* ``EXIT_KMS_CREDENTIALS`` (15): no usable Google credentials (``kmsflow.cli.EXIT_CODES`` maps
+  :class:`~kmsflow.kms.errors.KmsCredentialsError` to it too): one line saying how to fix it,
+  rather than the same failure once per envelope.
 """
 
 from __future__ import annotations
@@ -24,12 +27,14 @@ from google.cloud import kms_v1
 from kmsflow.envelope.progress import Progress
 from kmsflow.inventory import scan
 from kmsflow.kms.client import new_kms_client
+from kmsflow.kms.errors import KmsCredentialsError
 from kmsflow.lifecycle.rewrap import rewrap
 
 EXIT_OK = 0
 EXIT_USAGE = 2
 EXIT_INCOMPLETE = 8
 EXIT_PARTIAL = 9
+EXIT_KMS_CREDENTIALS = 15
 
 
 class CommandResult(NamedTuple):
@@ -62,6 +67,13 @@ def _outcome(report: _LifecycleReport) -> CommandResult:
     output = _dump(report.to_dict())
     if report.ok:
         return CommandResult(EXIT_OK, output)
+    no_credentials = [f for f in report.failures if f.error == KmsCredentialsError.__name__]
+    if no_credentials:  # every envelope fails the same way: say it once, with its fix
+        return CommandResult(
+            EXIT_KMS_CREDENTIALS,
+            output,
+            f"{len(report.failures)} failure(s), first: {no_credentials[0].reason}",
+        )
     if report.failures or report.conflicts:
         issue = (report.failures or report.conflicts)[0]
         reason = (
@@ -108,9 +120,11 @@ def rewrap_command(
         return CommandResult(EXIT_USAGE, "", "rewrap: at least one PATH is required")
     if max_workers < 1:
         return CommandResult(EXIT_USAGE, "", "rewrap: --workers must be at least 1")
-    report = rewrap(
-        client or new_kms_client(), paths, max_workers=max_workers, dry_run=dry_run, progress=progress
-    )
+    try:
+        client = client or new_kms_client()
+    except KmsCredentialsError as exc:
+        return CommandResult(EXIT_KMS_CREDENTIALS, "", str(exc))
+    report = rewrap(client, paths, max_workers=max_workers, dry_run=dry_run, progress=progress)
     return _outcome(report)
 
 
@@ -137,8 +151,12 @@ def reencrypt_command(
         return CommandResult(EXIT_USAGE, "", "reencrypt: --workers must be at least 1")
     if stale_after is not None and stale_after < 0:
         return CommandResult(EXIT_USAGE, "", "reencrypt: --stale-after must not be negative")
+    try:
+        client = client or new_kms_client()
+    except KmsCredentialsError as exc:
+        return CommandResult(EXIT_KMS_CREDENTIALS, "", str(exc))
     report = reencrypt(
-        client or new_kms_client(),
+        client,
         paths,
         max_workers=max_workers,
         dry_run=dry_run,

@@ -51,7 +51,7 @@ from google.cloud.kms_v1.services.key_management_service.transports import (
 from kmsflow.audit import resolve_actor
 from kmsflow.kms import crypto, iam, resources
 from kmsflow.kms.client import PRINCIPAL_ENV, PRINCIPAL_METADATA_KEY, emulator_host, new_kms_client
-from kmsflow.kms.crypto import TRANSIENT, Wrapped
+from kmsflow.kms.crypto import Wrapped, is_transient
 from kmsflow.kms.errors import translate
 
 DEFAULT_DEADLINE = 60.0
@@ -463,7 +463,7 @@ class KmsAsyncHook(BaseHook):
         client = await self.get_conn()
         sync_hook = await self.get_sync_hook()
         retry = retry_async.AsyncRetry(
-            predicate=retry_async.if_exception_type(*TRANSIENT),
+            predicate=is_transient,
             initial=0.1,
             maximum=5.0,
             multiplier=2.0,
