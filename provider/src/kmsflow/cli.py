@@ -195,7 +195,7 @@ def _cmd_encrypt(args: argparse.Namespace) -> int:
     with new_kms_client() as client, _progress(_show_progress(args)) as progress:
         record = envelope.encrypt(client, args.key, args.src, args.dst, progress=progress, omitted=omitted)
     for left_out in omitted or []:  # always shown: the user must know what is not in the envelope
-        sys.stderr.write(f"kmsflow: skipped {left_out.rel}: {left_out.detail}\n")
+        sys.stderr.write(printable(f"kmsflow: skipped {left_out.rel}: {left_out.detail}") + "\n")
     _note(
         args, f"encrypted {len(record.files)} file(s) into {args.dst} under {record.key.crypto_key_version}"
     )
