@@ -174,3 +174,37 @@ def test_format_doc_embeds_this_reader() -> None:
         "tink.proto_keyset_format.parse(response.plaintext, secret_key_access.TOKEN)",
     ):
         assert needle in doc, needle
+
+
+# ---- the independent writer: run exactly as docs/FORMAT.md §6 prints it -----------------------
+
+
+def writer_from_the_doc() -> Any:
+    """``independent_encrypt`` compiled from the code block after "**A writer**" in FORMAT.md."""
+    doc = (ROOT / "docs" / "FORMAT.md").read_text()
+    code = doc.split("**A writer**", 1)[1].split("```python\n", 1)[1].split("```", 1)[0]
+    namespace: dict[str, Any] = {}
+    exec(compile(code, "docs/FORMAT.md (writer)", "exec"), namespace)
+    return namespace["independent_encrypt"]
+
+
+def test_an_envelope_written_by_the_spec_is_read_by_kmsflow(emulator: Any, key: str, tmp_path: Path) -> None:
+    from kmsflow import envelope
+    from kmsflow.inventory import scan
+
+    files = {
+        "weights/layer-0.bin": write_random(tmp_path / "src/weights/layer-0.bin", 1_100_000, seed=3),
+        "empty": b"",
+        "métriques.json": b'{"f1": 0.9}',
+    }
+    for rel, data in files.items():
+        (tmp_path / "src" / rel).write_bytes(data)
+    writer_from_the_doc()(
+        plain_kms_client(emulator.endpoint), key, str(tmp_path / "src"), str(tmp_path / "enc")
+    )
+
+    record = envelope.verify(emulator.client(), str(tmp_path / "enc"))
+    envelope.decrypt(emulator.client(), str(tmp_path / "enc"), str(tmp_path / "out"))
+    assert {rel: (tmp_path / "out" / rel).read_bytes() for rel in files} == files
+    inv = scan([str(tmp_path / "enc")])
+    assert inv.complete and [r.envelope_id for r in inv.envelopes] == [record.envelope_id]
