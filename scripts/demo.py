@@ -219,6 +219,19 @@ class Demo:
         self.dag("kmsflow_rotate_rewrap", {"spec_path": str(spec)}, show=("detect", "publish"))
         say(self.cli("inventory", str(OUT / "artifacts"), principal=CONSUMER))
 
+        step("A careless link in a root: the scan says it cannot see behind it, so nothing can be shredded")
+        outside = OUT / "elsewhere"
+        shared_src = OUT / "shared-src.bin"
+        shared_src.write_bytes(os.urandom(4096))
+        self.cli("encrypt", "--key", KEY, str(shared_src), str(outside / "shared.enc"), principal=PRODUCER)
+        shared_src.unlink()
+        link = OUT / "artifacts" / "shared-models"
+        link.symlink_to(outside)
+        say(self.cli("inventory", str(OUT / "artifacts"), principal=CONSUMER, expect=8))
+        link.unlink()
+        shutil.rmtree(outside)
+        say("link removed: the envelope behind it is the user's to move into a root")
+
         step("kmsflow_shred, 31 days later: prove v1 unreferenced, then disable it (reversible)")
         self.advance(31)
         shred = {
