@@ -9,8 +9,11 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
+from typing import Any
 
 import pytest
+from google.cloud import kms_v1
+from inventory.builders import make_key
 
 from kmsflow.emulator.admin import AdminClient
 from kmsflow.emulator.process import spawn
@@ -94,3 +97,14 @@ def owner() -> str:
 @pytest.fixture(scope="session")
 def location() -> str:
     return LOCATION
+
+
+@pytest.fixture
+def kms(emulator: Any) -> kms_v1.KeyManagementServiceClient:
+    return emulator.client()
+
+
+@pytest.fixture
+def key(kms: kms_v1.KeyManagementServiceClient, ring_id: str) -> str:
+    """A fresh ENCRYPT_DECRYPT CryptoKey (version 1 primary) on the shared emulator."""
+    return make_key(kms, ring_id)

@@ -1,22 +1,10 @@
-"""Adversarial fixtures: a KMS client on the shared emulator and a fresh key per test."""
+"""Adversarial fixtures (``kms`` and ``key`` come from tests/conftest.py)."""
 
 from __future__ import annotations
 
 from typing import Any
 
 import pytest
-from google.cloud import kms_v1
-from inventory.builders import make_key
-
-
-@pytest.fixture
-def kms(emulator: Any) -> kms_v1.KeyManagementServiceClient:
-    return emulator.client()
-
-
-@pytest.fixture
-def key(kms: kms_v1.KeyManagementServiceClient, ring_id: str) -> str:
-    return make_key(kms, ring_id)
 
 
 @pytest.fixture

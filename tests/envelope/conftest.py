@@ -71,17 +71,6 @@ def _no_ambient_endpoints(monkeypatch: pytest.MonkeyPatch) -> None:
         monkeypatch.delenv(name, raising=False)
 
 
-@pytest.fixture
-def kms(emulator: Any) -> kms_v1.KeyManagementServiceClient:
-    return emulator.client()
-
-
-@pytest.fixture
-def key(kms: kms_v1.KeyManagementServiceClient, ring_id: str) -> str:
-    """A fresh ENCRYPT_DECRYPT CryptoKey (version 1 primary) on the shared emulator."""
-    return make_key(kms, ring_id)
-
-
 @pytest.fixture(scope="session")
 def gcs_emulator() -> Iterator[str]:
     """``gcp-storage-emulator`` (in memory) on a free loopback port, enforcing GCS preconditions
