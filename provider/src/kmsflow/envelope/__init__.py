@@ -17,6 +17,7 @@ from kmsflow.envelope.errors import (
     RecordInvalidError,
     RecordNotFoundError,
     SourceNotFoundError,
+    StagingAbortedError,
     TamperedError,
     UnsupportedFormatError,
 )
@@ -47,6 +48,7 @@ __all__ = [
     "RecordNotFoundError",
     "SegmentLayout",
     "SourceNotFoundError",
+    "StagingAbortedError",
     "TamperedError",
     "UnsupportedFormatError",
     "data_aad",
