@@ -3,7 +3,8 @@
 How every listed file is classified (layout: ``kmsflow.envelope.layout``):
 
 1. a path with a component named like kmsflow's staging temps (``.<name>.kmsflow-<hex>.tmp`` or
-   ``.part``) is a **stale temp** (informational: a temp never holds a committed record), unless
+   ``.part``) is a **stale temp** (informational: a temp never holds a committed record; a
+   decrypt's ``.plain`` one is a **plaintext temp**, informational too), unless
    that staging directory holds :data:`REENCRYPT_COMMIT` (a GCS re-encrypt past its commit point:
    a blocking **reencrypt committed**, its envelope may be half replaced); one named like a
    re-encrypt backup (``.<name>.kmsflow-<envelope id>.old``) is a blocking **reencrypt backup**
@@ -22,7 +23,6 @@ the scan itself only fails on programming errors.
 
 from __future__ import annotations
 
-import re
 import uuid
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -32,9 +32,11 @@ from datetime import UTC, datetime
 from kmsflow.envelope.errors import EnvelopeError, RecordInvalidError
 from kmsflow.envelope.layout import (
     DATASET_RECORD,
+    PLAINTEXT_TEMP_NAME,
     REENCRYPT_BACKUP_NAME,
     RESERVED_DIR,
     SIDECAR_SUFFIX,
+    TEMP_NAME,
     check_relpath,
 )
 from kmsflow.envelope.record import EnvelopeRecord
@@ -43,9 +45,6 @@ from kmsflow.inventory.listing import Listing, RootUnreachableError, list_root
 from kmsflow.inventory.model import EnvelopeRef, Finding, FindingKind, Inventory
 from kmsflow.inventory.mounts import is_local_disk
 from kmsflow.pools import chunks
-
-TEMP_NAME = re.compile(r"^\.(?P<name>.+)\.kmsflow-[0-9a-f]+\.(?:tmp|part)$")
-"""kmsflow's staging names (``envelope.staging``; also used by rewrap for new records)."""
 
 REENCRYPT_COMMIT = f"{RESERVED_DIR}/COMMIT"
 """Inside a re-encrypt staging prefix on an object store: written once the staged envelope is
@@ -236,6 +235,16 @@ def _scan_root(url: str, max_workers: int, refs: list[EnvelopeRef], findings: li
                     f"committed re-encrypt staging: {owner.url} may be half replaced and only "
                     "this staged envelope decrypts it; rerun reencrypt on it to roll forward (do "
                     "not delete this by hand)",
+                )
+            )
+            continue
+        if PLAINTEXT_TEMP_NAME.match(top.rsplit("/", 1)[-1]):
+            findings.append(
+                Finding(
+                    FindingKind.PLAINTEXT_TEMP,
+                    root.child(top).url,
+                    f"decrypted plaintext {what} of a decrypt that is running or was killed; "
+                    "kmsflow clean removes it unless its decrypt is alive",
                 )
             )
             continue

@@ -64,14 +64,14 @@ from kmsflow.envelope.aad import data_aad
 from kmsflow.envelope.encrypt import new_envelope_id
 from kmsflow.envelope.errors import EnvelopeError, EnvelopeIOError, TamperedError, os_reason
 from kmsflow.envelope.keyset import DataKey
-from kmsflow.envelope.layout import DATASET_RECORD, REENCRYPT_BACKUP_NAME, SIDECAR_SUFFIX, locate
+from kmsflow.envelope.layout import DATASET_RECORD, REENCRYPT_BACKUP_NAME, SIDECAR_SUFFIX, TEMP_NAME, locate
 from kmsflow.envelope.progress import Progress
 from kmsflow.envelope.record import EnvelopeRecord, FileEntry, utc_now
 from kmsflow.envelope.storage import TINK_CHUNK_SIZE, Location, resolve
 from kmsflow.envelope.streams import ChecksumReader, plaintext_pieces, write_behind, write_through
 from kmsflow.envelope.wrap import unwrap_key, wrap_key
 from kmsflow.inventory import Finding, FindingKind
-from kmsflow.inventory.scanner import TEMP_NAME, now_rfc3339, parse_record, read_record_bytes
+from kmsflow.inventory.scanner import now_rfc3339, parse_record, read_record_bytes
 from kmsflow.lifecycle import reencrypt_gcs as gcs
 from kmsflow.lifecycle import reencrypt_local as local
 from kmsflow.lifecycle.cas import RecordConflictError, RecordSnapshot, read_snapshot
