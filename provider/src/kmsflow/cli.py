@@ -14,7 +14,9 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import sys
+import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any, NoReturn
@@ -72,6 +74,7 @@ EXIT_KMS_TRANSIENT = 13
 EXIT_KMS_OTHER = 14
 EXIT_SOURCE_INCOMPLETE = 16
 EXIT_INTERRUPTED = 130
+EXIT_SIGNAL_BASE = 128  # terminated by signal N: exit 128 + N, as shells report it (143, 129)
 
 # Most specific first: the first matching class decides the exit code.
 EXIT_CODES: tuple[tuple[type[BaseException], int, str], ...] = (
@@ -114,6 +117,8 @@ def _epilog() -> str:
     rows[EXIT_INCOMPLETE] = "inventory/rewrap/clean: scan incomplete (findings block any proof)"
     rows[EXIT_PARTIAL] = "rewrap/reencrypt: some envelopes failed or conflicted; clean: some temps failed"
     rows[EXIT_INTERRUPTED] = "interrupted (no partial output kept)"
+    for sig in TERMINATING_SIGNALS:
+        rows[EXIT_SIGNAL_BASE + sig] = f"terminated by {sig.name} (no partial output kept)"
     lines = ["exit codes:", *(f"  {code:>3}  {text}" for code, text in sorted(rows.items()))]
     lines += [
         "",
@@ -470,21 +475,79 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+TERMINATING_SIGNALS = (signal.SIGTERM, signal.SIGHUP)
+"""Handled like Ctrl-C: what Airflow (task timeout, run marked failed), ``timeout``, systemd and
+Kubernetes send, and what a closed terminal sends. Their default action kills the process without
+unwinding, which would leave a decrypt's partial plaintext behind."""
+
+
+class Terminated(BaseException):
+    """Raised in the main thread by the handler of a :data:`TERMINATING_SIGNALS` signal.
+
+    A ``BaseException``, like ``KeyboardInterrupt``, so that no ``except Exception`` swallows it and
+    every staging's ``except BaseException`` abort runs on the way out."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
+@contextmanager
+def _terminating_signals_raise(received: list[int]) -> Iterator[None]:
+    """While the block runs, SIGTERM/SIGHUP raise :class:`Terminated` and are appended to
+    ``received`` (raised once: a repeated signal must not interrupt the cleanup it started;
+    SIGKILL still ends the process). A signal ignored on entry (``nohup``) stays ignored; the
+    previous handlers are restored afterwards. Only the main thread can set handlers; elsewhere
+    the block runs with the process's handlers as they are."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum: int, frame: object) -> None:
+        received.append(signum)
+        if len(received) == 1:
+            raise Terminated(signum)
+
+    previous = {
+        sig: signal.signal(sig, handler)
+        for sig in TERMINATING_SIGNALS
+        if signal.getsignal(sig) is not signal.SIG_IGN
+    }
+    try:
+        yield
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``kmsflow`` console script; returns the process exit code."""
     args = build_parser().parse_args(argv)
+    received: list[int] = []
     try:
-        code: int = args.func(args)
+        with _terminating_signals_raise(received):
+            code: int = args.func(args)
         return code
     except KeyboardInterrupt:
         sys.stderr.write("kmsflow: error: interrupted; no partial output was kept\n")
         return EXIT_INTERRUPTED
+    except Terminated as exc:
+        return _terminated(exc.signum)
     except Exception as exc:  # every failure: one line, its class's exit code, no traceback
+        if received:  # a library turned the signal's exception into its own error on the way out
+            return _terminated(received[0])
         reason = printable(str(exc).strip()) or exc.__class__.__name__  # escaped: one line, inert
         if exit_code_for(exc) == EXIT_INTERNAL and not isinstance(exc, EnvelopeError):
             reason = f"{exc.__class__.__name__}: {reason}"
         sys.stderr.write(f"kmsflow: error: {reason}\n")
         return exit_code_for(exc)
+
+
+def _terminated(signum: int) -> int:
+    """Report a run ended by a :data:`TERMINATING_SIGNALS` signal; its exit code (128 + signal)."""
+    name = signal.Signals(signum).name
+    sys.stderr.write(f"kmsflow: error: terminated by {name}; no partial output was kept\n")
+    return EXIT_SIGNAL_BASE + signum
 
 
 if __name__ == "__main__":

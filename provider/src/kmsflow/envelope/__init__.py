@@ -19,6 +19,7 @@ from kmsflow.envelope.errors import (
     RecordNotFoundError,
     SourceIncompleteError,
     SourceNotFoundError,
+    StagingAbortedError,
     TamperedError,
     UnsupportedFormatError,
 )
@@ -51,6 +52,7 @@ __all__ = [
     "SegmentLayout",
     "SourceIncompleteError",
     "SourceNotFoundError",
+    "StagingAbortedError",
     "TamperedError",
     "UnsupportedFormatError",
     "data_aad",

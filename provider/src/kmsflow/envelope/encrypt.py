@@ -174,6 +174,8 @@ def _encrypt_file(
                 plain += len(block)
                 progress.advance(len(block))
     except tink.TinkError as exc:  # Tink wraps failures of its output stream
+        if sink is not None and sink.interrupt is not None:  # Ctrl-C or a signal inside its write
+            raise sink.interrupt from None
         cause = sink.error if sink is not None else None
         if cause is not None:
             raise write_failure(dst_loc.url, cause, "writing ciphertext") from None

@@ -224,7 +224,7 @@ class Envelope:
         self._check_listing()
         progress = progress or NoProgress()
         progress.start(self.record.plaintext_size, f"decrypt {self.root.name}")
-        with stage(dest, tree=(self.record.kind == "dataset")) as staging:
+        with stage(dest, tree=(self.record.kind == "dataset"), plaintext=True) as staging:
             for entry in self.record.files:
                 target = data_location(dest, entry.path)
                 with staging.writer(target) as out:
@@ -273,6 +273,8 @@ class Envelope:
                         progress.advance(len(block))
                 reader.drain()
             except tink.TinkError:
+                if reader.interrupt is not None:  # Ctrl-C or a signal inside Tink's read callback
+                    raise reader.interrupt from None
                 if reader.error is not None:
                     raise EnvelopeIOError(f"{name}: {os_reason(reader.error)} while reading") from None
                 raise TamperedError(

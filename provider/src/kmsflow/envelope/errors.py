@@ -60,6 +60,11 @@ class EnvelopeIOError(EnvelopeError):
     """Reading the source or writing the destination failed (disk full, permission, network)."""
 
 
+class StagingAbortedError(EnvelopeError):
+    """The output was aborted from outside (an Airflow task's ``on_kill``) while it was being
+    written: its temps are gone and nothing may be published; the operation stops here."""
+
+
 def os_reason(exc: OSError) -> str:
     """What an I/O error says, for a one-line message (``"No space left on device"``); errors that
     carry no ``strerror`` (gcsfs' ``FileExistsError`` for a 412, ...) by their class name."""

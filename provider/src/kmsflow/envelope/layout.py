@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import re
+import secrets
 import unicodedata
 from collections.abc import Iterable
 
@@ -21,10 +22,27 @@ SIDECAR_SUFFIX = ".kmsflow.json"
 RESERVED_DIR = "_kmsflow"
 DATASET_RECORD = f"{RESERVED_DIR}/envelope.json"
 
-TEMP_NAME = re.compile(r"^\.(?P<name>.+)\.kmsflow-[0-9a-f]+\.(?:tmp|part)$")
-"""``.<name>.kmsflow-<hex>.tmp`` (a staged directory) or ``.part`` (a staged file): kmsflow's
-temporary names, always beside what they will become (and, for a rewrap of a dataset's record,
-inside its ``_kmsflow/``), never elsewhere inside a dataset."""
+TEMP_SUFFIX = ".tmp"
+"""A staging directory of ciphertext (encrypt's dataset tree, a re-encrypt staging directory)."""
+PART_SUFFIX = ".part"
+"""A staged ciphertext file or record (encrypt's file envelope and sidecar, rewrap's new record)."""
+PLAINTEXT_TEMP_SUFFIX = ".plain"
+"""A decrypt's staged plaintext, a file or a whole dataset tree (mode 0600/0700, ``flock``ed by
+the live decrypt). Its own suffix so that a leftover is recognisable as decrypted data by name:
+``kmsflow clean`` removes it at once, it is never needed to recover anything."""
+
+TEMP_NAME = re.compile(r"^\.(?P<name>.+)\.kmsflow-[0-9a-f]+\.(?:tmp|part|plain)$")
+"""``.<name>.kmsflow-<hex>.tmp|.part|.plain``: every staging temp name kmsflow writes, always
+beside what it will become (and, for a rewrap of a dataset's record, inside its ``_kmsflow/``),
+never elsewhere inside a dataset."""
+PLAINTEXT_TEMP_NAME = re.compile(r"^\.(?P<name>.+)\.kmsflow-[0-9a-f]+\.plain$")
+"""The staging temp names that hold plaintext (decrypt's), see :data:`PLAINTEXT_TEMP_SUFFIX`."""
+
+
+def temp_name(name: str, suffix: str) -> str:
+    """A new random staging temp name for ``name``: ``.<name>.kmsflow-<12 hex>`` + ``suffix``."""
+    return f".{name}.kmsflow-{secrets.token_hex(6)}{suffix}"
+
 
 REENCRYPT_BACKUP_NAME = re.compile(r"^\.(?P<name>.+)\.kmsflow-(?P<id>[0-9a-f]{32})\.old$")
 """``.<name>.kmsflow-<envelope id>.old``: the old data an interrupted re-encrypt set aside (a hard

@@ -14,9 +14,12 @@ of both (docs/BENCHMARKS.md). The queue is bounded, so memory stays constant.
 
 Each wrapper remembers the ``OSError`` it met (``.error``): Tink reports I/O failures of its
 source or destination as a generic ``TinkError``, and the caller needs to tell a full disk or a
-network error from a failed authentication. Neither wrapper owns its file: closing it (Tink closes
-its destination/source when its stream closes) leaves the underlying file open for the staging
-layer to finalize or discard.
+network error from a failed authentication. Likewise ``.interrupt``: a ``KeyboardInterrupt`` or a
+signal's exception (the CLI's SIGTERM, Airflow's task termination or timeout) raised while Tink's
+C++ stream was calling back into Python reaches the caller only as a ``TinkError`` text, and must
+be re-raised as itself, not reported as a tampered envelope. Neither wrapper owns its file:
+closing it (Tink closes its destination/source when its stream closes) leaves the underlying
+file open for the staging layer to finalize or discard.
 """
 
 from __future__ import annotations
@@ -101,6 +104,7 @@ class ChecksumReader(io.RawIOBase):
         self._crc = 0
         self.count = 0
         self.error: OSError | None = None
+        self.interrupt: BaseException | None = None
 
     def readable(self) -> bool:
         return True
@@ -108,13 +112,16 @@ class ChecksumReader(io.RawIOBase):
     def read(self, size: int | None = -1) -> bytes:
         try:
             data = self._inner.read(-1 if size is None else size)
+            if data:
+                if self._checksum:
+                    self._crc = google_crc32c.extend(self._crc, data)
+                self.count += len(data)
         except OSError as exc:
             self.error = exc
             raise
-        if data:
-            if self._checksum:
-                self._crc = google_crc32c.extend(self._crc, data)
-            self.count += len(data)
+        except BaseException as exc:
+            self.interrupt = _as_interrupt(exc)
+            raise
         return data
 
     def readinto(self, b: Any) -> int:
@@ -166,6 +173,7 @@ class WriteBehind(io.RawIOBase):
         self._fd: int | None = None
         self._aborted = False
         self.failure: BaseException | None = None
+        self.interrupt: BaseException | None = None
 
     @property
     def error(self) -> OSError | None:
@@ -176,6 +184,13 @@ class WriteBehind(io.RawIOBase):
         return True
 
     def write(self, b: Any) -> int:
+        try:
+            return self._write_or_queue(b)
+        except BaseException as exc:
+            self.interrupt = self.interrupt or _as_interrupt(exc)
+            raise
+
+    def _write_or_queue(self, b: Any) -> int:
         if self.failure is not None:
             raise self.failure
         data = b if isinstance(b, bytes) else bytes(b)
@@ -246,6 +261,12 @@ class WriteBehind(io.RawIOBase):
 
     def close(self) -> None:  # leave ``inner`` open: the staging layer finalizes it
         super().close()
+
+
+def _as_interrupt(exc: BaseException) -> BaseException | None:
+    """``exc`` if it interrupts rather than fails (``KeyboardInterrupt``, a signal's or a task's
+    termination: not an ``Exception``), else None."""
+    return None if isinstance(exc, Exception) else exc
 
 
 def _descriptor(inner: BinarySink) -> int | None:

@@ -13,7 +13,7 @@ after a *complete* scan found zero envelopes referencing it). So the model is co
   there that parses is counted as a reference too (conservative: it names a version);
 * kmsflow's own leftover temp names (``.<name>.kmsflow-<hex>.tmp`` / ``.part``) are reported as
   informational ``stale_temp`` findings: they never hold a committed record, so they cannot hide a
-  reference;
+  reference; a decrypt's ``.plain`` temp is the informational ``plaintext_temp`` (decrypted data);
 * a re-encrypt backup (``.<name>.kmsflow-<envelope id>.old``) is a *blocking*
   ``reencrypt_backup`` finding: after a kill mid-replacement it may hold the only data the record
   beside it can decrypt, and its own record (a dataset) names a version no reference counts;
@@ -57,6 +57,12 @@ class FindingKind(StrEnum):
     """A file under a root that no envelope record covers."""
     STALE_TEMP = "stale_temp"
     """A kmsflow temp file or directory left by an interrupted write (informational)."""
+    PLAINTEXT_TEMP = "plaintext_temp"
+    """A decrypt's plaintext temp (``.<name>.kmsflow-<hex>.plain``), informational like
+    ``stale_temp``: it never holds a record, so it cannot hide a reference. A kind of its own
+    because it holds *decrypted data* outside any envelope, which an operator wants to see, and
+    because it is never needed to recover anything: ``kmsflow clean`` removes it at once unless a
+    live decrypt holds its ``flock``."""
     REENCRYPT_BACKUP = "reencrypt_backup"
     """Old data set aside by an interrupted re-encrypt; may still be needed (blocking until a rerun)."""
     REENCRYPT_COMMITTED = "reencrypt_committed"
@@ -64,7 +70,7 @@ class FindingKind(StrEnum):
     staged record decrypts it; blocking until a rerun rolls it forward."""
 
 
-INFORMATIONAL = frozenset({FindingKind.STALE_TEMP})
+INFORMATIONAL = frozenset({FindingKind.STALE_TEMP, FindingKind.PLAINTEXT_TEMP})
 
 UNSEEN = frozenset(
     {FindingKind.UNREACHABLE_ROOT, FindingKind.SYMLINK_OUTSIDE_ROOTS, FindingKind.BROKEN_SYMLINK}

@@ -10,7 +10,8 @@ components from the root down, the first match deciding:
    (a **stale temp**) may be; anything else is blocking. A file inside a dataset named like a
    record is read too, and counted as a reference if it parses (ciphertext never does);
 2. a component named like kmsflow's staging temps (``.<name>.kmsflow-<hex>.tmp`` or ``.part``) is
-   a **stale temp** (informational: a temp never holds a committed record), unless that staging
+   a **stale temp** (informational: a temp never holds a committed record; a decrypt's ``.plain``
+   one is a **plaintext temp**, informational too), unless that staging
    directory holds :data:`REENCRYPT_COMMIT` (a GCS re-encrypt past its commit point: a blocking
    **reencrypt committed**, its envelope may be half replaced); one named like a re-encrypt backup
    (``.<name>.kmsflow-<envelope id>.old``) is a blocking **reencrypt backup** (it may hold the
@@ -43,6 +44,7 @@ from datetime import UTC, datetime
 from kmsflow.envelope.errors import EnvelopeError, RecordInvalidError
 from kmsflow.envelope.layout import (
     DATASET_RECORD,
+    PLAINTEXT_TEMP_NAME,
     REENCRYPT_BACKUP_NAME,
     RESERVED_DIR,
     SIDECAR_SUFFIX,
@@ -299,6 +301,13 @@ def _temp_finding(root: Location, listing: Listing, top: str, what: str) -> Find
             f"committed re-encrypt staging: {owner.url} may be half replaced and only "
             "this staged envelope decrypts it; rerun reencrypt on it to roll forward (do "
             "not delete this by hand)",
+        )
+    if PLAINTEXT_TEMP_NAME.match(top.rsplit("/", 1)[-1]):
+        return Finding(
+            FindingKind.PLAINTEXT_TEMP,
+            root.child(top).url,
+            f"decrypted plaintext {what} of a decrypt that is running or was killed; "
+            "kmsflow clean removes it unless its decrypt is alive",
         )
     return Finding(
         FindingKind.STALE_TEMP, root.child(top).url, f"kmsflow temp {what} left by an interrupted write"

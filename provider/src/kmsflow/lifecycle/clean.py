@@ -1,19 +1,26 @@
 """Remove the temps that interrupted kmsflow writes left behind (``kmsflow clean``).
 
 A killed encrypt, decrypt, rewrap or re-encrypt can leave a ``.<name>.kmsflow-<hex>.part`` file or
-a ``.<name>.kmsflow-<hex>.tmp`` directory (a prefix on GCS). Nothing else ever removes them, the
+a ``.<name>.kmsflow-<hex>.tmp`` directory (a prefix on GCS), a killed decrypt a
+``.<name>.kmsflow-<hex>.plain`` file or directory. Nothing else ever removes them, the
 inventory reports them forever as informational ``stale_temp`` findings, and on GCS they cost
 money. This module removes them, and only them, without ever risking a live writer or an
 envelope (architecture invariant 1):
 
-* The candidates are the ``stale_temp`` findings of a fresh :func:`kmsflow.inventory.scan` and
-  nothing else. A ``reencrypt_backup`` or ``reencrypt_committed`` may hold the only copy of an
-  envelope's data or record; only ``kmsflow reencrypt`` resolves those.
+* The candidates are the ``stale_temp`` and ``plaintext_temp`` findings of a fresh
+  :func:`kmsflow.inventory.scan` and nothing else. A ``reencrypt_backup`` or
+  ``reencrypt_committed`` may hold the only copy of an envelope's data or record; only
+  ``kmsflow reencrypt`` resolves those.
 * A temp-like name inside a dataset envelope (outside its ``_kmsflow/``) is that dataset's data:
   kmsflow never stages there, so the scan never reports it as a temp.
-* A temp is removed only when its newest content is at least ``older_than`` seconds old, measured
-  right before the removal (not at scan time): local, the newest mtime of the file or of any file
-  or directory in its tree; GCS, the newest ``updated`` of its objects. A younger one may still
+* A decrypt's plaintext temp (``.<name>.kmsflow-<hex>.plain``, a ``plaintext_temp`` finding) is
+  removed at once, whatever ``older_than`` says, unless the live decrypt writing it holds its
+  ``flock``: it is never needed to recover anything, and it is decrypted data outside any envelope.
+  (A decrypt whose temp is removed in the instant between its creation and its lock fails with
+  an I/O error and publishes nothing.)
+* Any other temp is removed only when its newest content is at least ``older_than`` seconds old,
+  measured right before the removal (not at scan time): local, the newest mtime of the file or of
+  any file or directory in its tree; GCS, the newest ``updated`` of its objects. A younger one may still
   be written by a live run.
 * A local re-encrypt staging directory (one with the ``flock`` marker) is removed only through
   :func:`kmsflow.lifecycle.reencrypt_local.remove_if_orphan`: a live run holds the lock, so its
@@ -29,6 +36,7 @@ One temp that cannot be removed is reported (``failed``) and never stops the oth
 
 from __future__ import annotations
 
+import fcntl
 import logging
 import os
 import shutil
@@ -38,7 +46,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from kmsflow.envelope.storage import Location, resolve
-from kmsflow.inventory import Finding, FindingKind, scan
+from kmsflow.inventory import UNSEEN, Finding, FindingKind, scan
 from kmsflow.lifecycle import reencrypt_gcs as gcs
 from kmsflow.lifecycle import reencrypt_local as local
 
@@ -115,16 +123,20 @@ def clean_stale_temps(
         raise ValueError("older_than must be a non-negative number of seconds")
     inv = scan(roots)
     temps = tuple(
-        _clean_one(f.url, older_than, dry_run) for f in inv.findings if f.kind == FindingKind.STALE_TEMP
+        _clean_one(f.url, older_than, dry_run, plaintext=f.kind == FindingKind.PLAINTEXT_TEMP)
+        for f in inv.findings
+        if f.kind in (FindingKind.STALE_TEMP, FindingKind.PLAINTEXT_TEMP)
     )
-    unscanned = tuple(f for f in inv.findings if f.kind == FindingKind.UNREACHABLE_ROOT)
+    unscanned = tuple(f for f in inv.findings if f.kind in UNSEEN)
     return CleanReport(tuple(roots), older_than, dry_run, temps, unscanned)
 
 
-def _clean_one(url: str, older_than: float, dry_run: bool) -> TempOutcome:
+def _clean_one(url: str, older_than: float, dry_run: bool, *, plaintext: bool) -> TempOutcome:
     try:
         loc = resolve(url)
-        if loc.is_local:
+        if loc.is_local and plaintext:
+            outcome = _clean_plaintext(loc.path, dry_run)
+        elif loc.is_local:
             outcome = _clean_local(loc.path, older_than, dry_run)
         else:
             outcome = _clean_remote(loc, older_than, dry_run)
@@ -160,6 +172,36 @@ def _clean_local(path: str, older_than: float, dry_run: bool) -> TempOutcome:
         shutil.rmtree(path)  # encrypt/decrypt staging tree: no lock to respect, age is the guard
     else:
         os.unlink(path)
+    return TempOutcome(path, kind, age, REMOVED)
+
+
+def _clean_plaintext(path: str, dry_run: bool) -> TempOutcome:
+    """A decrypt's ``.plain`` temp, whatever its age: it is never needed to recover anything, and
+    while it stays, decrypted data sits outside any envelope. Kept only while the decrypt that
+    writes it holds its ``flock`` (``kmsflow.envelope.staging``); removed while holding that lock,
+    so a decrypt can never take it back (it only ever locks a temp it has just created)."""
+    if not os.path.lexists(path):
+        return TempOutcome(path, "unknown", None, GONE)
+    is_dir = os.path.isdir(path) and not os.path.islink(path)
+    kind = "directory" if is_dir else "file"
+    age = time.time() - (_newest_mtime(path) if is_dir else os.lstat(path).st_mtime)
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | (os.O_DIRECTORY if is_dir else 0))
+    except FileNotFoundError:
+        return TempOutcome(path, kind, age, GONE)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return TempOutcome(path, kind, age, KEPT, "a live decrypt holds its lock")
+        if dry_run:
+            return TempOutcome(path, kind, age, WOULD_REMOVE)
+        if is_dir:
+            shutil.rmtree(path)
+        else:
+            os.unlink(path)
+    finally:
+        os.close(fd)
     return TempOutcome(path, kind, age, REMOVED)
 
 

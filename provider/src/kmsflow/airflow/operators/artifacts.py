@@ -19,6 +19,14 @@ exactly the same envelopes. What this module adds is the Airflow side:
   event's ``extra`` names the envelope id, the CryptoKey and the exact CryptoKeyVersion — the facts
   rotation and shredding later depend on; ``AssetAlias`` outlets get an event for an ``Asset`` of
   the concrete destination, which is how templated or mapped destinations are recorded;
+* **kill**: Airflow 3's task runner answers SIGTERM (task timeout on the supervisor's side, a run
+  marked failed, a pod shutting down) by calling ``on_kill`` from its signal handler, in the main
+  thread, and then *returns*: ``execute`` would go on until the supervisor's SIGKILL a few seconds
+  later, and SIGKILL leaves whatever was staged. So ``on_kill`` removes the partial output at once
+  (the stagings of the running ``execute``, :func:`kmsflow.envelope.staging.abort_scope`) and,
+  called in the main thread while one was live, raises ``AirflowTaskTerminated`` so that
+  ``execute`` unwinds now; from another thread, the aborted staging refuses its next step
+  (``StagingAbortedError`` → ``AirflowTaskTerminated``) and publishes nothing;
 * **errors**: :func:`artifact_errors` sorts failures into "retrying cannot help"
   (``AirflowFailException``: tampered, permission, key version unavailable, destination exists,
   missing source, invalid record) and "retry later" (``AirflowException``: storage I/O, KMS
@@ -32,13 +40,14 @@ sizes only — never plaintext, never the data key, never the wrapped keyset (th
 from __future__ import annotations
 
 import os
+import threading
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any, Literal
 
 from airflow.sdk import Asset, AssetAlias, Context, ObjectStoragePath
-from airflow.sdk.exceptions import AirflowException, AirflowFailException
+from airflow.sdk.exceptions import AirflowException, AirflowFailException, AirflowTaskTerminated
 from google.api_core.retry import Retry
 from google.cloud import kms_v1
 
@@ -48,8 +57,10 @@ from kmsflow.envelope import (
     EnvelopeError,
     EnvelopeIOError,
     EnvelopeRecord,
+    StagingAbortedError,
     encrypt,
 )
+from kmsflow.envelope.staging import AbortScope, abort_scope
 from kmsflow.kms.errors import KmsPermissionError
 
 ArtifactPath = str | ObjectStoragePath | os.PathLike[str]
@@ -144,6 +155,8 @@ def artifact_errors(action: Literal["encrypt", "decrypt"]) -> Iterator[None]:
                 f"KMS permission denied ({action}): {exc}. The connection's identity needs "
                 f"{_ROLE_HINT[action]} on the key; producers may only encrypt, consumers only decrypt."
             ) from exc
+        except StagingAbortedError as exc:  # on_kill removed the partial output meanwhile
+            raise AirflowTaskTerminated(f"{action} killed: {exc}") from exc
         except EnvelopeIOError as exc:
             raise AirflowException(f"{action} failed on storage I/O (retryable): {exc}") from exc
         except EnvelopeError as exc:
@@ -289,6 +302,27 @@ class _ArtifactOperator(KmsBaseOperator):
             elif isinstance(outlet, AssetAlias):
                 events[outlet].add(Asset(uri=asset_uri(dst_url)), extra=dict(extra))
 
+    @contextmanager
+    def killable_outputs(self) -> Iterator[None]:
+        """Make the outputs staged in this block abortable by :meth:`on_kill`."""
+        with abort_scope() as scope:
+            self._live_outputs: AbortScope | None = scope
+            try:
+                yield
+            finally:
+                self._live_outputs = None
+
+    def on_kill(self) -> None:
+        """Remove the partial output of the running ``execute`` (see the module docstring: the task
+        runner calls this from its SIGTERM handler, in the main thread, then lets ``execute`` go
+        on); in the main thread, then also stop ``execute`` by raising ``AirflowTaskTerminated``."""
+        scope = getattr(self, "_live_outputs", None)
+        if scope is None or not scope.abort():
+            return
+        self.log.warning("Killed: the partial output of %s was removed", self.task_id)
+        if threading.current_thread() is threading.main_thread():
+            raise AirflowTaskTerminated(f"{self.task_id}: killed; its partial output was removed")
+
     def client(self) -> kms_v1.KeyManagementServiceClient:
         with airflow_errors():
             return self.hook.get_conn()
@@ -336,9 +370,10 @@ class EncryptArtifactOperator(_ArtifactOperator):
         src_url = artifact_url(self.src)
         dst_url = self.destination(src_url)
         try:
-            result = encrypt_artifact(
-                self.client(), self.key_name, src_url, dst_url, log=self.log, retry=self.kms_retry()
-            )
+            with self.killable_outputs():
+                result = encrypt_artifact(
+                    self.client(), self.key_name, src_url, dst_url, log=self.log, retry=self.kms_retry()
+                )
         finally:
             self.hook.close()
         self.console_resource = result["crypto_key"]
@@ -383,7 +418,10 @@ class DecryptArtifactOperator(_ArtifactOperator):
         with artifact_errors("decrypt"):  # the record is read without KMS: name the key in the link
             self.console_resource = Envelope.open(src_url).record.key.crypto_key
         try:
-            result = decrypt_artifact(self.client(), src_url, dst_url, log=self.log, retry=self.kms_retry())
+            with self.killable_outputs():
+                result = decrypt_artifact(
+                    self.client(), src_url, dst_url, log=self.log, retry=self.kms_retry()
+                )
         finally:
             self.hook.close()
         self.log.info(
