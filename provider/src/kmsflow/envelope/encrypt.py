@@ -2,7 +2,8 @@
 
 Order of work, and why:
 
-1. list and validate the source, refuse an existing destination (nothing is overwritten);
+1. list and validate the source, refuse a dataset whose record readers would refuse (too many
+   files, docs/FORMAT.md §2) and an existing destination (nothing is overwritten);
 2. generate a fresh Tink keyset and wrap it with ONE KMS Encrypt *before* streaming, so a wrong
    key, a missing permission or a disabled primary fails in milliseconds, not after an hour;
 3. stream every file through Tink streaming AEAD (AAD = envelope id + relative path) into staged
@@ -20,11 +21,24 @@ from google.cloud import kms_v1
 
 from kmsflow.envelope import manifest
 from kmsflow.envelope.aad import data_aad
-from kmsflow.envelope.errors import DestinationExistsError, EnvelopeIOError, SourceNotFoundError, os_reason
+from kmsflow.envelope.errors import (
+    DatasetTooLargeError,
+    DestinationExistsError,
+    EnvelopeIOError,
+    SourceNotFoundError,
+    os_reason,
+)
 from kmsflow.envelope.keyset import DataKey
 from kmsflow.envelope.layout import check_relpath, data_location, record_location
 from kmsflow.envelope.progress import NoProgress, Progress
-from kmsflow.envelope.record import EnvelopeRecord, FileEntry, utc_now
+from kmsflow.envelope.record import (
+    MAX_RECORD_FILES,
+    MAX_RECORD_SIZE,
+    EnvelopeRecord,
+    FileEntry,
+    record_size_bound,
+    utc_now,
+)
 from kmsflow.envelope.staging import Staging, stage, write_failure
 from kmsflow.envelope.storage import TINK_CHUNK_SIZE, Location, chunks, resolve
 from kmsflow.envelope.streams import WriteBehind, write_behind, write_through
@@ -57,6 +71,7 @@ def encrypt(
     if source.isdir():
         kind = "dataset"
         sizes = {check_relpath(p, dataset=True): n for p, n in source.list_files().items()}
+        check_record_fits(source.url, list(sizes))
     elif source.isfile():
         kind, sizes = "file", {"": source.size()}
     else:
@@ -86,6 +101,22 @@ def encrypt(
         with staging.writer(record_loc) as f:
             f.write(record.to_json())
     return record
+
+
+def check_record_fits(where: str, paths: list[str]) -> None:
+    """Refuse, before any KMS call or byte streamed, a dataset whose record readers would refuse
+    (:data:`MAX_RECORD_FILES`, :data:`MAX_RECORD_SIZE`): kmsflow never writes such a record."""
+    if len(paths) > MAX_RECORD_FILES:
+        raise DatasetTooLargeError(
+            f"{where}: {len(paths)} files, more than the {MAX_RECORD_FILES} one envelope may hold; "
+            "split it into several envelopes, or pack the files into fewer shards"
+        )
+    if record_size_bound(paths) > MAX_RECORD_SIZE:
+        raise DatasetTooLargeError(
+            f"{where}: its file paths are too long for one envelope record (at most "
+            f"{MAX_RECORD_SIZE >> 20} MiB); split it into several envelopes, or pack the files "
+            "into fewer shards"
+        )
 
 
 def _encrypt_file(

@@ -38,7 +38,7 @@ from kmsflow.envelope.layout import (
     check_relpath,
 )
 from kmsflow.envelope.record import EnvelopeRecord
-from kmsflow.envelope.storage import Location, read_file, resolve
+from kmsflow.envelope.storage import Location, resolve
 from kmsflow.inventory.listing import Listing, RootUnreachableError, list_root
 from kmsflow.inventory.model import EnvelopeRef, Finding, FindingKind, Inventory
 from kmsflow.inventory.mounts import is_local_disk
@@ -91,10 +91,9 @@ def is_reencrypt_backup_name(name: str) -> bool:
 
 
 def read_record_bytes(loc: Location) -> bytes:
-    """The bytes of a (small) record: :func:`read_file` locally, one GET on object stores."""
-    if loc.fs is None:
-        return read_file(loc.path)
-    return bytes(loc.fs.cat_file(loc.path))
+    """The bytes of a record: ``read_file`` locally, one ranged GET on object stores, never more
+    than the format's cap + 1 bytes (``Location.read_bytes``; past it, ``RecordInvalidError``)."""
+    return loc.read_bytes()
 
 
 def parse_record(data: bytes, where: str, kind: str) -> EnvelopeRecord:

@@ -283,8 +283,9 @@ def roll_forward(root: Location, staging: Location, on_step: StepHook = _noop) -
     record = record_location(root, commit.kind)
     snapshot, done = _read_live(record, commit, staging)
     if not done:
-        staged_bytes = bytes(fs.cat_file(staging.child(STAGED_RECORD).path))
-        staged = EnvelopeRecord.from_json(staged_bytes, staging.child(STAGED_RECORD).url)
+        staged_loc = staging.child(STAGED_RECORD)
+        staged_bytes = staged_loc.read_bytes()
+        staged = EnvelopeRecord.from_json(staged_bytes, staged_loc.url)
         if staged.envelope_id != commit.new_envelope_id:
             raise EnvelopeError(f"{marker.url}: staged record is not the committed envelope; resolve by hand")
         for i, entry in enumerate(staged.files):
