@@ -187,6 +187,8 @@ OTHER_SPELLINGS = [
     "2026-13-30T10:00:00Z",
     "2026-02-30T10:00:00Z",
     "2026-11-30T24:00:00Z",
+    "2026-11-30T10:00:60Z",  # strptime's %S would take it; a datetime does not
+    "0000-01-01T00:00:00Z",
     "٢٠٢٦-11-30T10:00:00Z",  # Arabic-Indic digits match \d, not [0-9]
     " 2026-11-30T10:00:00Z",
     "2026-11-30T10:00:00Z\n",
