@@ -35,7 +35,8 @@ _VERSION_NAME = re.compile(
     r"^projects/[^/]+/locations/[^/]+/keyRings/[^/]+/cryptoKeys/[^/]+/cryptoKeyVersions/[^/]+$"
 )
 TIMESTAMP_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
-_TIMESTAMP = re.compile(r"^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}Z$")
+_TIMESTAMP = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}Z")
+_TIMESTAMP_PROBLEM = "must be a valid UTC time spelled YYYY-MM-DDTHH:MM:SSZ"
 
 MAX_RECORD_FILES = 200_000
 """The most files one envelope may hold. ``encrypt`` refuses a larger dataset before any KMS call
@@ -54,13 +55,17 @@ its size in memory; readers read at most this + 1 bytes of it (``storage.read_fi
 
 
 def _timestamp(value: str) -> str:
-    """The one spelling a record's times have (``utc_now``): inventory compares them as strings."""
-    if not _TIMESTAMP.match(value):
-        raise ValueError("must be a UTC time spelled YYYY-MM-DDTHH:MM:SSZ")
+    """The one spelling a record's times have (``utc_now``): inventory compares them as strings.
+
+    The pattern pins the spelling; ``fromisoformat`` (in C, a tenth of ``strptime``'s cost:
+    rewrap and inventory parse every record) requires a real date and time.
+    """
+    if _TIMESTAMP.fullmatch(value) is None:
+        raise ValueError(_TIMESTAMP_PROBLEM)
     try:
-        datetime.strptime(value, TIMESTAMP_FORMAT)
+        datetime.fromisoformat(value)
     except ValueError:
-        raise ValueError("must be a valid UTC time spelled YYYY-MM-DDTHH:MM:SSZ") from None
+        raise ValueError(_TIMESTAMP_PROBLEM) from None
     return value
 
 
