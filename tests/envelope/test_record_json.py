@@ -42,7 +42,8 @@ entries = st.lists(
         }
     ),
     max_size=4,
-)
+    unique_by=lambda entry: entry["path"],
+).map(lambda files: sorted(files, key=lambda entry: entry["path"]))  # as writers list them
 
 
 @settings(max_examples=200)

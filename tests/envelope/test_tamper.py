@@ -204,7 +204,10 @@ def test_reordered_record_entries_are_rejected(kms: Any, dataset_env: Path) -> N
     body = json.loads(record.read_text())
     body["files"].reverse()
     record.write_text(json.dumps(body))
-    rejected(kms, dataset_env, dataset_env.parent / "out")
+    # Refused before the manifest is even opened: `files` must be sorted (docs/FORMAT.md §2).
+    assert "must be sorted by path" in rejected(
+        kms, dataset_env, dataset_env.parent / "out", RecordInvalidError
+    )
 
 
 def test_renamed_shard_is_rejected(kms: Any, dataset_env: Path) -> None:

@@ -56,6 +56,7 @@ from kmsflow.lifecycle.commands import (
     reencrypt_command,
     rewrap_command,
 )
+from kmsflow.lifecycle.seconds import check_seconds
 
 AUDIT_LOG_ENV = "KMSFLOW_AUDIT_LOG"
 
@@ -363,6 +364,17 @@ def _cmd_audit(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _seconds(text: str) -> float:
+    """argparse type of every flag in seconds: a finite, non-negative number (``nan``, ``inf`` and
+    negatives are usage errors, exit 2; see ``kmsflow.lifecycle.seconds``)."""
+    try:
+        return check_seconds(float(text), "SECONDS")
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"want a finite, non-negative number of seconds, not {text!r}"
+        ) from None
+
+
 def _add_inventory(sub: Any) -> None:
     p = sub.add_parser(
         "inventory",
@@ -403,7 +415,7 @@ def _add_reencrypt(sub: Any) -> None:
     p.add_argument("--workers", type=int, default=4, help="envelopes re-encrypted at once (default 4)")
     p.add_argument(
         "--stale-after",
-        type=float,
+        type=_seconds,
         default=None,
         metavar="SECONDS",
         help="gs:// only: take over another run's uncommitted staging once its newest object is this "
@@ -421,7 +433,7 @@ def _add_clean(sub: Any) -> None:
     p.add_argument("roots", nargs="+", metavar="ROOT", help="directory or gs:// prefix to scan")
     p.add_argument(
         "--older-than",
-        type=float,
+        type=_seconds,
         default=None,
         metavar="SECONDS",
         help="remove a temp only once its newest content is this old (default 3600; under 60 can "

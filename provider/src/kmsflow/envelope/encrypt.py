@@ -3,7 +3,8 @@
 Order of work, and why:
 
 1. list and validate the source -- anything in it that cannot go into the envelope as a file fails
-   the command unless the caller asked to leave it out -- and refuse a destination that exists
+   the command unless the caller asked to leave it out, and a dataset whose record readers would
+   refuse (too many files, docs/FORMAT.md §2) is refused -- and refuse a destination that exists
    (nothing is overwritten), lies inside the source, or inside another envelope;
 2. generate a fresh Tink keyset and wrap it with ONE KMS Encrypt *before* streaming, so a wrong
    key, a missing permission or a disabled primary fails in milliseconds, not after an hour;
@@ -24,6 +25,7 @@ from google.cloud import kms_v1
 from kmsflow.envelope import manifest
 from kmsflow.envelope.aad import data_aad
 from kmsflow.envelope.errors import (
+    DatasetTooLargeError,
     DestinationExistsError,
     EnvelopeIOError,
     InvalidDestinationError,
@@ -40,7 +42,14 @@ from kmsflow.envelope.layout import (
     record_location,
 )
 from kmsflow.envelope.progress import NoProgress, Progress
-from kmsflow.envelope.record import EnvelopeRecord, FileEntry, utc_now
+from kmsflow.envelope.record import (
+    MAX_RECORD_FILES,
+    MAX_RECORD_SIZE,
+    EnvelopeRecord,
+    FileEntry,
+    record_size_bound,
+    utc_now,
+)
 from kmsflow.envelope.staging import Staging, stage, write_failure
 from kmsflow.envelope.storage import TINK_CHUNK_SIZE, Location, chunks, resolve
 from kmsflow.envelope.streams import WriteBehind, write_behind, write_through
@@ -123,6 +132,7 @@ def _dataset_files(source: Location, omitted: list[Obstacle] | None) -> dict[str
         omitted.extend(sorted(tree.obstacles, key=lambda o: o.rel))
     sizes = {check_relpath(p, dataset=True): n for p, n in tree.files.items()}
     check_normalization(sizes)
+    check_record_fits(source.url, list(sizes))
     return sizes
 
 
@@ -147,6 +157,22 @@ def _inside(path: Location, directory: Location) -> bool:
     if path.is_local:
         return inside(os.path.realpath(path.path), os.path.realpath(directory.path))
     return path.protocol == directory.protocol and inside(path.path, directory.path.rstrip("/"))
+
+
+def check_record_fits(where: str, paths: list[str]) -> None:
+    """Refuse, before any KMS call or byte streamed, a dataset whose record readers would refuse
+    (:data:`MAX_RECORD_FILES`, :data:`MAX_RECORD_SIZE`): kmsflow never writes such a record."""
+    if len(paths) > MAX_RECORD_FILES:
+        raise DatasetTooLargeError(
+            f"{where}: {len(paths)} files, more than the {MAX_RECORD_FILES} one envelope may hold; "
+            "split it into several envelopes, or pack the files into fewer shards"
+        )
+    if record_size_bound(paths) > MAX_RECORD_SIZE:
+        raise DatasetTooLargeError(
+            f"{where}: its file paths are too long for one envelope record (at most "
+            f"{MAX_RECORD_SIZE >> 20} MiB); split it into several envelopes, or pack the files "
+            "into fewer shards"
+        )
 
 
 def _encrypt_file(

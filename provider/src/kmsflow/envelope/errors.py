@@ -56,6 +56,10 @@ class InvalidPathError(EnvelopeError):
     """A relative path in a dataset is unusable (absolute, '..', reserved name, or not UTF-8)."""
 
 
+class DatasetTooLargeError(InvalidPathError):
+    """The dataset has more files, or longer paths, than one envelope's record may list."""
+
+
 class EnvelopeIOError(EnvelopeError):
     """Reading the source or writing the destination failed (disk full, permission, network)."""
 

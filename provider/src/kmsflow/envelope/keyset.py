@@ -15,7 +15,7 @@ from functools import cache
 
 import tink
 from tink import secret_key_access, streaming_aead
-from tink.proto import aes_gcm_hkdf_streaming_pb2, tink_pb2
+from tink.proto import aes_gcm_hkdf_streaming_pb2, common_pb2, tink_pb2
 
 from kmsflow.envelope.errors import TamperedError
 
@@ -30,6 +30,14 @@ ONE_SEGMENT_OVERHEAD = 1 + 32 + _NONCE_PREFIX_SIZE + _TAG_SIZE
 32-byte derived key) and one tag. A manifest's ciphertext is at most its plaintext plus this."""
 SMALL_SEGMENT = 4096
 """The smallest segment size :meth:`DataKey.one_segment_primitive` uses."""
+KEY_SIZE = 32
+SEGMENT_SIZE = 1 << 20
+FORMAT_PARAMS = aes_gcm_hkdf_streaming_pb2.AesGcmHkdfStreamingParams(
+    ciphertext_segment_size=SEGMENT_SIZE, derived_key_size=KEY_SIZE, hkdf_hash_type=common_pb2.SHA256
+)
+"""The only parameters a data key may have: what Tink's AES256_GCM_HKDF_1MB template generates
+(docs/FORMAT.md §3). Why exact: the keyset comes from whoever wrote the record, and Tink allocates
+per stream whatever segment size the key names (a 1 GiB one cost 1.1 GiB to decrypt 3 bytes)."""
 
 
 @cache
@@ -90,13 +98,14 @@ class DataKey:
 
     @classmethod
     def parse(cls, serialized: bytes) -> DataKey:
-        """The keyset from its Tink binary serialization (as unwrapped by KMS)."""
+        """The keyset from its Tink binary serialization (as unwrapped by KMS), refused with
+        :class:`TamperedError` unless it is exactly the format's key (:func:`_require_format`)."""
         _register()
         try:
             keyset = tink_pb2.Keyset.FromString(serialized)
             if len(keyset.key) != 1 or keyset.key[0].key_data.type_url != _KEY_TYPE_URL:
                 raise TamperedError("the unwrapped data key is not a single AES-GCM-HKDF streaming key")
-            _streaming_key(keyset)  # a malformed key is refused here, not when first used
+            _require_format(keyset)  # a key with other parameters is refused here, not when used
             return cls(tink.proto_keyset_format.parse(serialized, secret_key_access.TOKEN), keyset)
         except TamperedError:
             raise
@@ -169,3 +178,53 @@ class DataKey:
 def _streaming_key(keyset: tink_pb2.Keyset) -> aes_gcm_hkdf_streaming_pb2.AesGcmHkdfStreamingKey:
     """The keyset's (first) key with its parameters, as a proto; a fresh copy on every call."""
     return aes_gcm_hkdf_streaming_pb2.AesGcmHkdfStreamingKey.FromString(keyset.key[0].key_data.value)
+
+
+def _require_format(keyset: tink_pb2.Keyset) -> None:
+    """Raise :class:`TamperedError` unless ``keyset`` (one streaming key) is exactly what
+    :meth:`DataKey.generate` makes: :data:`FORMAT_PARAMS`, a 32-byte key of version 0, ENABLED,
+    RAW, SYMMETRIC, its id the primary id, and no field Tink's protos do not know.
+
+    Only the name of the first parameter that differs is reported, never its value.
+    """
+    entry = keyset.key[0]
+    key = _streaming_key(keyset)
+    checks = (
+        ("ciphertext segment size", key.params.ciphertext_segment_size == SEGMENT_SIZE),
+        ("parameters", key.params == FORMAT_PARAMS),
+        ("key size", len(key.key_value) == KEY_SIZE),
+        ("key version", key.version == 0),
+        ("key status", entry.status == tink_pb2.ENABLED),
+        ("output prefix", entry.output_prefix_type == tink_pb2.RAW),
+        ("key id", entry.key_id == keyset.primary_key_id),
+        ("key material type", entry.key_data.key_material_type == tink_pb2.KeyData.SYMMETRIC),
+    )
+    wrong = next((name for name, ok in checks if not ok), None)
+    if wrong is None and not _only_known_fields(keyset, key):
+        wrong = "unknown fields"
+    if wrong is not None:
+        raise TamperedError(f"the unwrapped data key is not the format's {TEMPLATE_NAME} key ({wrong})")
+
+
+def _only_known_fields(
+    keyset: tink_pb2.Keyset, key: aes_gcm_hkdf_streaming_pb2.AesGcmHkdfStreamingKey
+) -> bool:
+    """Whether no message of ``keyset`` carries fields unknown to Tink's protos: rebuilt from its
+    known fields, each compares equal (protobuf equality includes unknown fields)."""
+    entry = keyset.key[0]
+    rebuilt_key = aes_gcm_hkdf_streaming_pb2.AesGcmHkdfStreamingKey(
+        version=key.version, params=FORMAT_PARAMS, key_value=key.key_value
+    )
+    rebuilt_data = tink_pb2.KeyData(
+        type_url=entry.key_data.type_url,
+        value=entry.key_data.value,
+        key_material_type=entry.key_data.key_material_type,
+    )
+    rebuilt_entry = tink_pb2.Keyset.Key(
+        key_data=rebuilt_data,
+        status=entry.status,
+        key_id=entry.key_id,
+        output_prefix_type=entry.output_prefix_type,
+    )
+    rebuilt = tink_pb2.Keyset(primary_key_id=keyset.primary_key_id, key=[rebuilt_entry])
+    return bool(key == rebuilt_key and keyset == rebuilt)

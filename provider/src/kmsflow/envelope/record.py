@@ -15,12 +15,15 @@ from __future__ import annotations
 
 import base64
 import binascii
+import itertools
 import json
 import re
+from collections.abc import Iterable
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+import pydantic_core
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from kmsflow.envelope.aad import FORMAT_VERSION
 from kmsflow.envelope.errors import RecordInvalidError, UnsupportedFormatError
@@ -31,6 +34,42 @@ _ENVELOPE_ID = re.compile(r"^[0-9a-f]{32}$")
 _VERSION_NAME = re.compile(
     r"^projects/[^/]+/locations/[^/]+/keyRings/[^/]+/cryptoKeys/[^/]+/cryptoKeyVersions/[^/]+$"
 )
+TIMESTAMP_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
+_TIMESTAMP = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}Z")
+_TIMESTAMP_PROBLEM = "must be a valid UTC time spelled YYYY-MM-DDTHH:MM:SSZ"
+
+MAX_RECORD_FILES = 200_000
+"""The most files one envelope may hold. ``encrypt`` refuses a larger dataset before any KMS call
+(split it into several envelopes, or pack it into fewer shards); readers refuse a longer list."""
+ENTRY_BOUND = 300
+"""Bytes a file entry takes in a record beyond its JSON-quoted path, at most: ~150 in the record's
+indented JSON (with 20-digit sizes), and its compact copy in the manifest (~110) grown by 4/3 by
+base64. The path itself counts 7/3 times: once in the record, 4/3 times in the manifest."""
+RECORD_BOUND = 8 << 10
+"""Bytes a record takes besides its file entries, at most (ids, key names, the wrapped keyset)."""
+MAX_RECORD_SIZE = 128 << 20
+"""The largest record a reader accepts (bytes), sized for :data:`MAX_RECORD_FILES`: 200,000 entries
+of :data:`ENTRY_BOUND` + 7/3 x their quoted path fit in 128 MiB for paths averaging up to ~155
+bytes. Why a cap: a record is input written by whoever may encrypt, and parsing one costs about 20x
+its size in memory; readers read at most this + 1 bytes of it (``storage.read_file``)."""
+
+
+def _timestamp(value: str) -> str:
+    """The one spelling a record's times have (``utc_now``): inventory compares them as strings.
+
+    The pattern pins the spelling; ``fromisoformat`` (in C, a tenth of ``strptime``'s cost:
+    rewrap and inventory parse every record) requires a real date and time.
+    """
+    if _TIMESTAMP.fullmatch(value) is None:
+        raise ValueError(_TIMESTAMP_PROBLEM)
+    try:
+        datetime.fromisoformat(value)
+    except ValueError:
+        raise ValueError(_TIMESTAMP_PROBLEM) from None
+    return value
+
+
+Timestamp = Annotated[str, AfterValidator(_timestamp)]
 
 
 class FileEntry(BaseModel):
@@ -59,7 +98,7 @@ class KeyWrap(BaseModel):
     crypto_key: str
     crypto_key_version: str
     wrapped_keyset: str
-    wrapped_at: str
+    wrapped_at: Timestamp
 
     @field_validator("crypto_key_version")
     @classmethod
@@ -87,10 +126,10 @@ class EnvelopeRecord(BaseModel):
     version: Literal[1] = 1
     envelope_id: str
     kind: Literal["file", "dataset"]
-    created: str
+    created: Timestamp
     key: KeyWrap
     manifest: str
-    files: tuple[FileEntry, ...]
+    files: tuple[FileEntry, ...] = Field(max_length=MAX_RECORD_FILES)
 
     @field_validator("envelope_id")
     @classmethod
@@ -103,6 +142,16 @@ class EnvelopeRecord(BaseModel):
     @classmethod
     def _manifest_b64(cls, value: str) -> str:
         decode_b64(value)
+        return value
+
+    @field_validator("files")
+    @classmethod
+    def _sorted(cls, value: tuple[FileEntry, ...]) -> tuple[FileEntry, ...]:
+        """One order, so two readers walk the files alike and a path cannot be listed twice
+        (Python compares strings by code point, which is UTF-8 byte order)."""
+        for before, after in itertools.pairwise(value):
+            if not before.path < after.path:
+                raise ValueError("must be sorted by path, each path once")
         return value
 
     @property
@@ -125,20 +174,23 @@ class EnvelopeRecord(BaseModel):
     def from_json(cls, data: bytes, where: str) -> EnvelopeRecord:
         """Parse and validate; ``where`` names the record in error messages.
 
-        A valid record is parsed and validated in one pass by pydantic's own JSON parser (a third
-        faster; inventory and rewrap parse every record). Only a record that fails it is parsed
-        again step by step, to say precisely what is wrong with it.
+        Every failure is a :class:`RecordInvalidError` (or :class:`UnsupportedFormatError`): a
+        record is input from whoever may encrypt. A valid record is parsed and validated in one
+        pass by pydantic's own JSON parser (a third faster; inventory and rewrap parse every
+        record). Only a record that fails it is parsed again step by step, by the same parser
+        (its nesting limit refuses a record of 100,000 ``[`` where ``json`` hit RecursionError),
+        to say precisely what is wrong with it.
         """
+        if len(data) > MAX_RECORD_SIZE:
+            raise RecordInvalidError(record_too_large(where))
         try:
             return cls.model_validate_json(data)
         except ValidationError:
             pass
         try:
-            raw = json.loads(data.decode("utf-8"))
-        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise RecordInvalidError(
-                f"{where}: not a JSON envelope record ({exc.__class__.__name__})"
-            ) from None
+            raw = pydantic_core.from_json(data)
+        except ValueError as exc:  # invalid UTF-8 or JSON; says where, never what
+            raise RecordInvalidError(f"{where}: not a JSON envelope record ({exc})") from None
         if not isinstance(raw, dict):
             raise RecordInvalidError(f"{where}: not a JSON envelope record (top level is not an object)")
         if raw.get("format") != FORMAT_NAME:
@@ -159,6 +211,21 @@ class EnvelopeRecord(BaseModel):
             raise RecordInvalidError(
                 f"{where}: invalid envelope record field {loc!r}: {first['msg']}"
             ) from None
+
+
+def record_too_large(where: str) -> str:
+    """The message for a record past :data:`MAX_RECORD_SIZE` (read no further than that)."""
+    return f"{where}: record larger than {MAX_RECORD_SIZE >> 20} MiB, the format's limit; not read"
+
+
+def record_size_bound(paths: Iterable[str]) -> int:
+    """At most how many bytes the record of a dataset holding ``paths`` takes (see
+    :data:`ENTRY_BOUND`), so that encrypt can refuse up front what readers would refuse."""
+    total = RECORD_BOUND
+    for path in paths:
+        quoted = len(json.dumps(path, ensure_ascii=False).encode())
+        total += ENTRY_BOUND + -(-7 * quoted // 3)
+    return total
 
 
 def authenticated_view(record: dict[str, Any]) -> dict[str, Any]:
@@ -202,5 +269,6 @@ def decode_b64(value: str) -> bytes:
 
 
 def utc_now() -> str:
-    """RFC 3339 UTC timestamp with seconds precision, e.g. 2026-11-30T10:05:25Z."""
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    """RFC 3339 UTC timestamp with seconds precision, e.g. 2026-11-30T10:05:25Z: the one spelling
+    a record's times may have."""
+    return datetime.now(UTC).strftime(TIMESTAMP_FORMAT)

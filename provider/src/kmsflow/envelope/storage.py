@@ -3,7 +3,8 @@
 Local paths use the ``os`` module directly (atomic ``rename``/``link`` need it). Everything with a
 scheme other than ``file://`` goes through fsspec; ``gs://`` goes through gcsfs, built by
 :func:`gcs_filesystem` so that the GCS emulator (``STORAGE_EMULATOR_HOST``) is honoured in one
-place. All reads and writes of data are streams: only a record (small) is ever read whole.
+place. All reads and writes of data are streams: only a record is ever read whole, and never more
+than ``record.MAX_RECORD_SIZE`` + 1 bytes of it (:func:`read_file`, :func:`read_object`).
 """
 
 from __future__ import annotations
@@ -15,7 +16,8 @@ from typing import IO, Any
 
 import fsspec
 
-from kmsflow.envelope.errors import EnvelopeIOError
+from kmsflow.envelope.errors import EnvelopeIOError, RecordInvalidError
+from kmsflow.envelope.record import MAX_RECORD_SIZE, record_too_large
 from kmsflow.envelope.walk import Tree, walk
 
 STORAGE_EMULATOR_HOST_ENV = "STORAGE_EMULATOR_HOST"
@@ -108,9 +110,11 @@ class Location:
         return self.fs.open(self.path, "rb", block_size=CHUNK_SIZE * 8, cache_type="readahead")  # type: ignore[no-any-return]
 
     def read_bytes(self) -> bytes:
-        """For small objects only (envelope records)."""
-        with self.open_read() as f:
-            return f.read()
+        """An envelope record, whole: :func:`read_file` or :func:`read_object` (so at most
+        ``MAX_RECORD_SIZE`` + 1 bytes are read; a larger one is a :class:`RecordInvalidError`)."""
+        if self.fs is None:
+            return read_file(self.path)
+        return read_object(self.fs, self.path, self.url)
 
     def tree(self) -> Tree:
         """Every regular file below this directory (``/``-separated relative path -> size, sorted)
@@ -165,22 +169,39 @@ def resolve(url: str) -> Location:
 READ_BLOCK = 1 << 16  # a record is a few KiB; a dataset's with many files, more
 
 
-def read_file(path: str) -> bytes:
-    """The whole local file at ``path`` (a record: small), with only open, read and close calls.
+def read_file(path: str, limit: int = MAX_RECORD_SIZE) -> bytes:
+    """The whole local file at ``path`` (a record), with only open, read and close calls, reading
+    at most ``limit`` + 1 bytes: a longer file is a :class:`RecordInvalidError`, not read on.
 
     Why not ``open(path, "rb").read()``: that also issues two fstat, two lseek and an ioctl, and
     every system call releases the GIL. Inventory and rewrap read records from many threads while
     others wait on KMS or the network and want the GIL back; on tmpfs the handoffs, not the reads,
-    were the cost.
+    were the cost. Why the limit: a record is input from whoever may encrypt (docs/FORMAT.md §2).
     """
     fd = os.open(path, os.O_RDONLY)
     try:
         parts = []
-        while block := os.read(fd, READ_BLOCK):
+        left = limit + 1
+        while left and (block := os.read(fd, min(READ_BLOCK, left))):
             parts.append(block)
-        return b"".join(parts)
+            left -= len(block)
     finally:
         os.close(fd)
+    if not left:
+        raise RecordInvalidError(record_too_large(path))
+    return b"".join(parts)
+
+
+def read_object(fs: Any, path: str, url: str, limit: int = MAX_RECORD_SIZE, **kwargs: Any) -> bytes:
+    """The whole object ``path`` on fsspec filesystem ``fs`` (a record), in one ranged GET of at
+    most ``limit`` + 1 bytes: a longer object is a :class:`RecordInvalidError` (named ``url``).
+
+    ``kwargs`` go to ``cat_file`` (``generation=`` on GCS).
+    """
+    data = bytes(fs.cat_file(path, start=0, end=limit + 1, **kwargs))
+    if len(data) > limit:
+        raise RecordInvalidError(record_too_large(url))
+    return data
 
 
 def chunks(stream: IO[bytes], size: int = CHUNK_SIZE) -> Iterator[bytes]:

@@ -53,8 +53,8 @@ from kmsflow.envelope.layout import (
     is_temp_name,
     reserved_entry_allowed,
 )
-from kmsflow.envelope.record import EnvelopeRecord
-from kmsflow.envelope.storage import Location, read_file, resolve
+from kmsflow.envelope.record import MAX_RECORD_SIZE, EnvelopeRecord
+from kmsflow.envelope.storage import Location, resolve
 from kmsflow.inventory.listing import Listing, RootUnreachableError, list_root
 from kmsflow.inventory.model import EnvelopeRef, Finding, FindingKind, Inventory
 from kmsflow.inventory.mounts import is_local_disk
@@ -99,10 +99,9 @@ def is_reencrypt_backup_name(name: str) -> bool:
 
 
 def read_record_bytes(loc: Location) -> bytes:
-    """The bytes of a (small) record: :func:`read_file` locally, one GET on object stores."""
-    if loc.fs is None:
-        return read_file(loc.path)
-    return bytes(loc.fs.cat_file(loc.path))
+    """The bytes of a record: ``read_file`` locally, one ranged GET on object stores, never more
+    than the format's cap + 1 bytes (``Location.read_bytes``; past it, ``RecordInvalidError``)."""
+    return loc.read_bytes()
 
 
 def parse_record(data: bytes, where: str, kind: str) -> EnvelopeRecord:
@@ -248,7 +247,7 @@ def _classify(listing: Listing) -> _Layout:
             if is_temp_name(part) or is_reencrypt_backup_name(part):
                 layout.temps["/".join(parts[: i + 1])] = "directory" if i < len(parts) - 1 else "file"
                 staged = i < len(parts) - 1 and is_temp_name(part)  # a backup is blocking anyway
-                record_like = _record_candidate(rel) if staged else None
+                record_like = _record_candidate(rel) if staged and _may_be_record(listing, rel) else None
                 if record_like is not None:
                     layout.records.append(dataclasses.replace(record_like, nested=True, in_temp=True))
                 break
@@ -259,7 +258,7 @@ def _classify(listing: Listing) -> _Layout:
     for rel, dataset in layout.owners.items():
         if rel.startswith(_join(dataset, RESERVED_DIR) + "/"):
             continue
-        record_like = _record_candidate(rel)
+        record_like = _record_candidate(rel) if _may_be_record(listing, rel) else None
         if record_like is not None:
             layout.records.append(dataclasses.replace(record_like, nested=True))
     loose = set(layout.loose)
@@ -270,6 +269,12 @@ def _classify(listing: Listing) -> _Layout:
         if cand is not None and cand.kind == "file" and rel + SIDECAR_SUFFIX not in loose:
             layout.records.append(cand)
     return layout
+
+
+def _may_be_record(listing: Listing, rel: str) -> bool:
+    """A file named like a record where a record need not be is read only if it is small enough
+    to be one (a multi-GB ciphertext named ``*.kmsflow.json`` inside a dataset is just data)."""
+    return listing.files[rel] <= MAX_RECORD_SIZE
 
 
 def _record_candidate(rel: str) -> _Candidate | None:
@@ -338,6 +343,8 @@ def _read(root: Location, cand: _Candidate) -> _Outcome:
     loc = root.child(cand.rel)
     try:
         data = read_record_bytes(loc)
+    except EnvelopeError as exc:  # larger than any record may be
+        return _Outcome(cand, None, Finding(FindingKind.INVALID_RECORD, loc.url, str(exc)))
     except OSError as exc:
         detail = f"cannot read record ({exc.__class__.__name__}: {exc.strerror or exc})"
         return _Outcome(cand, None, Finding(FindingKind.UNREADABLE_RECORD, loc.url, detail))

@@ -26,6 +26,7 @@ from google.iam.v1 import policy_pb2
 
 from kmsflow.kms.crypto import default_retry
 from kmsflow.kms.errors import KmsConflictError, translate
+from kmsflow.shown import shown
 
 ADMIN_ROLE = "roles/cloudkms.admin"
 ENCRYPTER_ROLE = "roles/cloudkms.cryptoKeyEncrypter"
@@ -61,17 +62,18 @@ def member_problem(member: str) -> str | None:
         return f"{member} is refused: a KMS key must never be public"
     prefix, sep, rest = member.partition(":")
     if not sep or f"{prefix}:" not in MEMBER_PREFIXES:
-        return f"{member!r} is not an IAM member: want one of {', '.join(p + '...' for p in MEMBER_PREFIXES)}"
+        prefixes = ", ".join(p + "..." for p in MEMBER_PREFIXES)
+        return f"{shown(member)} is not an IAM member: want one of {prefixes}"
     if prefix == "domain":
-        return None if _DOMAIN.match(rest) else f"{member!r}: {rest!r} is not a domain name"
-    return None if _EMAIL.match(rest) else f"{member!r}: {rest!r} is not an email address"
+        return None if _DOMAIN.match(rest) else f"{shown(member)}: {shown(rest)} is not a domain name"
+    return None if _EMAIL.match(rest) else f"{shown(member)}: {shown(rest)} is not an email address"
 
 
 def role_problem(role: str) -> str | None:
     """Why ``role`` is not a Cloud KMS role kmsflow manages, or None."""
     if role in KMS_ROLES:
         return None
-    return f"unknown role {role!r} (known: {', '.join(sorted(KMS_ROLES))})"
+    return f"unknown role {shown(role)} (known: {', '.join(sorted(KMS_ROLES))})"
 
 
 @dataclass(frozen=True)

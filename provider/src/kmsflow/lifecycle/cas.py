@@ -41,7 +41,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from kmsflow.envelope.errors import EnvelopeError
-from kmsflow.envelope.storage import Location, read_file
+from kmsflow.envelope.storage import Location, read_file, read_object
 
 
 class RecordConflictError(EnvelopeError):
@@ -69,9 +69,9 @@ def read_snapshot(loc: Location) -> RecordSnapshot:
         fs.invalidate_cache(loc.path)
         generation = _generation(fs.info(loc.path))  # FileNotFoundError: no record at all
         if generation is None:
-            return RecordSnapshot(loc, bytes(fs.cat_file(loc.path)))
+            return RecordSnapshot(loc, read_object(fs, loc.path, loc.url))
         try:
-            return RecordSnapshot(loc, bytes(fs.cat_file(loc.path, generation=generation)), generation)
+            return RecordSnapshot(loc, read_object(fs, loc.path, loc.url, generation=generation), generation)
         except FileNotFoundError:  # replaced between info and read: that generation is gone
             continue
     raise RecordConflictError(f"{loc.url}: record kept changing while it was read; left as is")
@@ -198,7 +198,7 @@ def _swap_remote(snapshot: RecordSnapshot, new: bytes) -> None:
             f"{_generation(info)}); left as is"
         )
     if snapshot.generation is None:
-        if bytes(fs.cat_file(loc.path)) != snapshot.data:
+        if read_object(fs, loc.path, loc.url) != snapshot.data:
             raise RecordConflictError(f"{loc.url}: record changed while rewrapping; left as is")
         fs.pipe_file(loc.path, new)  # no generations on this store: check-then-write (small window)
         return

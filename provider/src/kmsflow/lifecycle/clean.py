@@ -49,6 +49,7 @@ from kmsflow.envelope.storage import Location, resolve
 from kmsflow.inventory import UNSEEN, Finding, FindingKind, scan
 from kmsflow.lifecycle import reencrypt_gcs as gcs
 from kmsflow.lifecycle import reencrypt_local as local
+from kmsflow.lifecycle.seconds import check_seconds
 
 log = logging.getLogger(__name__)
 
@@ -119,8 +120,7 @@ def clean_stale_temps(
 ) -> CleanReport:
     """Scan ``roots`` and remove every kmsflow temp whose newest content is ``older_than`` seconds
     old (the module docstring says which are never removed). Never raises for storage problems."""
-    if not older_than >= 0:  # also refuses NaN
-        raise ValueError("older_than must be a non-negative number of seconds")
+    check_seconds(older_than, "older_than")
     inv = scan(roots)
     temps = tuple(
         _clean_one(f.url, older_than, dry_run, plaintext=f.kind == FindingKind.PLAINTEXT_TEMP)

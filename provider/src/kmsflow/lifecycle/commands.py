@@ -29,6 +29,7 @@ from kmsflow.inventory import scan
 from kmsflow.kms.client import new_kms_client
 from kmsflow.kms.errors import KmsCredentialsError
 from kmsflow.lifecycle.rewrap import rewrap
+from kmsflow.lifecycle.seconds import check_seconds
 
 EXIT_OK = 0
 EXIT_USAGE = 2
@@ -85,6 +86,15 @@ def _outcome(report: _LifecycleReport) -> CommandResult:
     return CommandResult(
         EXIT_INCOMPLETE, output, f"scan incomplete: first: {first.kind} at {first.url}: {first.detail}"
     )
+
+
+def _is_seconds(value: float) -> bool:
+    """Whether ``value`` passes :func:`check_seconds`: here a usage error, not an exception."""
+    try:
+        check_seconds(value, "seconds")
+    except ValueError:
+        return False
+    return True
 
 
 def inventory_command(roots: Sequence[str], *, max_workers: int = 16) -> CommandResult:
@@ -149,8 +159,8 @@ def reencrypt_command(
         return CommandResult(EXIT_USAGE, "", "reencrypt: at least one PATH is required")
     if max_workers < 1:
         return CommandResult(EXIT_USAGE, "", "reencrypt: --workers must be at least 1")
-    if stale_after is not None and stale_after < 0:
-        return CommandResult(EXIT_USAGE, "", "reencrypt: --stale-after must not be negative")
+    if stale_after is not None and not _is_seconds(stale_after):
+        return CommandResult(EXIT_USAGE, "", "reencrypt: --stale-after must be a finite, non-negative number")
     try:
         client = client or new_kms_client()
     except KmsCredentialsError as exc:
@@ -177,8 +187,8 @@ def clean_command(
 
     if not roots:
         return CommandResult(EXIT_USAGE, "", "clean: at least one ROOT is required")
-    if older_than is not None and not older_than >= 0:  # also refuses NaN
-        return CommandResult(EXIT_USAGE, "", "clean: --older-than must be a non-negative number")
+    if older_than is not None and not _is_seconds(older_than):
+        return CommandResult(EXIT_USAGE, "", "clean: --older-than must be a finite, non-negative number")
     report = clean_stale_temps(
         roots, older_than=DEFAULT_OLDER_THAN if older_than is None else older_than, dry_run=dry_run
     )

@@ -77,6 +77,7 @@ from kmsflow.lifecycle import reencrypt_local as local
 from kmsflow.lifecycle.cas import RecordConflictError, RecordSnapshot, read_snapshot
 from kmsflow.lifecycle.reencrypt_progress import ByteMeter, EnvelopeMeter
 from kmsflow.lifecycle.rewrap import Issue, PrimaryCache
+from kmsflow.lifecycle.seconds import check_seconds
 from kmsflow.lifecycle.targets import EnvelopeTarget, Targets, collect, one_line
 from kmsflow.pools import ContextThreadPool
 
@@ -222,6 +223,7 @@ def reencrypt(
     """
     if max_workers < 1:
         raise ValueError("max_workers must be at least 1")
+    check_seconds(stale_after, "stale_after")
     start = time.monotonic()
     report = ReencryptReport(dry_run=dry_run, started_at=now_rfc3339())
     supported: list[str] = []

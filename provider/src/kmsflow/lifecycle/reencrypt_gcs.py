@@ -74,6 +74,7 @@ from kmsflow.envelope.storage import CHUNK_SIZE, Location, fs_open_write
 from kmsflow.inventory.scanner import REENCRYPT_COMMIT
 from kmsflow.lifecycle.cas import RecordConflictError, RecordSnapshot, read_snapshot, swap
 from kmsflow.lifecycle.reencrypt_local import STEP_STAGED, STEP_STREAMING, STEP_VERIFIED, StepHook
+from kmsflow.lifecycle.seconds import check_seconds
 
 STEP_COMMITTED = "committed"
 STEP_COPYING = "copying"
@@ -191,7 +192,9 @@ def relist(prefix: Location) -> StagingPrefix:
 def take_over_refusal(prefix: StagingPrefix, stale_after: float) -> str | None:
     """Why the staging ``prefix`` must not be taken over (deleted) now, or None if it may: only an
     uncommitted prefix of ours whose newest object is ``stale_after`` seconds old (see the module
-    docstring: a live run refreshes its LEASE, a committed one holds the only copy of the data)."""
+    docstring: a live run refreshes its LEASE, a committed one holds the only copy of the data).
+    ``ValueError`` unless ``stale_after`` is finite and not negative (NaN would allow any)."""
+    check_seconds(stale_after, "stale_after")
     if prefix.committed:
         return "committed re-encrypt staging: only a rerun of reencrypt (roll forward) removes it"
     if not prefix.ours:
@@ -283,8 +286,9 @@ def roll_forward(root: Location, staging: Location, on_step: StepHook = _noop) -
     record = record_location(root, commit.kind)
     snapshot, done = _read_live(record, commit, staging)
     if not done:
-        staged_bytes = bytes(fs.cat_file(staging.child(STAGED_RECORD).path))
-        staged = EnvelopeRecord.from_json(staged_bytes, staging.child(STAGED_RECORD).url)
+        staged_loc = staging.child(STAGED_RECORD)
+        staged_bytes = staged_loc.read_bytes()
+        staged = EnvelopeRecord.from_json(staged_bytes, staged_loc.url)
         if staged.envelope_id != commit.new_envelope_id:
             raise EnvelopeError(f"{marker.url}: staged record is not the committed envelope; resolve by hand")
         for i, entry in enumerate(staged.files):
@@ -340,6 +344,7 @@ def recover(root: Location, stale_after: float = DEFAULT_STALE_AFTER) -> Recover
     Committed: rolled forward. Uncommitted, ours, newest object older than ``stale_after`` s:
     deleted (LEASE last). Fresh ones are left to their run (the job then reports a conflict).
     """
+    check_seconds(stale_after, "stale_after")
     out = Recovery()
     prefixes = staging_prefixes(root)
     committed = [p for p in prefixes if p.committed]
@@ -397,7 +402,7 @@ class GcsStore:
         self.root = root
         self.fs: Any = root.fs
         self.kind = kind
-        self.stale_after = stale_after
+        self.stale_after = check_seconds(stale_after, "stale_after")
 
     def check(self) -> None:
         """Nothing to refuse: object stores have no symbolic links."""

@@ -52,7 +52,7 @@ from kmsflow.envelope.errors import EnvelopeError
 from kmsflow.envelope.layout import DATASET_RECORD, RESERVED_DIR, SIDECAR_SUFFIX, reencrypt_backup
 from kmsflow.envelope.layout import reencrypt_backups as _backups
 from kmsflow.envelope.record import EnvelopeRecord
-from kmsflow.envelope.storage import Location
+from kmsflow.envelope.storage import Location, read_file
 from kmsflow.lifecycle.cas import RecordConflictError, RecordSnapshot, fsync_dir, write_synced
 
 StepHook = Callable[[str, str], None]
@@ -228,8 +228,8 @@ def _lock_current(path: str) -> int:
 
 
 def _read(path: str) -> bytes:
-    with open(path, "rb") as f:
-        return f.read()
+    """A record, whole, but never more than the format's cap + 1 bytes (``storage.read_file``)."""
+    return read_file(path)
 
 
 def _refuse_symlinks(*paths: str) -> None:

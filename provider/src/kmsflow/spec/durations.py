@@ -7,12 +7,15 @@ back, so ``parse_duration(format_duration(d)) == d`` for every whole-second dura
 
 from __future__ import annotations
 
+import math
 import re
 from datetime import timedelta
 
+from kmsflow.shown import shown
+
 _UNITS = {"d": 86400, "h": 3600, "m": 60, "s": 1}
-_PART = re.compile(r"(\d+)([dhms])")
-_WHOLE = re.compile(r"^(?:\d+[dhms])+$")
+_PART = re.compile(r"([0-9]+)([dhms])")
+_WHOLE = re.compile(r"^(?:[0-9]+[dhms])+$")
 
 
 def parse_duration(text: str | int | float | timedelta) -> timedelta:
@@ -23,21 +26,30 @@ def parse_duration(text: str | int | float | timedelta) -> timedelta:
     """
     if isinstance(text, timedelta):
         return text
-    if isinstance(text, bool):
-        raise ValueError(f"not a duration: {text!r}")
+    if isinstance(text, bool) or not isinstance(text, str | int | float):
+        raise ValueError(f"not a duration: {shown(text)}")
     if isinstance(text, int | float):
-        if text < 0:
-            raise ValueError(f"duration must not be negative (got {text})")
-        return timedelta(seconds=text)
+        if not math.isfinite(text) or text < 0:
+            raise ValueError(f"duration must be a finite number of seconds, not negative (got {shown(text)})")
+        return _seconds(text)
     compact = text.strip()
     if not _WHOLE.match(compact):
-        raise ValueError(f"not a duration: {text!r} (want e.g. 90d, 2160h, 30m, 7776000s or 1d12h)")
+        raise ValueError(f"not a duration: {shown(text)} (want e.g. 90d, 2160h, 30m, 7776000s or 1d12h)")
     parts = _PART.findall(compact)
     units = [unit for _, unit in parts]
     order = list(_UNITS)
     if len(set(units)) != len(units) or units != sorted(units, key=order.index):
-        raise ValueError(f"not a duration: {text!r} (each unit once, largest first: d, h, m, s)")
-    return timedelta(seconds=sum(int(n) * _UNITS[u] for n, u in parts))
+        raise ValueError(f"not a duration: {shown(text)} (each unit once, largest first: d, h, m, s)")
+    return _seconds(sum(int(n) * _UNITS[u] for n, u in parts))
+
+
+def _seconds(seconds: float) -> timedelta:
+    """``timedelta(seconds=...)``, its OverflowError a ValueError: pydantic reports only those
+    at the field, anything else escaped as a crash (a spec saying ``99999999999999999999d``)."""
+    try:
+        return timedelta(seconds=seconds)
+    except OverflowError:
+        raise ValueError("duration too long (at most 999999999 days)") from None
 
 
 def format_duration(value: timedelta) -> str:

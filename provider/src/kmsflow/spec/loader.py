@@ -2,7 +2,8 @@
 
 A spec is reviewed by people and applied by machines, so a bad one must fail *before* any KMS call,
 with all its problems at once, each pointing at the field: ``key_rings[0].keys[1].rotation_period:
-must be at least 24h (got 1h)``.
+must be at least 24h (got 1h)``. Values are echoed cut short (``kmsflow.shown``) and YAML aliases
+are refused: a 455-byte alias bomb once expanded into a 722 MB message.
 """
 
 from __future__ import annotations
@@ -15,10 +16,13 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
+from kmsflow.shown import shown
 from kmsflow.spec.model import KeySpec
 
 _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _ENCRYPT_ALGORITHMS = {"ENCRYPT_DECRYPT": ("GOOGLE_SYMMETRIC_ENCRYPTION",)}
+MAX_LISTED_PROBLEMS = 50
+"""The most problems a :class:`SpecError` message lists (all are in ``problems``)."""
 
 
 class SpecError(ValueError):
@@ -26,9 +30,31 @@ class SpecError(ValueError):
 
     def __init__(self, problems: list[str], source: str = "key spec") -> None:
         self.problems = problems
-        lines = "\n".join(f"  - {p}" for p in problems)
+        listed = [f"  - {p}" for p in problems[:MAX_LISTED_PROBLEMS]]
+        if len(problems) > MAX_LISTED_PROBLEMS:
+            listed.append(f"  - ... and {len(problems) - MAX_LISTED_PROBLEMS} more")
         count = f"{len(problems)} problem" + ("s" if len(problems) != 1 else "")
-        super().__init__(f"invalid {source} ({count}):\n{lines}")
+        super().__init__(f"invalid {source} ({count}):\n" + "\n".join(listed))
+
+
+class _SpecLoader(yaml.SafeLoader):  # type: ignore[misc]  # PyYAML ships no type hints
+    """YAML's safe loader without aliases: every value in a spec is written out where it applies.
+
+    Why: an alias repeats a node without repeating its text, so nine lines of ``&a [*b, *b, ...]``
+    expand into billions of values (and a validation error echoing them). Anchors are refused too,
+    as they only exist to be aliased; the error names the line and column.
+    """
+
+    def compose_node(self, parent: yaml.Node | None, index: object) -> yaml.Node | None:
+        event = self.peek_event()
+        if isinstance(event, yaml.AliasEvent) or getattr(event, "anchor", None) is not None:
+            raise yaml.composer.ComposerError(
+                None,
+                None,
+                "anchors and aliases (&name, *name) are not allowed in a key spec",
+                event.start_mark,
+            )
+        return super().compose_node(parent, index)  # type: ignore[no-any-return]
 
 
 def field_path(loc: tuple[int | str, ...]) -> str:
@@ -39,10 +65,10 @@ def field_path(loc: tuple[int | str, ...]) -> str:
             continue
         if isinstance(part, int):
             out += f"[{part}]"
-        elif _IDENTIFIER.match(part):
+        elif _IDENTIFIER.match(part) and len(part) <= 63:
             out += f".{part}" if out else part
         else:
-            out += f"[{part!r}]"
+            out += f"[{shown(part)}]"
     return out or "(document)"
 
 
@@ -54,7 +80,7 @@ def _message(error: Mapping[str, Any]) -> str:
         return "required"
     if kind == "extra_forbidden":
         return "unknown field (check the spelling)"
-    return f"{message[0].lower()}{message[1:]} (got {error.get('input')!r})"
+    return f"{message[0].lower()}{message[1:]} (got {shown(error.get('input'))})"
 
 
 def _problems(error: ValidationError) -> list[str]:
@@ -128,7 +154,7 @@ def load_spec(path_or_text: str | Path | Mapping[str, Any]) -> KeySpec:
         return parse_spec(path_or_text)
     text, source = _read(path_or_text)
     try:
-        data = yaml.safe_load(text)
+        data = yaml.load(text, Loader=_SpecLoader)  # a SafeLoader (no Python objects), no aliases
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}, column {mark.column + 1}" if mark is not None else "(document)"

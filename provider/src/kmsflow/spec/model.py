@@ -28,6 +28,7 @@ from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Fie
 
 from kmsflow.kms.iam import CONSUMER_ROLE, PRODUCER_ROLE, member_problem, role_problem
 from kmsflow.kms.resources import KeySettings
+from kmsflow.shown import shown
 from kmsflow.spec.durations import format_duration, parse_duration
 
 ID_PATTERN = re.compile(r"^[a-zA-Z0-9_-]{1,63}$")
@@ -49,7 +50,7 @@ _TENANT = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@:-]{0,127}$")
 
 def _check_id(value: str) -> str:
     if not ID_PATTERN.match(value):
-        raise ValueError(f"must match [a-zA-Z0-9_-]{{1,63}} (got {value!r})")
+        raise ValueError(f"must match [a-zA-Z0-9_-]{{1,63}} (got {shown(value)})")
     return value
 
 
@@ -70,22 +71,22 @@ def _check_role(value: str) -> str:
 def _check_labels(value: dict[str, str]) -> dict[str, str]:
     for key, item in value.items():
         if not _LABEL_KEY.match(key):
-            raise ValueError(f"label key {key!r} must match [a-z][a-z0-9_-]{{0,62}}")
+            raise ValueError(f"label key {shown(key)} must match [a-z][a-z0-9_-]{{0,62}}")
         if not _LABEL_VALUE.match(item):
-            raise ValueError(f"label {key!r} value {item!r} must match [a-z0-9_-]{{0,63}}")
+            raise ValueError(f"label {shown(key)} value {shown(item)} must match [a-z0-9_-]{{0,63}}")
     return value
 
 
 def _check_tenant(value: str) -> str:
     if not _TENANT.match(value):
-        raise ValueError(f"must be 1-128 characters [A-Za-z0-9_.@:-] (got {value!r})")
+        raise ValueError(f"must be 1-128 characters [A-Za-z0-9_.@:-] (got {shown(value)})")
     return value
 
 
 def _choice(options: tuple[str, ...], summary: str | None = None) -> AfterValidator:
     def check(value: str) -> str:
         if value not in options:
-            raise ValueError(f"must be one of {summary or ', '.join(options)} (got {value!r})")
+            raise ValueError(f"must be one of {summary or ', '.join(options)} (got {shown(value)})")
         return value
 
     return AfterValidator(check)
