@@ -175,6 +175,36 @@ def test_asset_alias_outlet_gets_an_event_for_the_concrete_destination(
     assert event.extra["key_version"] == f"{key}/cryptoKeyVersions/1"
 
 
+def test_a_dataset_with_a_fifo_fails_the_task_unless_told_to_skip_it(
+    roles: dict[str, str], key: str, tmp_path: Path
+) -> None:
+    src = tmp_path / "run"
+    src.mkdir()
+    (src / "weights.bin").write_bytes(PLAINTEXT)
+    os.mkfifo(src / "events.pipe")
+    strict = EncryptArtifactOperator(
+        task_id="strict",
+        key_name=key,
+        src=str(src),
+        dst=str(tmp_path / "a.enc"),
+        kmsflow_conn_id=roles["producer"],
+    )
+    with pytest.raises(AirflowFailException, match="cannot be encrypted as files"):
+        run(strict)
+    assert not (tmp_path / "a").exists()
+
+    lenient = EncryptArtifactOperator(
+        task_id="lenient",
+        key_name=key,
+        src=str(src),
+        dst=str(tmp_path / "b.enc"),
+        kmsflow_conn_id=roles["producer"],
+        skip_unsupported=True,
+    )
+    out = run(lenient)
+    assert out["file_count"] == 1 and out["omitted"] == [{"path": "events.pipe", "kind": "special_file"}]
+
+
 def test_producer_is_refused_decrypt_and_consumer_refused_encrypt(
     roles: dict[str, str], key: str, tmp_path: Path
 ) -> None:

@@ -61,6 +61,7 @@ from kmsflow.envelope import (
     encrypt,
 )
 from kmsflow.envelope.staging import AbortScope, abort_scope
+from kmsflow.envelope.walk import Obstacle
 from kmsflow.kms.errors import KmsPermissionError
 
 ArtifactPath = str | ObjectStoragePath | os.PathLike[str]
@@ -202,18 +203,34 @@ def encrypt_artifact(
     *,
     log: Any = None,
     retry: Retry | None = None,
+    skip_unsupported: bool = False,
 ) -> dict[str, Any]:
     """Encrypt ``src`` (file or directory) into a new envelope at ``dst``; a small XCom-safe summary.
 
     Errors are already mapped to Airflow exceptions (:func:`artifact_errors`). Pass
     ``retry=hook.retry()`` so the KMS call honours the connection's ``deadline`` (None: 60 s).
+    A source directory holding what cannot go in as a file (a link to a directory, a FIFO, an
+    unreadable directory) fails the task, unless ``skip_unsupported``: then each entry left out is
+    logged as a warning and listed under ``omitted`` (relative path and why).
     """
     src_url, dst_url = artifact_url(src), artifact_url(dst)
+    omitted: list[Obstacle] | None = [] if skip_unsupported else None
     with artifact_errors("encrypt"):
         record = encrypt(
-            client, key_name, src_url, dst_url, progress=LogProgress(log) if log else None, retry=retry
+            client,
+            key_name,
+            src_url,
+            dst_url,
+            progress=LogProgress(log) if log else None,
+            retry=retry,
+            omitted=omitted,
         )
-    return {"src": src_url, **summary(record, dst_url), "plaintext_bytes": record.plaintext_size}
+    left_out = [{"path": o.rel, "kind": str(o.kind)} for o in omitted or []]
+    for entry in left_out:
+        if log is not None:
+            log.warning("Left out of %s: %s (%s)", dst_url, entry["path"], entry["kind"])
+    result = {"src": src_url, **summary(record, dst_url), "plaintext_bytes": record.plaintext_size}
+    return {**result, "omitted": left_out} if skip_unsupported else result
 
 
 def decrypt_artifact(
@@ -352,15 +369,20 @@ class EncryptArtifactOperator(_ArtifactOperator):
         ``extra = {envelope_id, crypto_key, key_version, kind, file_count, dst}``.
     :param kmsflow_conn_id: the producer's connection (needs ``roles/cloudkms.cryptoKeyEncrypter``).
         Templated, so a DAG param can choose the identity.
+    :param skip_unsupported: leave out of a dataset what cannot go in as a file (links to
+        directories, FIFOs, sockets, devices, broken links, unreadable directories), logging each;
+        by default they fail the task, since deleting the source afterwards would lose them.
 
-    XCom: ``{src, dst, kind, envelope_id, crypto_key, key_version, file_count, plaintext_bytes}``.
+    XCom: ``{src, dst, kind, envelope_id, crypto_key, key_version, file_count, plaintext_bytes}``,
+    plus ``omitted`` (``[{path, kind}]``) with ``skip_unsupported``.
     """
 
     template_fields: Sequence[str] = (*_ArtifactOperator.template_fields, "key_name")
 
-    def __init__(self, *, key_name: str, **kwargs: Any) -> None:
+    def __init__(self, *, key_name: str, skip_unsupported: bool = False, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.key_name = key_name
+        self.skip_unsupported = skip_unsupported
 
     def derived_name(self, source_name: str) -> str:
         return source_name + self.suffix
@@ -372,7 +394,13 @@ class EncryptArtifactOperator(_ArtifactOperator):
         try:
             with self.killable_outputs():
                 result = encrypt_artifact(
-                    self.client(), self.key_name, src_url, dst_url, log=self.log, retry=self.kms_retry()
+                    self.client(),
+                    self.key_name,
+                    src_url,
+                    dst_url,
+                    log=self.log,
+                    retry=self.kms_retry(),
+                    skip_unsupported=self.skip_unsupported,
                 )
         finally:
             self.hook.close()
