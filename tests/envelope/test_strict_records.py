@@ -20,6 +20,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from kmsflow import envelope
+from kmsflow.clock import record_time
 from kmsflow.envelope import manifest, storage
 from kmsflow.envelope.errors import DatasetTooLargeError, RecordInvalidError
 from kmsflow.envelope.keyset import DataKey
@@ -28,7 +29,6 @@ from kmsflow.envelope.record import (
     MAX_RECORD_SIZE,
     EnvelopeRecord,
     record_size_bound,
-    utc_now,
 )
 from kmsflow.inventory import FindingKind, scan
 
@@ -203,7 +203,7 @@ def test_other_timestamp_spellings_are_invalid(field: str, spelling: str) -> Non
 
 
 def test_what_writers_write_is_the_one_spelling() -> None:
-    now = utc_now()
+    now = record_time()
     record = EnvelopeRecord.from_json(record_bytes(created=now, wrapped_at=now), "r")
     assert record.created == record.key.wrapped_at == now
 
@@ -258,12 +258,12 @@ def test_the_size_bound_holds_for_any_paths(paths: list[str]) -> None:
     fields = {
         "envelope_id": "0" * 32,
         "kind": "dataset",
-        "created": utc_now(),
+        "created": record_time(),
         "key": {
             "crypto_key": key_name,
             "crypto_key_version": f"{key_name}/cryptoKeyVersions/{10**9}",
             "wrapped_keyset": "A" * 1024,
-            "wrapped_at": utc_now(),
+            "wrapped_at": record_time(),
         },
         "files": [
             {"path": p, "size": 10**19, "ciphertext_size": 10**19, "ciphertext_crc32c": "AAAAAA=="}

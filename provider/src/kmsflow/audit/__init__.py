@@ -10,10 +10,11 @@ Invariant 4: events are scrubbed of anything that looks like bytes or key materi
 """
 
 from kmsflow.audit.actor import resolve_actor
-from kmsflow.audit.event import REDACTED, AuditEvent, format_time, looks_like_key_material, parse_time, scrub
+from kmsflow.audit.event import REDACTED, AuditEvent, looks_like_key_material, parse_time, scrub
 from kmsflow.audit.log import AuditLog, AuditLogError, read_events
 from kmsflow.audit.recorder import provision_recorder, record_rewrap, record_rotation
 from kmsflow.audit.view import audit_command, render_events
+from kmsflow.clock import format_time
 
 __all__ = [
     "REDACTED",

@@ -19,6 +19,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from kmsflow.clock import format_time, utc_now
+
 REDACTED = "[redacted]"
 """What replaces a value that looks like bytes, a secret or key material."""
 
@@ -33,16 +35,6 @@ _B64_URL = re.compile(r"^[A-Za-z0-9_-]+={0,2}$")
 _HEX = re.compile(r"^[0-9a-fA-F]+$")
 MIN_BLOB_CHARS = 24
 """Shortest unbroken base64-looking token treated as possible key material (16+ bytes)."""
-
-
-def format_time(value: datetime) -> str:
-    """RFC 3339 UTC with milliseconds and ``Z``, e.g. ``2026-11-30T10:05:25.123Z``.
-
-    A fixed shape, so string order is time order (the log is sorted by it on GCS).
-    """
-    if value.tzinfo is None:
-        value = value.replace(tzinfo=UTC)
-    return value.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def parse_time(value: str) -> datetime:
@@ -151,7 +143,7 @@ class AuditEvent:
         cleaned = scrub(dict(evidence or {}))
         assert isinstance(cleaned, dict)
         return cls(
-            time=format_time(time or datetime.now(UTC)),
+            time=format_time(time or utc_now()),
             actor=_text(actor or "unknown", "actor"),
             run=_text(run or "unknown", "run"),
             action=_text(action, "action"),

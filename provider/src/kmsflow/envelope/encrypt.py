@@ -22,6 +22,7 @@ import tink
 from google.api_core.retry import Retry
 from google.cloud import kms_v1
 
+from kmsflow.clock import record_time
 from kmsflow.envelope import manifest
 from kmsflow.envelope.aad import data_aad
 from kmsflow.envelope.errors import (
@@ -48,7 +49,6 @@ from kmsflow.envelope.record import (
     EnvelopeRecord,
     FileEntry,
     record_size_bound,
-    utc_now,
 )
 from kmsflow.envelope.staging import Staging, stage, write_failure
 from kmsflow.envelope.storage import TINK_CHUNK_SIZE, Location, chunks, resolve
@@ -108,7 +108,7 @@ def encrypt(
         fields = {
             "envelope_id": envelope_id,
             "kind": kind,
-            "created": utc_now(),
+            "created": record_time(),
             "key": wrap.model_dump(mode="json"),
             "files": [e.model_dump(mode="json") for e in entries],
         }

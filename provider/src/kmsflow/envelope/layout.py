@@ -82,6 +82,18 @@ def is_temp_name(name: str) -> bool:
     return bool(TEMP_NAME.match(name))
 
 
+def is_reencrypt_backup_name(name: str) -> bool:
+    """True for a re-encrypt backup name (one path component)."""
+    return bool(REENCRYPT_BACKUP_NAME.match(name))
+
+
+def owner_name(name: str) -> str | None:
+    """The name of what the temp or backup ``name`` (one path component) stands beside and belongs
+    to (``.model.bin.kmsflow-3fa9c1.part`` -> ``model.bin``); None for any other name."""
+    m = TEMP_NAME.match(name) or REENCRYPT_BACKUP_NAME.match(name)
+    return m.group("name") if m else None
+
+
 def reserved_entry_allowed(name: str) -> bool:
     """True for what may live in a dataset's ``_kmsflow/`` (a ``/``-separated path below it): the
     record, and the new record an interrupted rewrap left behind. Anything else is not the format."""

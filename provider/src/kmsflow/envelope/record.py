@@ -19,7 +19,7 @@ import itertools
 import json
 import re
 from collections.abc import Iterable
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Annotated, Any, Literal
 
 import pydantic_core
@@ -34,7 +34,6 @@ _ENVELOPE_ID = re.compile(r"^[0-9a-f]{32}$")
 _VERSION_NAME = re.compile(
     r"^projects/[^/]+/locations/[^/]+/keyRings/[^/]+/cryptoKeys/[^/]+/cryptoKeyVersions/[^/]+$"
 )
-TIMESTAMP_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
 _TIMESTAMP = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}Z")
 _TIMESTAMP_PROBLEM = "must be a valid UTC time spelled YYYY-MM-DDTHH:MM:SSZ"
 
@@ -55,7 +54,8 @@ its size in memory; readers read at most this + 1 bytes of it (``storage.read_fi
 
 
 def _timestamp(value: str) -> str:
-    """The one spelling a record's times have (``utc_now``): inventory compares them as strings.
+    """The one spelling a record's times have (``kmsflow.clock.record_time``): inventory compares
+    them as strings.
 
     The pattern pins the spelling; ``fromisoformat`` (in C, a tenth of ``strptime``'s cost:
     rewrap and inventory parse every record) requires a real date and time.
@@ -266,9 +266,3 @@ def decode_b64(value: str) -> bytes:
     if base64.b64encode(raw).decode("ascii") != value:
         raise ValueError("must be canonical base64")
     return raw
-
-
-def utc_now() -> str:
-    """RFC 3339 UTC timestamp with seconds precision, e.g. 2026-11-30T10:05:25Z: the one spelling
-    a record's times may have."""
-    return datetime.now(UTC).strftime(TIMESTAMP_FORMAT)

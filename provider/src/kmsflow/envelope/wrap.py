@@ -12,10 +12,11 @@ from __future__ import annotations
 from google.api_core.retry import Retry
 from google.cloud import kms_v1
 
+from kmsflow.clock import record_time
 from kmsflow.envelope.aad import keyset_aad
 from kmsflow.envelope.errors import TamperedError
 from kmsflow.envelope.keyset import DataKey
-from kmsflow.envelope.record import KeyWrap, encode_b64, utc_now
+from kmsflow.envelope.record import KeyWrap, encode_b64
 from kmsflow.kms import crypto
 from kmsflow.kms.errors import KmsInvalidArgumentError
 
@@ -59,7 +60,7 @@ def key_wrap(wrapped: crypto.Wrapped) -> KeyWrap:
         crypto_key=crypto.key_of(wrapped.key_version),
         crypto_key_version=wrapped.key_version,
         wrapped_keyset=encode_b64(wrapped.ciphertext),
-        wrapped_at=utc_now(),
+        wrapped_at=record_time(),
     )
 
 

@@ -6,15 +6,9 @@ be destroyed only when ``inventory.complete`` is true and ``inventory.references
 empty (architecture invariant 2).
 """
 
-from kmsflow.envelope.layout import is_temp_name
 from kmsflow.inventory.listing import Listing, RootUnreachableError, list_root
 from kmsflow.inventory.model import UNSEEN, EnvelopeRef, Finding, FindingKind, Inventory, VersionStats
-from kmsflow.inventory.scanner import (
-    is_reencrypt_backup_name,
-    parse_record,
-    read_record_bytes,
-    scan,
-)
+from kmsflow.inventory.scanner import scan
 
 __all__ = [
     "UNSEEN",
@@ -25,10 +19,6 @@ __all__ = [
     "Listing",
     "RootUnreachableError",
     "VersionStats",
-    "is_reencrypt_backup_name",
-    "is_temp_name",
     "list_root",
-    "parse_record",
-    "read_record_bytes",
     "scan",
 ]

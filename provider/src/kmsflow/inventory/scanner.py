@@ -39,21 +39,22 @@ import uuid
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from datetime import UTC, datetime
 
-from kmsflow.envelope.errors import EnvelopeError, RecordInvalidError
+from kmsflow.clock import format_time, utc_now
+from kmsflow.envelope.errors import EnvelopeError
 from kmsflow.envelope.layout import (
     DATASET_RECORD,
     PLAINTEXT_TEMP_NAME,
     REENCRYPT_BACKUP_NAME,
     RESERVED_DIR,
     SIDECAR_SUFFIX,
-    TEMP_NAME,
-    check_relpath,
+    is_reencrypt_backup_name,
     is_temp_name,
+    owner_name,
     reserved_entry_allowed,
 )
 from kmsflow.envelope.record import MAX_RECORD_SIZE, EnvelopeRecord
+from kmsflow.envelope.record_io import parse_record, read_record_bytes
 from kmsflow.envelope.storage import Location, resolve
 from kmsflow.inventory.listing import Listing, RootUnreachableError, list_root
 from kmsflow.inventory.model import EnvelopeRef, Finding, FindingKind, Inventory
@@ -88,37 +89,6 @@ def read_workers(root: Location, max_workers: int, mounts: str | None = None) ->
     return max_workers
 
 
-def now_rfc3339() -> str:
-    """UTC now with milliseconds, e.g. 2026-11-30T10:05:25.123Z (scan start/finish times)."""
-    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
-def is_reencrypt_backup_name(name: str) -> bool:
-    """True for a re-encrypt backup name (one path component), see ``envelope.layout``."""
-    return bool(REENCRYPT_BACKUP_NAME.match(name))
-
-
-def read_record_bytes(loc: Location) -> bytes:
-    """The bytes of a record: ``read_file`` locally, one ranged GET on object stores, never more
-    than the format's cap + 1 bytes (``Location.read_bytes``; past it, ``RecordInvalidError``)."""
-    return loc.read_bytes()
-
-
-def parse_record(data: bytes, where: str, kind: str) -> EnvelopeRecord:
-    """Parse a record and check it fits where it was found (kind, file paths).
-
-    Raises :class:`RecordInvalidError` (or another ``EnvelopeError``) with a one-line reason.
-    """
-    record = EnvelopeRecord.from_json(data, where)
-    if record.kind != kind:
-        raise RecordInvalidError(f"{where}: record is for a {record.kind} envelope, found as a {kind} record")
-    if kind == "file" and len(record.files) != 1:
-        raise RecordInvalidError(f"{where}: a file envelope must list exactly one file")
-    for entry in record.files:
-        check_relpath(entry.path, dataset=(kind == "dataset"))
-    return record
-
-
 @dataclass(frozen=True)
 class _Candidate:
     rel: str  # the record's path relative to the root
@@ -147,7 +117,7 @@ def scan(roots: Sequence[str], *, max_workers: int = 16) -> Inventory:
     """
     if max_workers < 1:
         raise ValueError("max_workers must be at least 1")
-    started = now_rfc3339()
+    started = format_time(utc_now())
     refs: list[EnvelopeRef] = []
     findings: list[Finding] = []
     local_roots = [os.path.realpath(loc.path) for loc in _local(roots)]
@@ -157,7 +127,7 @@ def scan(roots: Sequence[str], *, max_workers: int = 16) -> Inventory:
     return Inventory(
         scan_id=uuid.uuid4().hex,
         started_at=started,
-        finished_at=now_rfc3339(),
+        finished_at=format_time(utc_now()),
         roots=tuple(roots),
         envelopes=tuple(refs),
         findings=tuple(findings),
@@ -334,9 +304,9 @@ def _local(roots: Sequence[str]) -> list[Location]:
 
 def _staged_owner(top: str) -> str:
     """The envelope (relative path) a staging prefix ``.<name>.kmsflow-<hex>.tmp`` belongs to."""
-    m = TEMP_NAME.match(top.rsplit("/", 1)[-1])
-    assert m is not None
-    return _join(top.rsplit("/", 1)[0] if "/" in top else "", m.group("name"))
+    owner = owner_name(top.rsplit("/", 1)[-1])
+    assert owner is not None
+    return _join(top.rsplit("/", 1)[0] if "/" in top else "", owner)
 
 
 def _read(root: Location, cand: _Candidate) -> _Outcome:

@@ -22,6 +22,7 @@ from google.api_core import exceptions as gexc
 from google.cloud import kms_v1
 from google.protobuf import field_mask_pb2
 
+from kmsflow.clock import utc_now
 from kmsflow.kms.crypto import default_retry, key_of
 from kmsflow.kms.errors import (
     FieldConflict,
@@ -90,7 +91,7 @@ def _utc(value: datetime) -> datetime:
 
 
 def _now() -> datetime:
-    return datetime.now(UTC)
+    return utc_now()
 
 
 def _has(message: object, name: str) -> bool:

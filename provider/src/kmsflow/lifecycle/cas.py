@@ -34,13 +34,13 @@ import contextlib
 import fcntl
 import json
 import os
-import secrets
 import stat
 import threading
 from dataclasses import dataclass
 from typing import Any
 
 from kmsflow.envelope.errors import EnvelopeError
+from kmsflow.envelope.layout import PART_SUFFIX, temp_name
 from kmsflow.envelope.storage import Location, read_file, read_object
 
 
@@ -139,7 +139,7 @@ def _swap_local(snapshot: RecordSnapshot, new: bytes, dir_sync: DirSync | None) 
             )
         mode = stat.S_IMODE(os.fstat(fd).st_mode)
         parent, name = os.path.split(path)
-        temp = os.path.join(parent, f".{name}.kmsflow-{secrets.token_hex(6)}.part")
+        temp = os.path.join(parent, temp_name(name, PART_SUFFIX))
         try:
             write_synced(temp, new, mode)
             os.replace(temp, path)

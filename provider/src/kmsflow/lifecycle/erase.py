@@ -45,10 +45,11 @@ from google.api_core import exceptions as gexc
 from google.cloud import kms_v1
 
 from kmsflow.audit import AuditLog, format_time
+from kmsflow.clock import utc_now
+from kmsflow.envelope.record_io import parse_record, read_record_bytes
 from kmsflow.envelope.storage import resolve
 from kmsflow.envelope.wrap import unwrap_key
 from kmsflow.inventory import EnvelopeRef, Inventory, scan
-from kmsflow.inventory.scanner import parse_record, read_record_bytes
 from kmsflow.kms import resources
 from kmsflow.kms.crypto import default_retry
 from kmsflow.kms.errors import (
@@ -267,7 +268,7 @@ def erase_tenant(
     check_erase_confirmation(name, key_spec, confirm_tenant, confirm_key)
     if not reason or not reason.strip():
         raise ValueError("erasure needs a reason (e.g. the data-subject request id); it is audited")
-    moment = now.astimezone(UTC) if now is not None else datetime.now(UTC)
+    moment = now.astimezone(UTC) if now is not None else utc_now()
     tenant = str(key_spec.tenant)
 
     before = scan(_all_roots(spec), max_workers=max_workers)
@@ -367,7 +368,7 @@ def prove_erasure(
     ``erase-proved`` event is appended (the final record of the erasure).
     """
     name, key_spec = _tenant_key(spec, key)
-    moment = now.astimezone(UTC) if now is not None else datetime.now(UTC)
+    moment = now.astimezone(UTC) if now is not None else utc_now()
     report = ErasureReport(key=name, tenant=str(key_spec.tenant), run_id=run_id, time=format_time(moment))
     primary = resources.get_key(client, name).primary.name
     versions = resources.list_versions(client, name)

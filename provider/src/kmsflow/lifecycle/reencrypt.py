@@ -59,19 +59,20 @@ from typing import IO, Any, Protocol
 import tink
 from google.cloud import kms_v1
 
+from kmsflow.clock import format_time, record_time, utc_now
 from kmsflow.envelope import manifest
 from kmsflow.envelope.aad import data_aad
 from kmsflow.envelope.encrypt import new_envelope_id
 from kmsflow.envelope.errors import EnvelopeError, EnvelopeIOError, TamperedError, os_reason
 from kmsflow.envelope.keyset import DataKey
-from kmsflow.envelope.layout import DATASET_RECORD, REENCRYPT_BACKUP_NAME, SIDECAR_SUFFIX, TEMP_NAME, locate
+from kmsflow.envelope.layout import DATASET_RECORD, SIDECAR_SUFFIX, TEMP_SUFFIX, locate, owner_name
 from kmsflow.envelope.progress import Progress
-from kmsflow.envelope.record import EnvelopeRecord, FileEntry, utc_now
+from kmsflow.envelope.record import EnvelopeRecord, FileEntry
+from kmsflow.envelope.record_io import parse_record, read_record_bytes
 from kmsflow.envelope.storage import TINK_CHUNK_SIZE, Location, resolve
 from kmsflow.envelope.streams import ChecksumReader, plaintext_pieces, write_behind, write_through
 from kmsflow.envelope.wrap import unwrap_key, wrap_key
 from kmsflow.inventory import Finding, FindingKind
-from kmsflow.inventory.scanner import now_rfc3339, parse_record, read_record_bytes
 from kmsflow.lifecycle import reencrypt_gcs as gcs
 from kmsflow.lifecycle import reencrypt_local as local
 from kmsflow.lifecycle.cas import RecordConflictError, RecordSnapshot, read_snapshot
@@ -225,7 +226,7 @@ def reencrypt(
         raise ValueError("max_workers must be at least 1")
     check_seconds(stale_after, "stale_after")
     start = time.monotonic()
-    report = ReencryptReport(dry_run=dry_run, started_at=now_rfc3339())
+    report = ReencryptReport(dry_run=dry_run, started_at=format_time(utc_now()))
     supported: list[str] = []
     for target in targets:
         if _scheme(target) in ("", *_LOCAL_SCHEMES, *_GCS_SCHEMES):
@@ -281,7 +282,7 @@ def reencrypt(
                 report.failures.append(Issue(result.url, result.error, result.reason))
             elif result.status == "conflict":
                 report.conflicts.append(Issue(result.url, result.error, result.reason))
-    report.finished_at = now_rfc3339()
+    report.finished_at = format_time(utc_now())
     report.elapsed_s = time.monotonic() - start
     log.info(
         "reencrypt%s: %d envelope(s), %d re-encrypted, %d would be, %d recovered, %d conflict(s), "
@@ -357,17 +358,16 @@ def _gcs_envelope(target: str) -> Location | None:
 def _backup_owner(backup_url: str) -> Location:
     """The envelope a re-encrypt backup belongs to (its name without ``.`` / ``.kmsflow-<id>.old``)."""
     parent, name = os.path.split(backup_url.rstrip(os.sep))
-    m = REENCRYPT_BACKUP_NAME.match(name)
-    return Location(os.path.join(parent, m.group("name") if m else name))
+    return Location(os.path.join(parent, owner_name(name) or name))
 
 
 def _staging_owner(staging_url: str) -> Location | None:
     """The gs:// envelope a re-encrypt staging prefix ``.<name>.kmsflow-<hex>.tmp`` belongs to."""
     loc = resolve(staging_url)
-    m = TEMP_NAME.match(loc.name)
-    if m is None or not loc.name.endswith(".tmp"):
+    owner = owner_name(loc.name)
+    if owner is None or not loc.name.endswith(TEMP_SUFFIX):
         return None
-    return loc.sibling(m.group("name"))
+    return loc.sibling(owner)
 
 
 def _recover_into(report: ReencryptReport, envelope: Location) -> bool:
@@ -566,7 +566,7 @@ class _Job:
             fields = {
                 "envelope_id": new_id,
                 "kind": self.record.kind,
-                "created": utc_now(),
+                "created": record_time(),
                 "key": wrap.model_dump(mode="json"),
                 "files": [e.model_dump(mode="json") for e in entries],
             }

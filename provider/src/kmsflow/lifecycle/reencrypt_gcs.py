@@ -59,15 +59,15 @@ import contextlib
 import io
 import json
 import re
-import secrets
 import time
 from collections.abc import Collection, Iterable, Iterator, Mapping
 from dataclasses import asdict, dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import IO, Any
 
+from kmsflow.clock import utc_now
 from kmsflow.envelope.errors import EnvelopeError, EnvelopeIOError
-from kmsflow.envelope.layout import DATASET_RECORD, RESERVED_DIR, record_location
+from kmsflow.envelope.layout import DATASET_RECORD, RESERVED_DIR, TEMP_SUFFIX, record_location, temp_name
 from kmsflow.envelope.record import EnvelopeRecord
 from kmsflow.envelope.staging import Staging
 from kmsflow.envelope.storage import CHUNK_SIZE, Location, fs_open_write
@@ -139,13 +139,13 @@ def newest_age(infos: Iterable[Mapping[str, Any]]) -> float:
     """Seconds since the newest of these objects (listing infos) was written; an object without a
     date counts as written now."""
     newest = max(_updated(info) for info in infos)
-    return (datetime.now(UTC) - newest).total_seconds()
+    return (utc_now() - newest).total_seconds()
 
 
 def _updated(info: Mapping[str, Any]) -> datetime:
     value = info.get("updated") or info.get("timeCreated")
     if not value:
-        return datetime.now(UTC)  # unknown: treat as fresh (never taken over by mistake)
+        return utc_now()  # unknown: treat as fresh (never taken over by mistake)
     return datetime.fromisoformat(str(value).replace("Z", "+00:00"))
 
 
@@ -434,7 +434,7 @@ class GcsStore:
     @contextlib.contextmanager
     def staging(self) -> Iterator[GcsStage]:
         """A new staging prefix holding our LEASE; removed on failure unless committed."""
-        stage = GcsStage(self, self.root.sibling(f".{self.root.name}.kmsflow-{secrets.token_hex(6)}.tmp"))
+        stage = GcsStage(self, self.root.sibling(temp_name(self.root.name, TEMP_SUFFIX)))
         try:
             stage.claim()
             yield stage
@@ -553,4 +553,4 @@ class GcsStage:
 
 
 def _lease_body() -> bytes:
-    return json.dumps({"format": "kmsflow.reencrypt-lease", "at": datetime.now(UTC).isoformat()}).encode()
+    return json.dumps({"format": "kmsflow.reencrypt-lease", "at": utc_now().isoformat()}).encode()

@@ -43,13 +43,19 @@ import errno
 import fcntl
 import os
 import re
-import secrets
 import shutil
 from collections.abc import Callable, Iterator, Mapping
 from typing import IO
 
 from kmsflow.envelope.errors import EnvelopeError
-from kmsflow.envelope.layout import DATASET_RECORD, RESERVED_DIR, SIDECAR_SUFFIX, reencrypt_backup
+from kmsflow.envelope.layout import (
+    DATASET_RECORD,
+    RESERVED_DIR,
+    SIDECAR_SUFFIX,
+    TEMP_SUFFIX,
+    reencrypt_backup,
+    temp_name,
+)
 from kmsflow.envelope.layout import reencrypt_backups as _backups
 from kmsflow.envelope.record import EnvelopeRecord
 from kmsflow.envelope.storage import Location, read_file
@@ -115,7 +121,7 @@ def staging_dir(envelope: str) -> Iterator[str]:
     next run removes it (:func:`remove_if_orphan`). Removed on exit unless renamed into place.
     """
     parent, name = os.path.split(envelope.rstrip(os.sep))
-    path = os.path.join(parent, f".{name}.kmsflow-{secrets.token_hex(6)}.tmp")
+    path = os.path.join(parent, temp_name(name, TEMP_SUFFIX))
     os.mkdir(path, 0o700)
     marker = os.path.join(path, *STAGING_MARKER.split("/"))
     try:

@@ -9,12 +9,13 @@ again before a full soak period (and a new scan) has passed.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from google.cloud import kms_v1
 
 from kmsflow.audit import AuditLog, format_time
+from kmsflow.clock import utc_now
 from kmsflow.kms import resources
 from kmsflow.kms.errors import KeyVersionUnavailableError
 from kmsflow.kms.resources import CryptoKeyVersion, VersionState
@@ -74,6 +75,6 @@ def restore(
             ),
         },
         run=run_id,
-        time=now or datetime.now(UTC),
+        time=now or utc_now(),
     )
     return after

@@ -32,13 +32,14 @@ from typing import Any
 
 from google.cloud import kms_v1
 
+from kmsflow.clock import format_time, utc_now
 from kmsflow.envelope import manifest
 from kmsflow.envelope.keyset import DataKey
 from kmsflow.envelope.progress import Progress
 from kmsflow.envelope.record import EnvelopeRecord
+from kmsflow.envelope.record_io import parse_record
 from kmsflow.envelope.wrap import key_wrap, unwrap_key, unwrap_keyset, wrap_keyset
 from kmsflow.inventory import Finding, Inventory
-from kmsflow.inventory.scanner import now_rfc3339, parse_record
 from kmsflow.kms import crypto, resources
 from kmsflow.kms.errors import KmsError
 from kmsflow.lifecycle.cas import DirSync, RecordConflictError, RecordSnapshot, read_snapshot, swap
@@ -190,7 +191,7 @@ def rewrap(
     if max_workers < 1:
         raise ValueError("max_workers must be at least 1")
     start = time.monotonic()
-    report = RewrapReport(dry_run=dry_run, started_at=now_rfc3339())
+    report = RewrapReport(dry_run=dry_run, started_at=format_time(utc_now()))
     found = collect(targets, inventory=inventory, max_workers=max_workers)
     report.failures.extend(Issue(i.url, i.error, i.reason) for i in found.issues)
     report.scan_findings = list(found.findings)
@@ -236,7 +237,7 @@ def rewrap(
                 next_progress = now + PROGRESS_EVERY_S
     for directory, reason in dir_sync.flush():  # every rename durable before the report says so
         report.failures.append(Issue(directory, "OSError", reason))
-    report.finished_at = now_rfc3339()
+    report.finished_at = format_time(utc_now())
     report.elapsed_s = time.monotonic() - start
     _log_progress(report, report.envelopes, report.elapsed_s)
     return report

@@ -66,6 +66,7 @@ from typing import Any
 from google.cloud import kms_v1
 
 from kmsflow.audit import AuditEvent, AuditLog, format_time
+from kmsflow.clock import utc_now
 from kmsflow.inventory import Inventory, scan
 from kmsflow.kms import resources
 from kmsflow.kms.errors import ConfirmationError, KmsError
@@ -219,7 +220,7 @@ def run_shred(
     ``ConfirmationError`` before any KMS call). Refusals and KMS errors on one version are reported,
     never raised, so one bad version cannot stall the rest; audit-log failures do raise.
     """
-    moment = _utc(now) if now is not None else datetime.now(UTC)
+    moment = _utc(now) if now is not None else utc_now()
     manual = keys is not None
     selected = select_keys(spec, keys)
     if manual and not dry_run:

@@ -18,6 +18,7 @@ from typing import Any, Literal
 from google.cloud import kms_v1
 from google.iam.v1 import policy_pb2
 
+from kmsflow.clock import utc_now
 from kmsflow.kms.errors import KmsNotFoundError
 from kmsflow.kms.iam import Drift, diff_policy, get_policy
 from kmsflow.kms.resources import KeySettings, diff_crypto_key, get_key, get_key_ring
@@ -209,7 +210,7 @@ def plan(spec: KeySpec, client: kms_v1.KeyManagementServiceClient) -> Plan:
     Order is the order apply works in: each key ring, its IAM, then each of its keys and their IAM.
     """
     changes: list[Change] = []
-    now = datetime.now(UTC)
+    now = utc_now()
     for ring in spec.key_rings:
         ring_name = spec.key_ring_name(ring)
         try:
