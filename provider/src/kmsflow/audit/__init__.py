@@ -9,6 +9,7 @@ Architecture invariant 5: every state-changing KMS action kmsflow takes appends 
 Invariant 4: events are scrubbed of anything that looks like bytes or key material.
 """
 
+from kmsflow.audit.actions import Action
 from kmsflow.audit.actor import resolve_actor
 from kmsflow.audit.event import REDACTED, AuditEvent, looks_like_key_material, parse_time, scrub
 from kmsflow.audit.log import AuditLog, AuditLogError, read_events
@@ -18,6 +19,7 @@ from kmsflow.clock import format_time
 
 __all__ = [
     "REDACTED",
+    "Action",
     "AuditEvent",
     "AuditLog",
     "AuditLogError",

@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from kmsflow.audit.actions import Action, provision
 from kmsflow.audit.log import AuditLog
 
 
@@ -23,7 +24,7 @@ def provision_recorder(
     def record(change: Any) -> None:
         details = change.to_dict() if hasattr(change, "to_dict") else {}
         log.append(
-            f"provision-{change.action}",
+            provision(change.action),
             str(change.resource),
             reason=f"{reason}: {change.render()}" if hasattr(change, "render") else reason,
             evidence={k: v for k, v in dict(details).items() if k not in ("resource", "action")},
@@ -44,7 +45,7 @@ def record_rotation(
 ) -> None:
     """One ``rotate`` event for the crypto key ``key_name`` (call it after the rotation landed)."""
     log.append(
-        "rotate",
+        Action.ROTATE,
         key_name,
         reason=reason,
         evidence={"new_primary": new_primary, "previous_primary": previous_primary},
@@ -69,7 +70,7 @@ def record_rewrap(log: AuditLog, report: Any, *, reason: str, run: str | None = 
     for key in keys:
         mine = f"{key}/cryptoKeyVersions/"
         log.append(
-            "rewrap-batch",
+            Action.REWRAP_BATCH,
             key,
             reason=reason,
             evidence={

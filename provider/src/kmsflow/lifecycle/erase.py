@@ -45,6 +45,7 @@ from google.api_core import exceptions as gexc
 from google.cloud import kms_v1
 
 from kmsflow.audit import AuditLog, format_time
+from kmsflow.audit.actions import Action
 from kmsflow.clock import utc_now
 from kmsflow.envelope.record_io import parse_record, read_record_bytes
 from kmsflow.envelope.storage import resolve
@@ -59,14 +60,12 @@ from kmsflow.kms.errors import (
     translate,
 )
 from kmsflow.kms.resources import CryptoKeyVersion, VersionState
-from kmsflow.lifecycle.shred import ACTION_ERASE
 from kmsflow.lifecycle.targets import one_line
 from kmsflow.pools import ContextThreadPool
 from kmsflow.spec.model import CryptoKeySpec, KeySpec
 
 log = logging.getLogger(__name__)
 
-ACTION_ERASE_PROVED = "erase-proved"
 GONE = (VersionState.DESTROY_SCHEDULED, VersionState.DESTROYED)
 
 
@@ -286,7 +285,7 @@ def erase_tenant(
             after = _destroy_including_primary(client, version.name)
             action = "destroy_scheduled"
             audit.append(
-                ACTION_ERASE,
+                Action.ERASE,
                 version.name,
                 reason=f"erasure for tenant {tenant}: {reason}",
                 evidence={
@@ -406,7 +405,7 @@ def prove_erasure(
             )
     if audit is not None and report.ok and report.all_destroyed:
         audit.append(
-            ACTION_ERASE_PROVED,
+            Action.ERASE_PROVED,
             name,
             reason=f"erasure for tenant {report.tenant} complete: every version DESTROYED",
             evidence={
@@ -468,8 +467,6 @@ def _check_other(
 
 
 __all__ = [
-    "ACTION_ERASE",
-    "ACTION_ERASE_PROVED",
     "EnvelopeCheck",
     "ErasedVersion",
     "ErasureReport",

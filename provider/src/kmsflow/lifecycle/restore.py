@@ -15,11 +15,11 @@ from typing import Any
 from google.cloud import kms_v1
 
 from kmsflow.audit import AuditLog, format_time
+from kmsflow.audit.actions import Action
 from kmsflow.clock import utc_now
 from kmsflow.kms import resources
 from kmsflow.kms.errors import KeyVersionUnavailableError
 from kmsflow.kms.resources import CryptoKeyVersion, VersionState
-from kmsflow.lifecycle.shred import ACTION_RESTORE
 
 
 def _name(state: int) -> str:
@@ -63,7 +63,7 @@ def restore(
         return current
     after = resources.restore_version(client, version_name, enable=enable)
     audit.append(
-        ACTION_RESTORE,
+        Action.RESTORE,
         version_name,
         reason=reason,
         evidence={

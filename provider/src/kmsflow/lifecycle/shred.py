@@ -66,6 +66,7 @@ from typing import Any
 from google.cloud import kms_v1
 
 from kmsflow.audit import AuditEvent, AuditLog, format_time
+from kmsflow.audit.actions import SOAK_ACTIONS, Action
 from kmsflow.clock import utc_now
 from kmsflow.inventory import Inventory, scan
 from kmsflow.kms import resources
@@ -79,16 +80,6 @@ log = logging.getLogger(__name__)
 
 Record = Callable[[str, str, str, dict[str, Any]], None]
 """Appends one audit event: (action, resource, reason, evidence), stamped with the run's clock."""
-
-ACTION_DISABLE = "disable"
-ACTION_SOAK_START = "soak-start"
-ACTION_DESTROY = "destroy"
-ACTION_CONFIRM = "destroyed-confirmed"
-ACTION_RESTORE = "restore"
-ACTION_ERASE = "erase"
-"""Written by ``lifecycle.erase``; a version it destroyed is kmsflow's to confirm too."""
-SOAK_ACTIONS = (ACTION_DISABLE, ACTION_SOAK_START, ACTION_RESTORE)
-"""Audit actions that (re)start a DISABLED version's soak clock."""
 
 MAX_FINDINGS_SHOWN = 5
 
@@ -275,7 +266,7 @@ def _shred_key(
             continue
         if v.state == VersionState.ENABLED:
             since = non_primary_since(versions, v)
-            restored = events.last(v.name, (ACTION_RESTORE,))
+            restored = events.last(v.name, (Action.RESTORE,))
             if since is not None and restored is not None and restored.when > since:
                 since = restored.when  # restored and enabled on purpose: a full retention again
             if since is None:
@@ -302,7 +293,7 @@ def _shred_key(
                     )
                 )
                 continue
-            pending.append(_Pending(v, ACTION_DISABLE, since, {"non_primary_since": format_time(since)}))
+            pending.append(_Pending(v, Action.DISABLE, since, {"non_primary_since": format_time(since)}))
         elif v.state == VersionState.DISABLED:
             started = events.last(v.name, SOAK_ACTIONS)
             if started is None:
@@ -315,7 +306,7 @@ def _shred_key(
                     outcome = "would_start_soak"
                 else:
                     record(
-                        ACTION_SOAK_START, v.name, reason, {"state": state, "soak_until": format_time(due)}
+                        Action.SOAK_START, v.name, reason, {"state": state, "soak_until": format_time(due)}
                     )
                     outcome = "soak_started"
                 decision.versions.append(
@@ -341,7 +332,7 @@ def _shred_key(
             pending.append(
                 _Pending(
                     v,
-                    ACTION_DESTROY,
+                    Action.DESTROY,
                     since,
                     {
                         "soak_started": started.time,
@@ -351,7 +342,7 @@ def _shred_key(
                 )
             )
         elif v.state == VersionState.DESTROY_SCHEDULED:
-            ours = events.last(v.name, (ACTION_DESTROY, ACTION_ERASE))
+            ours = events.last(v.name, (Action.DESTROY, Action.ERASE))
             when = _time(v.destroy_time)
             until = format_time(when) if when else "unknown"
             reason = (
@@ -362,8 +353,8 @@ def _shred_key(
             )
             decision.versions.append(VersionDecision(v.name, state, "kept", reason, due=until))
         elif v.state == VersionState.DESTROYED:
-            ours = events.last(v.name, (ACTION_DESTROY, ACTION_ERASE))
-            confirmed = events.last(v.name, (ACTION_CONFIRM,))
+            ours = events.last(v.name, (Action.DESTROY, Action.ERASE))
+            confirmed = events.last(v.name, (Action.DESTROYED_CONFIRMED,))
             if ours is None or (confirmed is not None and confirmed.time >= ours.time):
                 why = "destruction confirmed earlier" if ours else "destroyed outside kmsflow"
                 decision.versions.append(VersionDecision(v.name, state, "kept", why))
@@ -374,7 +365,7 @@ def _shred_key(
                 outcome = "would_confirm"
             else:
                 record(
-                    ACTION_CONFIRM,
+                    Action.DESTROYED_CONFIRMED,
                     v.name,
                     reason,
                     {
@@ -475,7 +466,7 @@ def _act(
         "references": 0,
         "state_before": state,
     }
-    if p.step == ACTION_DISABLE:
+    if p.step == Action.DISABLE:
         reason = (
             f"non-primary since {format_time(p.since)} (more than "
             f"{format_duration(key_spec.retention.retired_version_enabled_for)}) and a complete scan "
@@ -491,7 +482,7 @@ def _act(
             return VersionDecision(name, state, "failed", f"disable failed: {exc}", 0, inventory.scan_id)
         evidence["state_after"] = _state(after)
         evidence["soak_period"] = format_duration(key_spec.retention.soak_period)
-        record(ACTION_DISABLE, name, reason, evidence)
+        record(Action.DISABLE, name, reason, evidence)
         due = now + key_spec.retention.soak_period
         return VersionDecision(
             name,
@@ -518,7 +509,7 @@ def _act(
     destroy_at = _time(after.destroy_time)
     evidence["state_after"] = _state(after)
     evidence["destroy_time"] = format_time(destroy_at) if destroy_at else None
-    record(ACTION_DESTROY, name, reason, evidence)
+    record(Action.DESTROY, name, reason, evidence)
     return VersionDecision(
         name,
         state,
@@ -538,11 +529,6 @@ def soak_clock(audit: AuditLog, version_name: str) -> datetime | None:
 
 
 __all__ = [
-    "ACTION_CONFIRM",
-    "ACTION_DESTROY",
-    "ACTION_DISABLE",
-    "ACTION_RESTORE",
-    "ACTION_SOAK_START",
     "KeyDecision",
     "ScanSummary",
     "ShredReport",
