@@ -193,7 +193,9 @@ def _member(enum: Any, name: str) -> Any:
     return enum.__members__[name]
 
 
-def _state_name(state: VersionState | int | str) -> str:
+def state_name(state: VersionState | int | str) -> str:
+    """A version state's name (``ENABLED``, ``DESTROY_SCHEDULED``...), from the enum, its number or
+    a name in any case."""
     if isinstance(state, str):
         return str(_member(VersionState, state.upper()).name)
     return str(VersionState(state).name)
@@ -213,7 +215,7 @@ def list_versions(
     """
     request: dict[str, object] = {"parent": key_name, "page_size": page_size}
     if states is not None:
-        names = sorted({_state_name(s) for s in states})
+        names = sorted({state_name(s) for s in states})
         if not names:
             return []
         request["filter"] = " OR ".join(f"state={n}" for n in names)
@@ -417,7 +419,7 @@ def _set_state(client: kms_v1.KeyManagementServiceClient, version_name: str, sta
             retry=default_retry(),
         )
     except gexc.GoogleAPIError as exc:
-        raise translate(exc, f"set {version_name} to {_state_name(state)}") from exc
+        raise translate(exc, f"set {version_name} to {state_name(state)}") from exc
 
 
 def _refuse_if_primary(client: kms_v1.KeyManagementServiceClient, version_name: str, action: str) -> None:
@@ -509,4 +511,5 @@ __all__ = [
     "restore_version",
     "rotate",
     "set_primary",
+    "state_name",
 ]

@@ -6,8 +6,8 @@ envelope's key still unwraps and names the primary.
 """
 
 from kmsflow.lifecycle.cas import DirSync, RecordConflictError, RecordSnapshot, read_snapshot, swap
-from kmsflow.lifecycle.rewrap import Issue, PrimaryCache, RewrapReport, rewrap, verify_unwraps
-from kmsflow.lifecycle.targets import EnvelopeTarget, collect
+from kmsflow.lifecycle.rewrap import PrimaryCache, RewrapReport, rewrap, verify_unwraps
+from kmsflow.lifecycle.targets import EnvelopeTarget, Issue, collect
 
 __all__ = [
     "DirSync",

@@ -59,7 +59,7 @@ from kmsflow.kms.errors import (
     KeyVersionUnavailableError,
     translate,
 )
-from kmsflow.kms.resources import CryptoKeyVersion, VersionState
+from kmsflow.kms.resources import CryptoKeyVersion, VersionState, state_name
 from kmsflow.lifecycle.targets import one_line
 from kmsflow.pools import ContextThreadPool
 from kmsflow.spec.model import CryptoKeySpec, KeySpec
@@ -216,10 +216,6 @@ def check_erase_confirmation(
 # ----------------------------------------------------------------------------- destroy
 
 
-def _state(value: Any) -> str:
-    return str(VersionState(value).name)
-
-
 def _time(value: Any) -> str | None:
     if not isinstance(value, datetime) or value.timestamp() <= 0:
         return None
@@ -277,7 +273,7 @@ def erase_tenant(
     primary = resources.get_key(client, name).primary.name
     erased: list[ErasedVersion] = []
     for version in resources.list_versions(client, name):
-        state_before = _state(version.state)
+        state_before = state_name(version.state)
         if version.state in GONE:
             action = "already_destroyed" if version.state == VersionState.DESTROYED else "already_scheduled"
             after: Any = version
@@ -292,7 +288,7 @@ def erase_tenant(
                     "tenant": tenant,
                     "primary": version.name == primary,
                     "state_before": state_before,
-                    "state_after": _state(after.state),
+                    "state_after": state_name(after.state),
                     "destroy_time": _time(after.destroy_time),
                     "scan_id": before.scan_id,
                     "tenant_envelopes": tenant_count,
@@ -305,7 +301,7 @@ def erase_tenant(
             ErasedVersion(
                 version=version.name,
                 state_before=state_before,
-                state_after=_state(after.state),
+                state_after=state_name(after.state),
                 primary=version.name == primary,
                 destroy_time=_time(after.destroy_time) or _time(after.destroy_event_time),
                 action=action,
@@ -371,13 +367,13 @@ def prove_erasure(
     report = ErasureReport(key=name, tenant=str(key_spec.tenant), run_id=run_id, time=format_time(moment))
     primary = resources.get_key(client, name).primary.name
     versions = resources.list_versions(client, name)
-    states = {v.name: _state(v.state) for v in versions}
+    states = {v.name: state_name(v.state) for v in versions}
     for v in versions:
         report.versions.append(
             ErasedVersion(
                 version=v.name,
-                state_before=_state(v.state),
-                state_after=_state(v.state),
+                state_before=state_name(v.state),
+                state_after=state_name(v.state),
                 primary=v.name == primary,
                 destroy_time=_time(v.destroy_event_time) or _time(v.destroy_time),
                 action="observed",

@@ -77,9 +77,9 @@ from kmsflow.lifecycle import reencrypt_gcs as gcs
 from kmsflow.lifecycle import reencrypt_local as local
 from kmsflow.lifecycle.cas import RecordConflictError, RecordSnapshot, read_snapshot
 from kmsflow.lifecycle.reencrypt_progress import ByteMeter, EnvelopeMeter
-from kmsflow.lifecycle.rewrap import Issue, PrimaryCache
+from kmsflow.lifecycle.rewrap import PrimaryCache
 from kmsflow.lifecycle.seconds import check_seconds
-from kmsflow.lifecycle.targets import EnvelopeTarget, Targets, collect, one_line
+from kmsflow.lifecycle.targets import EnvelopeTarget, Issue, Targets, collect, one_line
 from kmsflow.pools import ContextThreadPool
 
 log = logging.getLogger(__name__)
@@ -374,7 +374,7 @@ def _recover_into(report: ReencryptReport, envelope: Location) -> bool:
     try:
         note = local.recover(envelope)
     except (EnvelopeError, OSError) as exc:
-        report.failures.append(Issue(envelope.url, exc.__class__.__name__, one_line(str(exc))))
+        report.failures.append(Issue.of(envelope.url, exc))
         return False
     if note is None:
         return False
@@ -388,7 +388,7 @@ def _recover_gcs_into(report: ReencryptReport, envelope: Location, stale_after: 
     except Exception as exc:  # reported per envelope; storage client errors are not all OSError
         issues = report.conflicts if isinstance(exc, RecordConflictError) else report.failures
         if all(i.url != envelope.url for i in issues):
-            issues.append(Issue(envelope.url, exc.__class__.__name__, one_line(str(exc))))
+            issues.append(Issue.of(envelope.url, exc))
         return False
     for note in done.notes:
         _note_recovered(report, envelope, note)

@@ -19,11 +19,7 @@ from kmsflow.audit.actions import Action
 from kmsflow.clock import utc_now
 from kmsflow.kms import resources
 from kmsflow.kms.errors import KeyVersionUnavailableError
-from kmsflow.kms.resources import CryptoKeyVersion, VersionState
-
-
-def _name(state: int) -> str:
-    return str(VersionState(state).name)
+from kmsflow.kms.resources import CryptoKeyVersion, VersionState, state_name
 
 
 def restore(
@@ -56,7 +52,7 @@ def restore(
         if before.state == VersionState.ENABLED:
             return current
         raise KeyVersionUnavailableError(
-            f"cannot restore {version_name}: it is {_name(before.state)}, "
+            f"cannot restore {version_name}: it is {state_name(before.state)}, "
             "only DESTROY_SCHEDULED (or DISABLED) versions can be restored"
         )
     if before.state == VersionState.DISABLED and not enable:
@@ -67,8 +63,8 @@ def restore(
         version_name,
         reason=reason,
         evidence={
-            "state_before": _name(before.state),
-            "state_after": _name(after.state),
+            "state_before": state_name(before.state),
+            "state_after": state_name(after.state),
             "enable": enable,
             "scheduled_destroy_time": (
                 format_time(before.destroy_time) if before.state == VersionState.DESTROY_SCHEDULED else None

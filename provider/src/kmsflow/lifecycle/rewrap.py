@@ -43,7 +43,7 @@ from kmsflow.inventory import Finding, Inventory
 from kmsflow.kms import crypto, resources
 from kmsflow.kms.errors import KmsError
 from kmsflow.lifecycle.cas import DirSync, RecordConflictError, RecordSnapshot, read_snapshot, swap
-from kmsflow.lifecycle.targets import EnvelopeTarget, collect, one_line
+from kmsflow.lifecycle.targets import EnvelopeTarget, Issue, collect, one_line
 from kmsflow.pools import ContextThreadPool, chunks
 
 log = logging.getLogger(__name__)
@@ -58,18 +58,6 @@ PROGRESS_EVERY_S = 30.0
 """How often a run logs its progress at INFO. Each envelope's own line is DEBUG: an Airflow batch
 of 100,000 envelopes would otherwise write 100,000 task-log lines, which the record itself (key
 version, ``wrapped_at``) already states; failures and conflicts are in the report."""
-
-
-@dataclass(frozen=True)
-class Issue:
-    """An envelope (or target) rewrap could not handle: where, the error type, a one-line reason."""
-
-    url: str
-    error: str
-    reason: str
-
-    def to_dict(self) -> dict[str, str]:
-        return {"url": self.url, "error": self.error, "reason": self.reason}
 
 
 @dataclass
@@ -398,7 +386,7 @@ def verify_unwraps(
             unwrap_key(client, record.key, record.envelope_id, target.record.url)
             primary = primaries.get(record.key.crypto_key)
         except Exception as exc:
-            return Issue(target.url, exc.__class__.__name__, one_line(str(exc)))
+            return Issue.of(target.url, exc)
         if record.key.crypto_key_version != primary:
             return Issue(
                 target.url,

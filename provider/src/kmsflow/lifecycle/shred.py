@@ -71,7 +71,7 @@ from kmsflow.clock import utc_now
 from kmsflow.inventory import Inventory, scan
 from kmsflow.kms import resources
 from kmsflow.kms.errors import ConfirmationError, KmsError
-from kmsflow.kms.resources import CryptoKeyVersion, VersionState
+from kmsflow.kms.resources import CryptoKeyVersion, VersionState, state_name
 from kmsflow.lifecycle.shred_report import KeyDecision, ScanSummary, ShredReport, VersionDecision
 from kmsflow.spec.durations import format_duration
 from kmsflow.spec.model import CryptoKeySpec, KeySpec
@@ -89,10 +89,6 @@ MAX_FINDINGS_SHOWN = 5
 
 def _utc(value: datetime) -> datetime:
     return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
-
-
-def _state(version: CryptoKeyVersion) -> str:
-    return str(VersionState(version.state).name)
 
 
 def _vid(version: CryptoKeyVersion) -> int:
@@ -258,7 +254,7 @@ def _shred_key(
         audit.append(action, resource, reason=reason, evidence=evidence, run=run_id, time=now)
 
     for v in versions:
-        state = _state(v)
+        state = state_name(v.state)
         if v.name == primary:
             decision.versions.append(
                 VersionDecision(v.name, state, "kept", "primary version: never disabled or destroyed")
@@ -403,7 +399,10 @@ def _prove_and_act(
         for p in pending:
             decision.versions.append(
                 VersionDecision(
-                    p.version.name, _state(p.version), "refused", f"{p.step} refused: {decision.blocked}"
+                    p.version.name,
+                    state_name(p.version.state),
+                    "refused",
+                    f"{p.step} refused: {decision.blocked}",
                 )
             )
         return
@@ -424,7 +423,7 @@ def _prove_and_act(
             decision.versions.append(
                 VersionDecision(
                     p.version.name,
-                    _state(p.version),
+                    state_name(p.version.state),
                     "refused",
                     f"{p.step} refused: incomplete scan {inventory.scan_id}",
                     scan_id=inventory.scan_id,
@@ -445,7 +444,7 @@ def _act(
     dry_run: bool,
     record: Record,
 ) -> VersionDecision:
-    name, state = p.version.name, _state(p.version)
+    name, state = p.version.name, state_name(p.version.state)
     refs = inventory.references(name)
     if refs:
         return VersionDecision(
@@ -480,7 +479,7 @@ def _act(
             after = resources.disable_version(client, name)
         except KmsError as exc:
             return VersionDecision(name, state, "failed", f"disable failed: {exc}", 0, inventory.scan_id)
-        evidence["state_after"] = _state(after)
+        evidence["state_after"] = state_name(after.state)
         evidence["soak_period"] = format_duration(key_spec.retention.soak_period)
         record(Action.DISABLE, name, reason, evidence)
         due = now + key_spec.retention.soak_period
@@ -507,7 +506,7 @@ def _act(
     except KmsError as exc:
         return VersionDecision(name, state, "failed", f"destroy failed: {exc}", 0, inventory.scan_id)
     destroy_at = _time(after.destroy_time)
-    evidence["state_after"] = _state(after)
+    evidence["state_after"] = state_name(after.state)
     evidence["destroy_time"] = format_time(destroy_at) if destroy_at else None
     record(Action.DESTROY, name, reason, evidence)
     return VersionDecision(

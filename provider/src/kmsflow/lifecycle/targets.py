@@ -32,18 +32,27 @@ class EnvelopeTarget:
 
 
 @dataclass(frozen=True)
-class TargetIssue:
-    """A target that could not be turned into envelopes (not an envelope, unreachable, ...)."""
+class Issue:
+    """Something a lifecycle operation could not handle -- a target it could not turn into
+    envelopes, an envelope that failed or conflicted: where, the error type, a one-line reason."""
 
     url: str
     error: str
     reason: str
 
+    @classmethod
+    def of(cls, url: str, exc: BaseException) -> Issue:
+        """The issue ``exc`` raised for ``url``."""
+        return cls(url, exc.__class__.__name__, one_line(str(exc)))
+
+    def to_dict(self) -> dict[str, str]:
+        return {"url": self.url, "error": self.error, "reason": self.reason}
+
 
 @dataclass
 class Targets:
     envelopes: list[EnvelopeTarget] = field(default_factory=list)
-    issues: list[TargetIssue] = field(default_factory=list)
+    issues: list[Issue] = field(default_factory=list)
     findings: list[Finding] = field(default_factory=list)
     scanned: bool = False
 
@@ -73,10 +82,10 @@ def collect(targets: Sequence[str], *, inventory: Inventory | None = None, max_w
                 continue
             kind, root, record = locate(loc)
         except EnvelopeError as exc:
-            out.issues.append(TargetIssue(target, exc.__class__.__name__, one_line(str(exc))))
+            out.issues.append(Issue.of(target, exc))
             continue
         except OSError as exc:
-            out.issues.append(TargetIssue(target, exc.__class__.__name__, one_line(str(exc))))
+            out.issues.append(Issue.of(target, exc))
             continue
         out.envelopes.append(EnvelopeTarget(root.url, record, kind))
     if roots:
