@@ -18,10 +18,10 @@ from typing import Any
 import grpc
 from google.protobuf import json_format, struct_pb2
 
-from kmsflow.emulator.backend import IAM_METHODS, KMS_METHODS, Backend
-from kmsflow.emulator.errors import KmsError
-from kmsflow.emulator.faults import FaultInjector, FaultPlan
 from kmsflow.kms.client import PRINCIPAL_METADATA_KEY
+from kmsflow_emulator.backend import IAM_METHODS, KMS_METHODS, Backend
+from kmsflow_emulator.errors import KmsError
+from kmsflow_emulator.faults import FaultInjector, FaultPlan
 
 log = logging.getLogger(__name__)
 

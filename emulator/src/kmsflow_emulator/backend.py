@@ -23,12 +23,12 @@ from google.cloud.kms_v1.types import resources, service
 from google.iam.v1 import iam_policy_pb2, policy_pb2
 from google.protobuf import duration_pb2, timestamp_pb2
 
-from kmsflow.emulator import ciphertext, iam, names
-from kmsflow.emulator import state as st
-from kmsflow.emulator.clock import Clock
-from kmsflow.emulator.errors import KmsError, invalid, not_found, precondition
-from kmsflow.emulator.filters import compile_filter
 from kmsflow.kms.crc import crc32c
+from kmsflow_emulator import ciphertext, iam, names
+from kmsflow_emulator import state as st
+from kmsflow_emulator.clock import Clock
+from kmsflow_emulator.errors import KmsError, invalid, not_found, precondition
+from kmsflow_emulator.filters import compile_filter
 
 KeyRingPb = resources.KeyRing.pb()
 CryptoKeyPb = resources.CryptoKey.pb()
@@ -73,7 +73,7 @@ def _state_name(value: int) -> str:
 
 
 class Backend:
-    """Cloud KMS semantics over ``kmsflow.emulator.state``; see the module docstring."""
+    """Cloud KMS semantics over ``kmsflow_emulator.state``; see the module docstring."""
 
     def __init__(
         self,
