@@ -3,8 +3,10 @@
 import grpc
 
 
-class KmsError(Exception):
-    """A failed call, answered to the client with ``code`` and ``message`` like Cloud KMS would."""
+class EmulatorError(Exception):
+    """A failed call, answered to the client with ``code`` and ``message`` like Cloud KMS would.
+
+    Not ``KmsError``: that is kmsflow's client-side error (``kmsflow.kms.errors``)."""
 
     def __init__(self, code: grpc.StatusCode, message: str) -> None:
         super().__init__(message)
@@ -12,13 +14,13 @@ class KmsError(Exception):
         self.message = message
 
 
-def invalid(message: str) -> KmsError:
-    return KmsError(grpc.StatusCode.INVALID_ARGUMENT, message)
+def invalid(message: str) -> EmulatorError:
+    return EmulatorError(grpc.StatusCode.INVALID_ARGUMENT, message)
 
 
-def not_found(name: str) -> KmsError:
-    return KmsError(grpc.StatusCode.NOT_FOUND, f"{name} not found.")
+def not_found(name: str) -> EmulatorError:
+    return EmulatorError(grpc.StatusCode.NOT_FOUND, f"{name} not found.")
 
 
-def precondition(message: str) -> KmsError:
-    return KmsError(grpc.StatusCode.FAILED_PRECONDITION, message)
+def precondition(message: str) -> EmulatorError:
+    return EmulatorError(grpc.StatusCode.FAILED_PRECONDITION, message)
