@@ -36,7 +36,7 @@ Not covered: sub-requests of a JSON batch (``/batch/storage/v1``; gcsfs never ba
 emulator), preconditions on ``compose`` *source* objects, ETag (``If-Match``) and date conditions.
 
 Run it as ``python -m kmsflow_emulator.gcs --host 127.0.0.1 --port 9023`` (in memory, quiet). It
-needs the ``test`` extra (``gcp-storage-emulator``): it is test tooling, not part of the core.
+needs the ``gcs`` extra (``gcp-storage-emulator``): it is test tooling, not part of the product.
 """
 
 from __future__ import annotations
