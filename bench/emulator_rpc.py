@@ -26,8 +26,8 @@ from dataclasses import dataclass, field
 import grpc
 from google.protobuf import struct_pb2
 
-from kmsflow.emulator.process import spawn
 from kmsflow.kms import new_kms_client
+from kmsflow_emulator.process import spawn
 
 LOCATION = "projects/kmsflow-bench/locations/us-central1"
 GET_CLOCK = "/kmsflow.emulator.v1.Admin/GetClock"
@@ -127,7 +127,7 @@ def start_subprocess() -> tuple[str, Callable[[], None], int | None]:
 
 
 def start_in_process() -> tuple[str, Callable[[], None], int | None]:
-    from kmsflow.emulator.server import EmulatorServer
+    from kmsflow_emulator.server import EmulatorServer
 
     server = EmulatorServer(port=0).start()
     return server.endpoint, server.stop, None

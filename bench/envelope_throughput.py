@@ -133,7 +133,7 @@ def run_child(argv: list[str], env: dict[str, str] | None = None) -> tuple[float
 
 
 def start_emulator() -> tuple[subprocess.Popen[str], str]:
-    from kmsflow.emulator.process import spawn
+    from kmsflow_emulator.process import spawn
 
     return spawn()
 

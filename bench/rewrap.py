@@ -45,7 +45,6 @@ from google.auth.credentials import AnonymousCredentials
 from google.cloud import kms_v1
 from google.cloud.kms_v1.services.key_management_service.transports import KeyManagementServiceGrpcTransport
 
-from kmsflow.emulator.process import spawn
 from kmsflow.envelope import encrypt
 from kmsflow.envelope.aad import keyset_aad
 from kmsflow.envelope.record import EnvelopeRecord
@@ -54,6 +53,7 @@ from kmsflow.inventory.mounts import filesystem_type
 from kmsflow.kms import crypto, new_kms_client, resources
 from kmsflow.kms.client import emulator_channel
 from kmsflow.lifecycle import rewrap
+from kmsflow_emulator.process import spawn
 
 LOCATION = "projects/kmsflow-bench/locations/us-central1"
 T = TypeVar("T")

@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Create .venv/ at the repo root and install the pinned set from requirements/lock.txt.
-# Idempotent: re-installs only when the lock file or provider/pyproject.toml changed.
+# Idempotent: re-installs only when the lock file, provider/pyproject.toml or emulator/pyproject.toml
+# changed. The provider and the dev/test emulator (kmsflow-emulator) are installed editable, --no-deps:
+# their dependencies come from the lock.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 venv="$root/.venv"
@@ -19,7 +21,7 @@ fi
 [ -n "$python" ] || { echo "bootstrap: Python 3.11+ is required" >&2; exit 1; }
 
 stamp="$venv/.kmsflow-installed"
-want="$(cat "$lock" "$root/provider/pyproject.toml" | sha256sum | cut -d' ' -f1)"
+want="$(cat "$lock" "$root/provider/pyproject.toml" "$root/emulator/pyproject.toml" | sha256sum | cut -d' ' -f1)"
 if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then
   exit 0
 fi
@@ -33,4 +35,5 @@ fi
 echo "bootstrap: installing pinned dependencies (requirements/lock.txt)" >&2
 "$venv/bin/uv" pip install --quiet --python "$venv/bin/python" -r "$lock"
 "$venv/bin/uv" pip install --quiet --python "$venv/bin/python" --no-deps -e "$root/provider"
+"$venv/bin/uv" pip install --quiet --python "$venv/bin/python" --no-deps -e "$root/emulator"
 echo "$want" > "$stamp"

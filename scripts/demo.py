@@ -15,7 +15,7 @@ Everything runs on this machine, under ``demo-output/`` (or ``$KMSFLOW_DEMO_DIR`
 7. ``kmsflow_rotate_rewrap`` in ``reencrypt`` mode gives every artifact of the key a new data key
    (a suspected data-key leak), and every artifact still verifies;
    then artifacts on ``gs://`` (the GCS emulator that enforces preconditions,
-   ``kmsflow.emulator.gcs``): encrypt, a second writer refused, inventory, decrypt;
+   ``kmsflow_emulator.gcs``): encrypt, a second writer refused, inventory, decrypt;
 8. ``kmsflow_erase`` crypto-erases the tenant "acme", with a report proving it;
 9. ``kmsflow audit`` shows every state change, with its evidence.
 """
@@ -33,10 +33,10 @@ from typing import Any
 
 from local_airflow import LocalAirflow, kmsflow_connection
 
-from kmsflow.emulator import gcs
-from kmsflow.emulator.admin import AdminClient
-from kmsflow.emulator.process import spawn
 from kmsflow.kms import new_kms_client
+from kmsflow_emulator import gcs
+from kmsflow_emulator.admin import AdminClient
+from kmsflow_emulator.process import spawn
 
 ROOT = Path(__file__).resolve().parent.parent
 OUT = Path(os.environ.get("KMSFLOW_DEMO_DIR", ROOT / "demo-output")).resolve()

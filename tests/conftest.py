@@ -15,9 +15,9 @@ import pytest
 from google.cloud import kms_v1
 from inventory.builders import make_key
 
-from kmsflow.emulator.admin import AdminClient
-from kmsflow.emulator.process import spawn
 from kmsflow.kms import new_kms_client
+from kmsflow_emulator.admin import AdminClient
+from kmsflow_emulator.process import spawn
 
 OWNER = "user:owner@example.com"
 LOCATION = "projects/kmsflow-test/locations/us-central1"

@@ -19,10 +19,10 @@ import pytest
 from envelope.conftest import gcs_bucket, gcs_emulator
 from google.cloud import kms_v1
 
-from kmsflow.emulator.admin import AdminClient
-from kmsflow.emulator.process import spawn
+from kmsflow_emulator.admin import AdminClient
+from kmsflow_emulator.process import spawn
 
-__all__ = ["gcs_bucket", "gcs_emulator"]  # the GCS emulator (kmsflow.emulator.gcs) of tests/envelope
+__all__ = ["gcs_bucket", "gcs_emulator"]  # the GCS emulator (kmsflow_emulator.gcs) of tests/envelope
 
 
 @pytest.fixture(autouse=True)
@@ -192,9 +192,9 @@ def launch(shared: ModuleType, tmp_path: Path) -> Iterator[Callable[..., Launche
 
 
 def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
-    """Run ``python -m kmsflow.emulator.cli ARGS`` as a separate process."""
+    """Run ``python -m kmsflow_emulator.cli ARGS`` as a separate process."""
     return subprocess.run(
-        [sys.executable, "-m", "kmsflow.emulator.cli", *args],
+        [sys.executable, "-m", "kmsflow_emulator.cli", *args],
         capture_output=True,
         text=True,
         timeout=60,

@@ -1,4 +1,4 @@
-"""The GCS emulator of the test suite (``kmsflow.emulator.gcs``) enforces request preconditions.
+"""The GCS emulator of the test suite (``kmsflow_emulator.gcs``) enforces request preconditions.
 
 Every precondition test here holds on real Cloud Storage and fails against the bare
 ``gcp-storage-emulator``, which ignores ``ifGenerationMatch`` and ``generation=``. Raw HTTP checks
@@ -20,8 +20,8 @@ from typing import Any
 
 import pytest
 
-from kmsflow.emulator import gcs
 from kmsflow.envelope import gcs_filesystem
+from kmsflow_emulator import gcs
 
 Status = tuple[int, bytes, dict[str, str]]
 
@@ -292,7 +292,7 @@ def test_racing_compare_and_swaps_exactly_one_wins(gcs_bucket: str) -> None:
 
 
 def test_module_runs_standalone_on_a_free_port() -> None:
-    """``python -m kmsflow.emulator.gcs --port 0`` says where it listens and serves there
+    """``python -m kmsflow_emulator.gcs --port 0`` says where it listens and serves there
     (``spawn`` reads that line)."""
     proc, host = gcs.spawn("--default-bucket", "b")
     try:

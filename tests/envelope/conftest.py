@@ -18,8 +18,8 @@ from google.cloud.kms_v1.services.key_management_service.transports import (
     KeyManagementServiceGrpcTransport,
 )
 
-from kmsflow.emulator import gcs
 from kmsflow.kms.client import emulator_channel
+from kmsflow_emulator import gcs
 
 LOCATION = "projects/kmsflow-test/locations/us-central1"
 
@@ -74,7 +74,7 @@ def _no_ambient_endpoints(monkeypatch: pytest.MonkeyPatch) -> None:
 @pytest.fixture(scope="session")
 def gcs_emulator() -> Iterator[str]:
     """``gcp-storage-emulator`` (in memory) on a free loopback port, enforcing GCS preconditions
-    (:mod:`kmsflow.emulator.gcs`); yields ``host:port``."""
+    (:mod:`kmsflow_emulator.gcs`); yields ``host:port``."""
     proc, host = gcs.spawn()
     yield host
     proc.terminate()

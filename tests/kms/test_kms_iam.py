@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import pytest
 
-from kmsflow.emulator.iam import ROLE_PERMISSIONS
 from kmsflow.kms import crypto
 from kmsflow.kms import iam as kiam
 from kmsflow.kms.errors import KmsConflictError, KmsInvalidArgumentError, KmsPermissionError
 from kmsflow.kms.resources import ensure_crypto_key, ensure_key_ring
+from kmsflow_emulator.iam import ROLE_PERMISSIONS
 
 LOCATION = "projects/kmsflow-test/locations/us-central1"  # as in tests/conftest.py
 OWNER = "user:owner@example.com"  # the owner tests/conftest.py starts iam_emulator with

@@ -4,7 +4,7 @@ Each test lets a concurrent writer in at the one instant no client-side check ca
 kmsflow's own checks, just before its conditional upload reaches GCS. Only the server's
 ``ifGenerationMatch`` (HTTP 412) then stands between kmsflow and a silent clobber, so every test
 here fails against the bare ``gcp-storage-emulator`` (which ignores preconditions) and passes
-against ``kmsflow.emulator.gcs`` (the ``gcs_emulator`` fixture), as it would on real GCS.
+against ``kmsflow_emulator.gcs`` (the ``gcs_emulator`` fixture), as it would on real GCS.
 """
 
 from __future__ import annotations

@@ -3,8 +3,8 @@
 import importlib.util
 import sys
 
-from kmsflow.emulator import EmulatorServer
 from kmsflow.kms import decrypt, encrypt, new_kms_client
+from kmsflow_emulator import EmulatorServer
 
 assert importlib.util.find_spec("airflow") is None, "airflow is installed in the consumer venv"
 

@@ -1,7 +1,8 @@
 """kmsflow: Cloud KMS key lifecycle and streaming envelope encryption of ML artifacts.
 
-The core (``kmsflow.kms``, ``kmsflow.emulator`` and, later, ``kmsflow.envelope``) never imports
-Airflow, so an E2EE consumer can install the package without it.
+The core (everything but ``kmsflow.airflow``) never imports Airflow, so an E2EE consumer can install
+the package without it. Neither the core nor the provider imports the KMS/GCS emulators: they are the
+separate ``kmsflow-emulator`` dev/test distribution (``kmsflow_emulator``).
 """
 
 __version__ = "0.1.0"

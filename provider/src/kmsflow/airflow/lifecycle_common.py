@@ -17,6 +17,7 @@ from airflow.sdk.exceptions import AirflowFailException
 from kmsflow.airflow.hooks.kms import KmsHook
 from kmsflow.airflow.operators.base import airflow_errors
 from kmsflow.audit import AuditLog, AuditLogError
+from kmsflow.kms.clock import emulator_now
 from kmsflow.spec import KeySpec, SpecError, load_spec
 
 log = logging.getLogger(__name__)
@@ -83,11 +84,8 @@ def kms_now(hook: KmsHook) -> datetime:
     """
     endpoint = hook.endpoint
     if endpoint:
-        from kmsflow.emulator.admin import AdminClient
-
         try:
-            with AdminClient(endpoint, timeout=5.0) as admin:
-                return datetime.fromtimestamp(admin.now(), UTC)
+            return emulator_now(endpoint, timeout=5.0)
         except Exception as exc:  # an endpoint without the Admin service: a proxy to real KMS
             log.warning("cannot read the emulator clock at %s (%s); using UTC now", endpoint, exc)
     return datetime.now(UTC)

@@ -7,6 +7,7 @@ from kmsflow.kms.client import (
     emulator_host,
     new_kms_client,
 )
+from kmsflow.kms.clock import emulator_now
 from kmsflow.kms.crc import crc32c
 from kmsflow.kms.crypto import Wrapped, decrypt, default_retry, encrypt, key_of
 from kmsflow.kms.errors import (
@@ -51,6 +52,7 @@ __all__ = [
     "decrypt",
     "default_retry",
     "emulator_host",
+    "emulator_now",
     "encrypt",
     "key_of",
     "new_kms_client",

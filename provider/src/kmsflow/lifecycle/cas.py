@@ -20,7 +20,7 @@ follow this protocol (it is advisory) and is not reliable on some network filesy
 refuses on change, then uploads the new record in one JSON-API multipart request with
 ``ifGenerationMatch=<generation>``, which real GCS enforces atomically (HTTP 412 ->
 :class:`RecordConflictError`): no window remains. The tests run against
-:mod:`kmsflow.emulator.gcs`, which enforces preconditions as GCS does, and let a writer in after
+:mod:`kmsflow_emulator.gcs`, which enforces preconditions as GCS does, and let a writer in after
 the explicit check to show that the server-side 412 keeps its bytes.
 A record replaced between ``info`` and the pinned read (404 for the old generation) is read again.
 gcsfs exposes only ``ifGenerationMatch=0`` publicly; the conditional upload uses its

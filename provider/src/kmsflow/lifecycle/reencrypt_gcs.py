@@ -49,7 +49,7 @@ generation and every live data generation are still the ones it read and that it
 intact. Two runs may roll the same committed prefix forward at once (a rerun of a slow one): both
 copy the same bytes and write the same record, so that converges.
 
-**Emulator.** The tests run against :mod:`kmsflow.emulator.gcs`, which enforces
+**Emulator.** The tests run against :mod:`kmsflow_emulator.gcs`, which enforces
 ``ifGenerationMatch`` and ``generation=`` as GCS does.
 """
 

@@ -1,7 +1,7 @@
 """The emulator's Cloud KMS behaviour: resources, schedules, crypto, IAM checks.
 
 Each public method takes the raw protobuf request of the RPC it serves and the caller's principal,
-and returns the raw protobuf response, raising ``KmsError`` with the status code Cloud KMS would
+and returns the raw protobuf response, raising ``EmulatorError`` with the status code Cloud KMS would
 give. All state is guarded by one lock; AES-GCM work happens outside it.
 
 Schedules run lazily: before serving any call, versions whose ``destroy_time`` has passed become
@@ -23,12 +23,12 @@ from google.cloud.kms_v1.types import resources, service
 from google.iam.v1 import iam_policy_pb2, policy_pb2
 from google.protobuf import duration_pb2, timestamp_pb2
 
-from kmsflow.emulator import ciphertext, iam, names
-from kmsflow.emulator import state as st
-from kmsflow.emulator.clock import Clock
-from kmsflow.emulator.errors import KmsError, invalid, not_found, precondition
-from kmsflow.emulator.filters import compile_filter
-from kmsflow.kms.crc import crc32c
+from kmsflow_emulator import ciphertext, iam, names
+from kmsflow_emulator import state as st
+from kmsflow_emulator.clock import Clock
+from kmsflow_emulator.crc import crc32c
+from kmsflow_emulator.errors import EmulatorError, invalid, not_found, precondition
+from kmsflow_emulator.filters import compile_filter
 
 KeyRingPb = resources.KeyRing.pb()
 CryptoKeyPb = resources.CryptoKey.pb()
@@ -73,7 +73,7 @@ def _state_name(value: int) -> str:
 
 
 class Backend:
-    """Cloud KMS semantics over ``kmsflow.emulator.state``; see the module docstring."""
+    """Cloud KMS semantics over ``kmsflow_emulator.state``; see the module docstring."""
 
     def __init__(
         self,
@@ -187,13 +187,13 @@ class Backend:
         if not self.enforce_iam:
             return
         if principal is None:
-            raise KmsError(
+            raise EmulatorError(
                 grpc.StatusCode.PERMISSION_DENIED,
                 "The caller has no identity: send gRPC metadata x-kmsflow-principal "
                 "(e.g. serviceAccount:pipeline@proj.iam.gserviceaccount.com).",
             )
         if permission not in self._permissions(principal, resource):
-            raise KmsError(
+            raise EmulatorError(
                 grpc.StatusCode.PERMISSION_DENIED,
                 f"Permission '{permission}' denied on resource '{resource or 'location'}' for "
                 f"{principal} (or it may not exist).",
@@ -296,7 +296,7 @@ class Backend:
             now = self._tick()
             name = f"{parent}/keyRings/{req.key_ring_id}"
             if name in self._state.key_rings:
-                raise KmsError(grpc.StatusCode.ALREADY_EXISTS, f"KeyRing {name} already exists.")
+                raise EmulatorError(grpc.StatusCode.ALREADY_EXISTS, f"KeyRing {name} already exists.")
             ring = st.KeyRing(name=name, create_time=now)
             self._state.key_rings[name] = ring
             self._commit()
@@ -373,7 +373,7 @@ class Backend:
             self._key_ring(req.parent)
             name = f"{req.parent}/cryptoKeys/{req.crypto_key_id}"
             if name in self._state.crypto_keys:
-                raise KmsError(grpc.StatusCode.ALREADY_EXISTS, f"CryptoKey {name} already exists.")
+                raise EmulatorError(grpc.StatusCode.ALREADY_EXISTS, f"CryptoKey {name} already exists.")
             key = st.CryptoKey(
                 name=name,
                 create_time=now,
@@ -739,7 +739,7 @@ class Backend:
             self._tick()
             _, holder = self._policy_holder(req.resource)
             if req.policy.etag and req.policy.etag.decode() != holder.policy.etag:
-                raise KmsError(
+                raise EmulatorError(
                     grpc.StatusCode.ABORTED,
                     "There were concurrent policy changes. Please retry the whole "
                     "read-modify-write with exponential backoff.",

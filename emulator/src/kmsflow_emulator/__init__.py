@@ -4,6 +4,6 @@ It serves the request/response types that ``google-cloud-kms`` ships, so the rea
 over the real wire protocol. See ``kmsflow-emulator --help``.
 """
 
-from kmsflow.emulator.server import EmulatorServer
+from kmsflow_emulator.server import EmulatorServer
 
 __all__ = ["EmulatorServer"]

@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Mapping
 
-from kmsflow.emulator.errors import invalid
+from kmsflow_emulator.errors import invalid
 
 _TERM = re.compile(r"^(?P<not>NOT\s+)?(?P<field>[A-Za-z_.]+)\s*(?P<op>!=|=|:)\s*(?P<value>\"[^\"]*\"|\S+)$")
 

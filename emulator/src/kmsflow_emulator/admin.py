@@ -7,7 +7,7 @@ from typing import Any
 import grpc
 from google.protobuf import json_format, struct_pb2
 
-from kmsflow.emulator.server import ADMIN_SERVICE
+from kmsflow_emulator.server import ADMIN_SERVICE
 
 
 class AdminClient:

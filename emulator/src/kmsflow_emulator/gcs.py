@@ -35,8 +35,8 @@ answered 400, as GCS does.
 Not covered: sub-requests of a JSON batch (``/batch/storage/v1``; gcsfs never batches against an
 emulator), preconditions on ``compose`` *source* objects, ETag (``If-Match``) and date conditions.
 
-Run it as ``python -m kmsflow.emulator.gcs --host 127.0.0.1 --port 9023`` (in memory, quiet). It
-needs the ``test`` extra (``gcp-storage-emulator``): it is test tooling, not part of the core.
+Run it as ``python -m kmsflow_emulator.gcs --host 127.0.0.1 --port 9023`` (in memory, quiet). It
+needs the ``gcs`` extra (``gcp-storage-emulator``): it is test tooling, not part of the product.
 """
 
 from __future__ import annotations
@@ -61,7 +61,7 @@ from gcp_storage_emulator.handlers.buckets import create_bucket
 from gcp_storage_emulator.server import RequestHandler
 from gcp_storage_emulator.storage import Storage
 
-from kmsflow.emulator.process import spawn_server
+from kmsflow_emulator.process import spawn_server
 
 __all__ = [
     "Conditions",
@@ -340,15 +340,15 @@ LISTENING = "gcs emulator listening on "
 
 
 def spawn(*args: str) -> tuple[subprocess.Popen[str], str]:
-    """Run ``python -m kmsflow.emulator.gcs --port 0 *args`` (loopback unless ``--host`` says
+    """Run ``python -m kmsflow_emulator.gcs --port 0 *args`` (loopback unless ``--host`` says
     otherwise); return the process and its ``host:port`` once it accepts requests. The tests'
     fixture and the demo start it this way, as they start the KMS emulator
-    (:func:`kmsflow.emulator.process.spawn`)."""
-    return spawn_server("kmsflow.emulator.gcs", "--port", "0", *args, listening=LISTENING)
+    (:func:`kmsflow_emulator.process.spawn`)."""
+    return spawn_server("kmsflow_emulator.gcs", "--port", "0", *args, listening=LISTENING)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Serve until SIGINT/SIGTERM: ``python -m kmsflow.emulator.gcs --host H --port P``."""
+    """Serve until SIGINT/SIGTERM: ``python -m kmsflow_emulator.gcs --host H --port P``."""
     parser = argparse.ArgumentParser(
         prog="kmsflow-gcs-emulator",
         description="gcp-storage-emulator (in memory) enforcing GCS request preconditions",

@@ -17,7 +17,7 @@ LISTENING = "kmsflow-emulator listening on "
 def spawn(*args: str, stderr: int | IO[str] | None = subprocess.DEVNULL) -> tuple[subprocess.Popen[str], str]:
     """Run ``kmsflow-emulator serve --port 0 *args``; return the process and its ``host:port``."""
     return spawn_server(
-        "kmsflow.emulator.cli", "serve", "--port", "0", *args, listening=LISTENING, stderr=stderr
+        "kmsflow_emulator.cli", "serve", "--port", "0", *args, listening=LISTENING, stderr=stderr
     )
 
 

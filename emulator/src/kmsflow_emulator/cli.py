@@ -13,10 +13,10 @@ from types import FrameType
 
 import grpc
 
-from kmsflow.emulator.admin import AdminClient
-from kmsflow.emulator.faults import FaultPlan
-from kmsflow.emulator.process import LISTENING
-from kmsflow.emulator.server import EmulatorServer
+from kmsflow_emulator.admin import AdminClient
+from kmsflow_emulator.faults import FaultPlan
+from kmsflow_emulator.process import LISTENING
+from kmsflow_emulator.server import EmulatorServer
 
 
 def _parser() -> argparse.ArgumentParser:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from kmsflow.emulator.errors import invalid
+from kmsflow_emulator.errors import invalid
 
 _ID = r"[a-zA-Z0-9_-]{1,63}"
 ID_RE = re.compile(rf"^{_ID}$")

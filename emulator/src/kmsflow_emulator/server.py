@@ -18,16 +18,19 @@ from typing import Any
 import grpc
 from google.protobuf import json_format, struct_pb2
 
-from kmsflow.emulator.backend import IAM_METHODS, KMS_METHODS, Backend
-from kmsflow.emulator.errors import KmsError
-from kmsflow.emulator.faults import FaultInjector, FaultPlan
-from kmsflow.kms.client import PRINCIPAL_METADATA_KEY
+from kmsflow_emulator.backend import IAM_METHODS, KMS_METHODS, Backend
+from kmsflow_emulator.errors import EmulatorError
+from kmsflow_emulator.faults import FaultInjector, FaultPlan
 
 log = logging.getLogger(__name__)
 
 KMS_SERVICE = "google.cloud.kms.v1.KeyManagementService"
 IAM_SERVICE = "google.iam.v1.IAMPolicy"
+# Wire names, not module paths: ``kmsflow.emulator.v1.Admin`` predates the ``kmsflow_emulator``
+# distribution and stays as is (kmsflow's own clock reader and older clients call it by this name).
 ADMIN_SERVICE = "kmsflow.emulator.v1.Admin"
+# The caller's IAM member (``serviceAccount:...``), as kmsflow's client interceptor sends it.
+PRINCIPAL_METADATA_KEY = "x-kmsflow-principal"
 
 
 def _principal(context: grpc.ServicerContext) -> str | None:
@@ -106,7 +109,7 @@ class EmulatorServer:
                 context.abort(fault, f"kmsflow emulator: injected {fault.name} for {rpc}")
             try:
                 return func(backend, request, _principal(context))
-            except KmsError as exc:
+            except EmulatorError as exc:
                 context.abort(exc.code, exc.message)
 
         return handle
