@@ -25,12 +25,18 @@ def run(endpoint: str, *args: str, **env_extra: str) -> subprocess.CompletedProc
     return subprocess.run([KMSFLOW, *args], capture_output=True, text=True, env=env, timeout=120)
 
 
+def envelopes(kms: kms_v1.KeyManagementServiceClient, key: str, tmp_path: Path, n: int) -> Path:
+    """``n`` file envelopes ``a<i>.enc`` of 100 + i bytes under ``tmp_path/root``."""
+    root = tmp_path / "root"
+    for i in range(n):
+        make_file(kms, key, tmp_path / "src", str(root / f"a{i}.enc"), 100 + i, seed=i)
+    return root
+
+
 def test_inventory_then_rewrap_then_inventory(
     emulator: Any, kms: kms_v1.KeyManagementServiceClient, key: str, tmp_path: Path
 ) -> None:
-    root = tmp_path / "root"
-    for i in range(3):
-        make_file(kms, key, tmp_path / "src", str(root / f"a{i}.enc"), 100 + i, seed=i)
+    root = envelopes(kms, key, tmp_path, 3)
     v1, v2 = f"{key}/cryptoKeyVersions/1", f"{key}/cryptoKeyVersions/2"
 
     before = run(emulator.endpoint, "inventory", str(root), "--json")
@@ -171,9 +177,7 @@ def test_hostile_names_reach_the_terminal_escaped(
 def test_rewrap_and_reencrypt_print_json_by_default_and_a_summary_on_request(
     emulator: Any, kms: kms_v1.KeyManagementServiceClient, key: str, tmp_path: Path
 ) -> None:
-    root = tmp_path / "root"
-    for i in range(2):
-        make_file(kms, key, tmp_path / "src", str(root / f"a{i}.enc"), 100 + i, seed=i)
+    root = envelopes(kms, key, tmp_path, 2)
     resources.rotate(kms, key)
     timing = ("started_at", "finished_at", "elapsed_s")
 
