@@ -6,7 +6,8 @@ import json
 from pathlib import Path
 from typing import Any
 
-from kmsflow.audit import AuditLog, audit_command, provision_recorder, read_events
+from kmsflow.audit import AuditLog, provision_recorder, read_events
+from kmsflow.cli.audit import audit_command
 from kmsflow.spec import apply, load_spec, plan
 
 KEY = "projects/p/locations/l/keyRings/r/cryptoKeys/k"

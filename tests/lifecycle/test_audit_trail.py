@@ -8,7 +8,8 @@ import json
 from pathlib import Path
 from typing import Any
 
-from kmsflow.audit import audit_command, read_events, record_rewrap
+from kmsflow.audit import read_events, record_rewrap
+from kmsflow.cli.audit import audit_command
 from kmsflow.envelope.aad import keyset_aad
 from kmsflow.kms import crypto
 from kmsflow.lifecycle import rewrap

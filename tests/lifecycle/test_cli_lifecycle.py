@@ -25,12 +25,18 @@ def run(endpoint: str, *args: str, **env_extra: str) -> subprocess.CompletedProc
     return subprocess.run([KMSFLOW, *args], capture_output=True, text=True, env=env, timeout=120)
 
 
+def envelopes(kms: kms_v1.KeyManagementServiceClient, key: str, tmp_path: Path, n: int) -> Path:
+    """``n`` file envelopes ``a<i>.enc`` of 100 + i bytes under ``tmp_path/root``."""
+    root = tmp_path / "root"
+    for i in range(n):
+        make_file(kms, key, tmp_path / "src", str(root / f"a{i}.enc"), 100 + i, seed=i)
+    return root
+
+
 def test_inventory_then_rewrap_then_inventory(
     emulator: Any, kms: kms_v1.KeyManagementServiceClient, key: str, tmp_path: Path
 ) -> None:
-    root = tmp_path / "root"
-    for i in range(3):
-        make_file(kms, key, tmp_path / "src", str(root / f"a{i}.enc"), 100 + i, seed=i)
+    root = envelopes(kms, key, tmp_path, 3)
     v1, v2 = f"{key}/cryptoKeyVersions/1", f"{key}/cryptoKeyVersions/2"
 
     before = run(emulator.endpoint, "inventory", str(root), "--json")
@@ -166,3 +172,27 @@ def test_hostile_names_reach_the_terminal_escaped(
     as_json = run(emulator.endpoint, "inventory", str(root), "--json")
     assert "\x1b" not in as_json.stdout  # JSON escapes it, and keeps the name as it is:
     assert [f["url"] for f in json.loads(as_json.stdout)["findings"]] == [f"{root}/{HOSTILE}.enc"]
+
+
+def test_rewrap_and_reencrypt_print_json_by_default_and_a_summary_on_request(
+    emulator: Any, kms: kms_v1.KeyManagementServiceClient, key: str, tmp_path: Path
+) -> None:
+    root = envelopes(kms, key, tmp_path, 2)
+    resources.rotate(kms, key)
+    timing = ("started_at", "finished_at", "elapsed_s")
+
+    for command in ("rewrap", "reencrypt"):
+        default = json.loads(run(emulator.endpoint, command, "--dry-run", str(root)).stdout)
+        explicit = json.loads(run(emulator.endpoint, command, "--dry-run", "--json", str(root)).stdout)
+        assert {k: v for k, v in default.items() if k not in timing} == {
+            k: v for k, v in explicit.items() if k not in timing
+        }
+        assert run(emulator.endpoint, command, "--json", "--human", str(root)).returncode == 2
+
+    human = run(emulator.endpoint, "reencrypt", "--dry-run", "--human", str(root))
+    assert human.returncode == 0, human.stderr
+    assert human.stdout.startswith("reencrypt: 2 envelope(s): would reencrypt 2 (2 file(s), 201 bytes)")
+    human = run(emulator.endpoint, "rewrap", "--human", str(root))
+    assert human.returncode == 0, human.stderr
+    assert human.stdout.startswith("rewrap: 2 envelope(s): rewrapped 2, already current 0, 0 conflict(s)")
+    assert f"now under {key}/cryptoKeyVersions/2: 2" in human.stdout

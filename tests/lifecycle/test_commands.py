@@ -11,8 +11,7 @@ from expired_credentials import REAUTH, refresh_failing_client
 from google.cloud import kms_v1
 from inventory.builders import make_file
 
-from kmsflow.kms import resources
-from kmsflow.lifecycle.commands import (
+from kmsflow.cli.lifecycle import (
     EXIT_INCOMPLETE,
     EXIT_KMS_CREDENTIALS,
     EXIT_PARTIAL,
@@ -21,6 +20,7 @@ from kmsflow.lifecycle.commands import (
     reencrypt_command,
     rewrap_command,
 )
+from kmsflow.kms import resources
 
 
 def test_inventory_command(kms: kms_v1.KeyManagementServiceClient, key: str, tmp_path: Path) -> None:

@@ -22,13 +22,13 @@ import pytest
 from google.cloud import kms_v1
 from inventory.builders import make_key
 
+from kmsflow.cli.lifecycle import EXIT_OK, EXIT_PARTIAL, EXIT_USAGE, reencrypt_command
 from kmsflow.envelope import Envelope, encrypt
 from kmsflow.envelope.storage import Location
 from kmsflow.inventory import scan
 from kmsflow.kms import resources
 from kmsflow.lifecycle import reencrypt, rewrap
 from kmsflow.lifecycle import reencrypt_local as local
-from kmsflow.lifecycle.commands import EXIT_OK, EXIT_PARTIAL, EXIT_USAGE, reencrypt_command
 from kmsflow.lifecycle.reencrypt_local import DATASET_STEPS, FILE_STEPS
 
 MARKER = b"KMSFLOW-PLAINTEXT-MARKER:"

@@ -14,10 +14,10 @@ import fsspec
 import pytest
 
 from kmsflow import cli
+from kmsflow.cli.lifecycle import clean_command, reencrypt_command
 from kmsflow.envelope.storage import Location
 from kmsflow.lifecycle import reencrypt_gcs
 from kmsflow.lifecycle.clean import clean_stale_temps
-from kmsflow.lifecycle.commands import clean_command, reencrypt_command
 from kmsflow.lifecycle.reencrypt import reencrypt
 from kmsflow.lifecycle.seconds import check_seconds
 

@@ -3,10 +3,10 @@
 log = AuditLog("gs://bucket/kmsflow/audit", run="kmsflow_shred/scheduled__2026-11-30")
 log.append("disable", version_name, reason="retired 30d, zero references", evidence={...})
 read_events("gs://bucket/kmsflow/audit", resource=version_name)
-print(audit_command("audit.jsonl", json_output=False, resource=key_name))
 
 Architecture invariant 5: every state-changing KMS action kmsflow takes appends one event.
 Invariant 4: events are scrubbed of anything that looks like bytes or key material.
+`kmsflow audit` (``kmsflow.cli.audit``) shows the log.
 """
 
 from kmsflow.audit.actions import Action
@@ -14,7 +14,6 @@ from kmsflow.audit.actor import resolve_actor
 from kmsflow.audit.event import REDACTED, AuditEvent, looks_like_key_material, parse_time, scrub
 from kmsflow.audit.log import AuditLog, AuditLogError, read_events
 from kmsflow.audit.recorder import provision_recorder, record_rewrap, record_rotation
-from kmsflow.audit.view import audit_command, render_events
 from kmsflow.clock import format_time
 
 __all__ = [
@@ -23,7 +22,6 @@ __all__ = [
     "AuditEvent",
     "AuditLog",
     "AuditLogError",
-    "audit_command",
     "format_time",
     "looks_like_key_material",
     "parse_time",
@@ -31,7 +29,6 @@ __all__ = [
     "read_events",
     "record_rewrap",
     "record_rotation",
-    "render_events",
     "resolve_actor",
     "scrub",
 ]
