@@ -27,7 +27,8 @@ def modules(name):
     package = importlib.import_module(name)
     found = [name]
     for info in pkgutil.walk_packages(package.__path__, name + "."):
-        found.append(info.name)
+        if not info.name.endswith(".__main__"):  # runs a program when imported
+            found.append(info.name)
     return found
 
 def loaded(prefixes):
