@@ -79,7 +79,7 @@ from kmsflow.lifecycle.cas import RecordConflictError, RecordSnapshot, read_snap
 from kmsflow.lifecycle.reencrypt_progress import ByteMeter, EnvelopeMeter
 from kmsflow.lifecycle.rewrap import PrimaryCache
 from kmsflow.lifecycle.seconds import check_seconds
-from kmsflow.lifecycle.targets import EnvelopeTarget, Issue, Targets, collect, one_line
+from kmsflow.lifecycle.targets import EnvelopeTarget, Issue, RunReport, Targets, collect, one_line
 from kmsflow.pools import ContextThreadPool
 
 log = logging.getLogger(__name__)
@@ -136,20 +136,12 @@ class EnvelopeOutcome:
 
 
 @dataclass
-class ReencryptReport:
+class ReencryptReport(RunReport):
     """What a re-encrypt run found and did (``results`` per envelope, in target order)."""
 
-    dry_run: bool
-    started_at: str
-    finished_at: str = ""
-    elapsed_s: float = 0.0
     results: list[EnvelopeOutcome] = field(default_factory=list)
     recovered: list[Issue] = field(default_factory=list)  # interrupted runs resolved (error = "")
     removed_temps: list[str] = field(default_factory=list)  # staging directories of killed runs
-    failures: list[Issue] = field(default_factory=list)
-    conflicts: list[Issue] = field(default_factory=list)
-    scan_complete: bool = True
-    scan_findings: list[Finding] = field(default_factory=list)
 
     def _count(self, status: str) -> int:
         return sum(1 for r in self.results if r.status == status)
@@ -174,29 +166,17 @@ class ReencryptReport:
     def plaintext_bytes(self) -> int:
         return sum(r.plaintext_bytes for r in self.results if r.status in ("reencrypted", "would_reencrypt"))
 
-    @property
-    def ok(self) -> bool:
-        """Every target was (or, dry run, could be) re-encrypted and every root was fully seen."""
-        return not self.failures and not self.conflicts and self.scan_complete
-
     def to_dict(self) -> dict[str, Any]:
         return {
-            "dry_run": self.dry_run,
-            "ok": self.ok,
-            "started_at": self.started_at,
-            "finished_at": self.finished_at,
-            "elapsed_s": round(self.elapsed_s, 3),
-            "envelopes": self.envelopes,
-            "reencrypted": self.reencrypted,
-            "would_reencrypt": self.would_reencrypt,
-            "files": self.files,
-            "plaintext_bytes": self.plaintext_bytes,
-            "recovered": [r.to_dict() for r in self.recovered],
-            "removed_temps": list(self.removed_temps),
-            "conflicts": [c.to_dict() for c in self.conflicts],
-            "failures": [f.to_dict() for f in self.failures],
-            "scan_complete": self.scan_complete,
-            "scan_findings": [f.to_dict() for f in self.scan_findings],
+            **self._run_dict(
+                envelopes=self.envelopes,
+                reencrypted=self.reencrypted,
+                would_reencrypt=self.would_reencrypt,
+                files=self.files,
+                plaintext_bytes=self.plaintext_bytes,
+                recovered=[r.to_dict() for r in self.recovered],
+                removed_temps=list(self.removed_temps),
+            ),
             "results": [r.to_dict() for r in self.results],
         }
 

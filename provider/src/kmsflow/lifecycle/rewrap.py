@@ -39,11 +39,11 @@ from kmsflow.envelope.progress import Progress
 from kmsflow.envelope.record import EnvelopeRecord
 from kmsflow.envelope.record_io import parse_record
 from kmsflow.envelope.wrap import key_wrap, unwrap_key, unwrap_keyset, wrap_keyset
-from kmsflow.inventory import Finding, Inventory
+from kmsflow.inventory import Inventory
 from kmsflow.kms import crypto, resources
 from kmsflow.kms.errors import KmsError
 from kmsflow.lifecycle.cas import DirSync, RecordConflictError, RecordSnapshot, read_snapshot, swap
-from kmsflow.lifecycle.targets import EnvelopeTarget, Issue, collect, one_line
+from kmsflow.lifecycle.targets import EnvelopeTarget, Issue, RunReport, collect, one_line
 from kmsflow.pools import ContextThreadPool, chunks
 
 log = logging.getLogger(__name__)
@@ -61,29 +61,16 @@ version, ``wrapped_at``) already states; failures and conflicts are in the repor
 
 
 @dataclass
-class RewrapReport:
+class RewrapReport(RunReport):
     """What a rewrap run found and did. ``versions_after`` is what the records name after the run
     (for a dry run: what they would name)."""
 
-    dry_run: bool
-    started_at: str
-    finished_at: str = ""
-    elapsed_s: float = 0.0
     envelopes: int = 0
     rewrapped: int = 0
     would_rewrap: int = 0
     already_current: int = 0
     versions_before: dict[str, int] = field(default_factory=dict)
     versions_after: dict[str, int] = field(default_factory=dict)
-    conflicts: list[Issue] = field(default_factory=list)
-    failures: list[Issue] = field(default_factory=list)
-    scan_complete: bool = True
-    scan_findings: list[Finding] = field(default_factory=list)
-
-    @property
-    def ok(self) -> bool:
-        """Every targeted envelope is (or, dry run, could be made) current and every root was seen."""
-        return not self.failures and not self.conflicts and self.scan_complete
 
     def add(self, result: _Result) -> None:
         """Count one envelope's outcome: its status, and the versions naming it before and after."""
@@ -104,23 +91,14 @@ class RewrapReport:
             self.failures.append(Issue(result.url, result.error, result.reason))
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "dry_run": self.dry_run,
-            "ok": self.ok,
-            "started_at": self.started_at,
-            "finished_at": self.finished_at,
-            "elapsed_s": round(self.elapsed_s, 3),
-            "envelopes": self.envelopes,
-            "rewrapped": self.rewrapped,
-            "would_rewrap": self.would_rewrap,
-            "already_current": self.already_current,
-            "versions_before": dict(sorted(self.versions_before.items())),
-            "versions_after": dict(sorted(self.versions_after.items())),
-            "conflicts": [c.to_dict() for c in self.conflicts],
-            "failures": [f.to_dict() for f in self.failures],
-            "scan_complete": self.scan_complete,
-            "scan_findings": [f.to_dict() for f in self.scan_findings],
-        }
+        return self._run_dict(
+            envelopes=self.envelopes,
+            rewrapped=self.rewrapped,
+            would_rewrap=self.would_rewrap,
+            already_current=self.already_current,
+            versions_before=dict(sorted(self.versions_before.items())),
+            versions_after=dict(sorted(self.versions_after.items())),
+        )
 
 
 class PrimaryCache:

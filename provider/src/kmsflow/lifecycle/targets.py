@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from kmsflow.envelope.errors import EnvelopeError
 from kmsflow.envelope.layout import DATASET_RECORD, locate
@@ -47,6 +48,41 @@ class Issue:
 
     def to_dict(self) -> dict[str, str]:
         return {"url": self.url, "error": self.error, "reason": self.reason}
+
+
+@dataclass
+class RunReport:
+    """What every lifecycle run over envelopes (rewrap, re-encrypt) reports, whatever it did to
+    each: when it ran, what failed or conflicted, and whether its scan saw every root."""
+
+    dry_run: bool
+    started_at: str
+    finished_at: str = ""
+    elapsed_s: float = 0.0
+    conflicts: list[Issue] = field(default_factory=list)
+    failures: list[Issue] = field(default_factory=list)
+    scan_complete: bool = True
+    scan_findings: list[Finding] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        """Every target was (or, dry run, could be) handled and every root was fully seen."""
+        return not self.failures and not self.conflicts and self.scan_complete
+
+    def _run_dict(self, **counts: Any) -> dict[str, Any]:
+        """The report as JSON-safe data: the run's own fields around the operation's ``counts``."""
+        return {
+            "dry_run": self.dry_run,
+            "ok": self.ok,
+            "started_at": self.started_at,
+            "finished_at": self.finished_at,
+            "elapsed_s": round(self.elapsed_s, 3),
+            **counts,
+            "conflicts": [c.to_dict() for c in self.conflicts],
+            "failures": [f.to_dict() for f in self.failures],
+            "scan_complete": self.scan_complete,
+            "scan_findings": [f.to_dict() for f in self.scan_findings],
+        }
 
 
 @dataclass
