@@ -27,7 +27,7 @@ from kmsflow.envelope import Envelope, encrypt, gcs_filesystem
 from kmsflow.envelope.storage import Location
 from kmsflow.inventory import FindingKind, scan
 from kmsflow.lifecycle import clean_stale_temps, reencrypt
-from kmsflow.lifecycle import reencrypt_local as local
+from kmsflow.lifecycle.reencryption import local
 from lifecycle.test_reencrypt import KILL_SCRIPT, decrypted, make_envelope
 from lifecycle.test_reencrypt_gcs import decrypted as gcs_decrypted
 from lifecycle.test_reencrypt_gcs import objects, put_envelope

@@ -20,7 +20,7 @@ import pytest
 from google.cloud import kms_v1
 from inventory.builders import make_file
 
-import kmsflow.lifecycle.reencrypt_gcs as reencrypt_gcs
+import kmsflow.lifecycle.reencryption.gcs as reencrypt_gcs
 from kmsflow.audit.log import AuditLog, AuditLogError
 from kmsflow.envelope import Envelope, encrypt, gcs_filesystem
 from kmsflow.envelope.errors import DestinationExistsError
@@ -205,7 +205,7 @@ def test_reencrypt_roll_forward_keeps_a_record_replaced_after_its_check(
 ) -> None:
     """Someone replaces the envelope (the record names neither envelope id) just before re-encrypt
     swaps its staged record in: the run stops as a conflict, their record stays, COMMIT is kept for
-    a human (the module docstring of kmsflow.lifecycle.reencrypt_gcs)."""
+    a human (the module docstring of kmsflow.lifecycle.reencryption.gcs)."""
     dst = f"gs://{gcs_bucket}/a.enc"
     make_envelope(kms, key, dst, None, tmp_path, 1, file_size=5000)
     record = f"{gcs_bucket}/a.enc.kmsflow.json"

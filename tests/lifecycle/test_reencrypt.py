@@ -1,7 +1,7 @@
 """Full re-encrypt over real envelopes on the KMS emulator: new key, new id, same plaintext, crash-safe.
 
 The crash tests run ``reencrypt`` in a subprocess whose ``on_step`` hook SIGKILLs the process at
-one named step of the replacement protocol (``kmsflow.lifecycle.reencrypt_local.*_STEPS``), then
+one named step of the replacement protocol (``kmsflow.lifecycle.reencryption.local.*_STEPS``), then
 check that the envelope still decrypts, that no plaintext reached the disk, and that a rerun
 converges to a new, verified envelope.
 """
@@ -28,8 +28,8 @@ from kmsflow.envelope.storage import Location
 from kmsflow.inventory import scan
 from kmsflow.kms import resources
 from kmsflow.lifecycle import reencrypt, rewrap
-from kmsflow.lifecycle import reencrypt_local as local
-from kmsflow.lifecycle.reencrypt_local import DATASET_STEPS, FILE_STEPS
+from kmsflow.lifecycle.reencryption import local
+from kmsflow.lifecycle.reencryption.local import DATASET_STEPS, FILE_STEPS
 
 MARKER = b"KMSFLOW-PLAINTEXT-MARKER:"
 """Repeated through every plaintext, so a plaintext byte range on disk is easy to spot."""
@@ -238,7 +238,7 @@ def test_other_bytes_encrypted_than_read_are_caught_before_replacing(
     root = tmp_path / "root"
     data = make_envelope(kms, key, root / "model.bin", None, tmp_path / "scratch", file_size=6 << 20)
     before = all_bytes(root)
-    module = sys.modules["kmsflow.lifecycle.reencrypt"]  # the package exports the function by this name
+    module = sys.modules["kmsflow.lifecycle.reencryption.job"]  # the per-envelope job streams
     real = module.write_through
 
     def flipping(enc: Any, block: bytes) -> None:

@@ -1,7 +1,7 @@
 """Full re-encrypt of envelopes on gs:// (GCS emulator): new key, new id, same plaintext, roll-forward.
 
 The crash tests run ``reencrypt`` in a subprocess whose ``on_step`` hook SIGKILLs the process at
-one named step (``kmsflow.lifecycle.reencrypt_gcs.STEPS``), then check what a reader and the
+one named step (``kmsflow.lifecycle.reencryption.gcs.STEPS``), then check what a reader and the
 inventory see meanwhile, and that reruns converge to a new, verified envelope with nothing left
 in the bucket but the envelope.
 """
@@ -26,7 +26,7 @@ from kmsflow.envelope.errors import TamperedError
 from kmsflow.inventory import FindingKind, scan
 from kmsflow.kms import resources
 from kmsflow.lifecycle import reencrypt, rewrap
-from kmsflow.lifecycle.reencrypt_gcs import STEPS
+from kmsflow.lifecycle.reencryption.gcs import STEPS
 from lifecycle.test_reencrypt import KILL_SCRIPT, MARKER, assert_no_plaintext, make_envelope
 
 COMMITTED_STEPS = ("committed", "copying", "data_copied", "record_replaced", "staging_removed")

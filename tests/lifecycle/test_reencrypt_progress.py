@@ -13,11 +13,11 @@ import pytest
 from google.cloud import kms_v1
 
 from kmsflow.lifecycle import reencrypt
-from kmsflow.lifecycle.reencrypt_progress import ByteMeter
+from kmsflow.lifecycle.reencryption.progress import ByteMeter
 from lifecycle.test_reencrypt import make_envelope
 
-LOGGER = "kmsflow.lifecycle.reencrypt"
-reencrypt_module = sys.modules[LOGGER]  # the package exports the function under the module's name
+LOGGER = "kmsflow.lifecycle.reencrypt"  # the operation's log channel
+run_module = sys.modules["kmsflow.lifecycle.reencryption.run"]
 MIB = 1 << 20
 
 
@@ -40,7 +40,7 @@ class Recorder:
 @pytest.fixture
 def logs(caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch) -> pytest.LogCaptureFixture:
     """re-encrypt's log, DEBUG and up, with a progress line due at every block ("a while" later)."""
-    monkeypatch.setattr(reencrypt_module, "PROGRESS_EVERY_S", 0.0)
+    monkeypatch.setattr(run_module, "PROGRESS_EVERY_S", 0.0)
     caplog.set_level(logging.DEBUG, logger=LOGGER)
     return caplog
 

@@ -16,9 +16,9 @@ import pytest
 from kmsflow import cli
 from kmsflow.cli.lifecycle import clean_command, reencrypt_command
 from kmsflow.envelope.storage import Location
-from kmsflow.lifecycle import reencrypt_gcs
 from kmsflow.lifecycle.clean import clean_stale_temps
-from kmsflow.lifecycle.reencrypt import reencrypt
+from kmsflow.lifecycle.reencryption import gcs as reencrypt_gcs
+from kmsflow.lifecycle.reencryption import reencrypt
 from kmsflow.lifecycle.seconds import check_seconds
 
 BAD = [float("nan"), float("inf"), float("-inf"), -1.0, -1e-9]

@@ -201,8 +201,8 @@ def reencrypt_command(
     ``EXIT_INCOMPLETE`` when a root could not be fully scanned. The report is printed either way.
     ``stale_after``: seconds after which an uncommitted GCS staging prefix of another run is taken
     over (None: the library's default). ``progress`` receives the bytes re-encrypted and verified."""
-    from kmsflow.lifecycle.reencrypt import reencrypt
-    from kmsflow.lifecycle.reencrypt_gcs import DEFAULT_STALE_AFTER
+    from kmsflow.lifecycle.reencryption import reencrypt
+    from kmsflow.lifecycle.reencryption.gcs import DEFAULT_STALE_AFTER
 
     refused = _refused("reencrypt", paths, "PATH", max_workers)
     if refused:

@@ -17,7 +17,7 @@ if TYPE_CHECKING:
     from kmsflow.audit.event import AuditEvent, JsonValue
     from kmsflow.inventory.model import Finding, Inventory
     from kmsflow.lifecycle.clean import CleanReport
-    from kmsflow.lifecycle.reencrypt import ReencryptReport
+    from kmsflow.lifecycle.reencryption import ReencryptReport
     from kmsflow.lifecycle.rewrap import RewrapReport
 
 

@@ -60,7 +60,7 @@ def reencrypt_backups(envelope: Location) -> list[tuple[Location, str]]:
     """Re-encrypt backups of the local envelope at ``envelope`` as (location, envelope id), sorted.
 
     One listing of the parent directory. Object stores have none: re-encrypt on GCS never sets old
-    data aside, it rolls a committed staging prefix forward (:mod:`kmsflow.lifecycle.reencrypt_gcs`).
+    data aside, it rolls a committed staging prefix forward (:mod:`kmsflow.lifecycle.reencryption.gcs`).
     """
     if not envelope.is_local:
         return []

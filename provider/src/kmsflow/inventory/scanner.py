@@ -64,7 +64,7 @@ from kmsflow.pools import chunks
 REENCRYPT_COMMIT = f"{RESERVED_DIR}/COMMIT"
 """Inside a re-encrypt staging prefix on an object store: written once the staged envelope is
 complete and verified; from then on the staged envelope is the truth and re-encrypt only rolls
-forward (``kmsflow.lifecycle.reencrypt_gcs``)."""
+forward (``kmsflow.lifecycle.reencryption.gcs``)."""
 
 MAX_UNCOVERED_PER_ROOT = 1000
 """Data-without-record findings listed one by one per root; the rest are summarized in one finding."""

@@ -45,7 +45,7 @@ __all__ += [
 ]
 
 # Full re-encrypt for a suspected data-key compromise (issue 5): new data key, new envelope id.
-from kmsflow.lifecycle.reencrypt import (  # noqa: E402 (appended block, as above)
+from kmsflow.lifecycle.reencryption import (  # noqa: E402 (appended block, as above)
     EnvelopeOutcome,
     ReencryptNotSupportedError,
     ReencryptReport,

@@ -23,10 +23,10 @@ envelope (architecture invariant 1):
   any file or directory in its tree; GCS, the newest ``updated`` of its objects. A younger one may still
   be written by a live run.
 * A local re-encrypt staging directory (one with the ``flock`` marker) is removed only through
-  :func:`kmsflow.lifecycle.reencrypt_local.remove_if_orphan`: a live run holds the lock, so its
+  :func:`kmsflow.lifecycle.reencryption.local.remove_if_orphan`: a live run holds the lock, so its
   directory is kept whatever its age.
 * A GCS staging prefix is removed only by re-encrypt's own take-over rule
-  (:func:`kmsflow.lifecycle.reencrypt_gcs.take_over_refusal` with ``stale_after = older_than``):
+  (:func:`kmsflow.lifecycle.reencryption.gcs.take_over_refusal` with ``stale_after = older_than``):
   no COMMIT, a LEASE, and no object newer than the threshold. A live run refreshes its LEASE
   every minute, so a threshold under a minute can take a live run's staging; like
   ``reencrypt --stale-after 0``, use one only when no re-encrypt of those envelopes is running.
@@ -47,8 +47,7 @@ from typing import Any
 
 from kmsflow.envelope.storage import Location, resolve
 from kmsflow.inventory import UNSEEN, Finding, FindingKind, scan
-from kmsflow.lifecycle import reencrypt_gcs as gcs
-from kmsflow.lifecycle import reencrypt_local as local
+from kmsflow.lifecycle.reencryption import gcs, local
 from kmsflow.lifecycle.seconds import check_seconds
 
 log = logging.getLogger(__name__)

@@ -73,7 +73,7 @@ from kmsflow.envelope.staging import Staging
 from kmsflow.envelope.storage import CHUNK_SIZE, Location, fs_open_write
 from kmsflow.inventory.scanner import REENCRYPT_COMMIT
 from kmsflow.lifecycle.cas import RecordConflictError, RecordSnapshot, read_snapshot, swap
-from kmsflow.lifecycle.reencrypt_local import STEP_STAGED, STEP_STREAMING, STEP_VERIFIED, StepHook
+from kmsflow.lifecycle.reencryption.local import STEP_STAGED, STEP_STREAMING, STEP_VERIFIED, StepHook
 from kmsflow.lifecycle.seconds import check_seconds
 
 STEP_COMMITTED = "committed"

@@ -357,7 +357,7 @@ def dataset_idents(root: str) -> dict[str, Ident]:
 def recover(envelope: Location) -> str | None:
     """Resolve what an interrupted re-encrypt left at ``envelope``; a one-line note, or None.
 
-    Local only (GCS rolls forward instead: :func:`kmsflow.lifecycle.reencrypt_gcs.recover`). Safe
+    Local only (GCS rolls forward instead: :func:`kmsflow.lifecycle.reencryption.gcs.recover`). Safe
     to call at any time, also while another run commits: every decision is taken under the record
     lock and re-checked.
     """
