@@ -7,13 +7,13 @@ marks ``tenant:`` can be erased, and the form must carry the tenant name AND the
 exactly, plus a reason (e.g. the request id); all checked before any KMS call. Audited (an audit
 log is required: spec ``audit_log:`` or the connection's ``audit_log`` extra).
 
-Two modes, one DAG:
+Two modes, one DAG, one task each (the other one is skipped):
 
-* **erase** (default): ``erase`` destroys and proves at once -- versions DESTROY_SCHEDULED, each
+* **erase** (default): task ``erase`` destroys and proves at once -- versions DESTROY_SCHEDULED, each
   tenant envelope refuses to unwrap, every other envelope's record is byte-identical and unwraps.
   Within the key's ``destroy_scheduled_duration`` the erasure can still be undone (``kmsflow_shred``
   with ``restore_version``).
-* **prove_only**: after the grace period, trigger again with ``prove_only``: ``prove`` re-runs the
+* **prove_only**: after the grace period, trigger again with ``prove_only``: task ``prove`` re-runs the
   proof, requires every version DESTROYED and records ``erase-proved``. It fails (saying until when
   to wait) while versions are still in their grace period.
 
@@ -29,10 +29,10 @@ from typing import Any
 from airflow.sdk import Param, dag, task
 from airflow.sdk.exceptions import AirflowSkipException
 
-from kmsflow.airflow import erase_tasks
 from kmsflow.airflow.hooks.kms import KmsHook
-from kmsflow.airflow.lifecycle_common import run_label
-from kmsflow.airflow.provision import default_spec_path, resolve_spec_path
+from kmsflow.airflow.tasks import erase as erase_tasks
+from kmsflow.airflow.tasks.common import default_spec_path, hook_scope, resolve_spec_path, run_label
+from kmsflow.airflow.tasks.payloads import EraseParams, ErasureReportPayload
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DAG_ID = "kmsflow_erase"
@@ -73,14 +73,13 @@ log = logging.getLogger(__name__)
 def kmsflow_erase() -> None:
     @task(multiple_outputs=False)
     def erase(
-        params: dict[str, Any] | None = None, run_id: str | None = None, ti: Any = None
-    ) -> dict[str, Any]:
+        params: EraseParams | None = None, run_id: str | None = None, ti: Any = None
+    ) -> ErasureReportPayload:
         """Destroy every version of the tenant key and prove the result; the report as XCom."""
         assert params is not None and ti is not None
         if params["prove_only"]:
             raise AirflowSkipException("prove_only: nothing is destroyed")
-        hook = KmsHook(kmsflow_conn_id=params["kmsflow_conn_id"])
-        try:
+        with hook_scope(params["kmsflow_conn_id"]) as hook:
             report = erase_tasks.erase(
                 hook,
                 str(resolve_spec_path(params["spec_path"], REPO_ROOT)),
@@ -90,28 +89,23 @@ def kmsflow_erase() -> None:
                 reason=params["reason"],
                 run=run_label(DAG_ID, run_id),
             )
-        finally:
-            hook.close()
         return erase_tasks.publish(report, ti, require_destroyed=False)
 
     @task(multiple_outputs=False)
     def prove(
-        params: dict[str, Any] | None = None, run_id: str | None = None, ti: Any = None
-    ) -> dict[str, Any]:
+        params: EraseParams | None = None, run_id: str | None = None, ti: Any = None
+    ) -> ErasureReportPayload:
         """The later proof: every version DESTROYED, tenant envelopes dead, others intact."""
         assert params is not None and ti is not None
         if not params["prove_only"]:
             raise AirflowSkipException("erase run: its own task already proved the erasure")
-        hook = KmsHook(kmsflow_conn_id=params["kmsflow_conn_id"])
-        try:
+        with hook_scope(params["kmsflow_conn_id"]) as hook:
             report = erase_tasks.prove(
                 hook,
                 str(resolve_spec_path(params["spec_path"], REPO_ROOT)),
                 params["key"],
                 run=run_label(DAG_ID, run_id),
             )
-        finally:
-            hook.close()
         return erase_tasks.publish(report, ti, require_destroyed=True)
 
     erase()

@@ -24,27 +24,34 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Any
 
 from airflow.sdk import Param, dag, task
 from airflow.sdk.exceptions import AirflowSkipException
 
 from kmsflow.airflow.hooks.kms import KmsHook
-from kmsflow.airflow.provision import (
+from kmsflow.airflow.tasks.common import default_spec_path, hook_scope, resolve_spec_path, run_label
+from kmsflow.airflow.tasks.payloads import (
+    ApplyPayload,
+    ConvergedPayload,
+    PlanPayload,
+    ProvisionParams,
+    SpecSummary,
+)
+from kmsflow.airflow.tasks.provision import (
     apply_plan,
-    default_spec_path,
+    plan_payload,
     plan_spec,
-    resolve_spec_path,
     validate_spec,
     verify_plan_spec,
 )
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
+DAG_ID = "kmsflow_provision"
 log = logging.getLogger(__name__)
 
 
 @dag(
-    dag_id="kmsflow_provision",
+    dag_id=DAG_ID,
     schedule=None,
     catchup=False,
     tags=["kmsflow", "kms"],
@@ -80,7 +87,7 @@ log = logging.getLogger(__name__)
 )
 def kmsflow_provision() -> None:
     @task
-    def validate(params: dict[str, Any] | None = None) -> dict[str, Any]:
+    def validate(params: ProvisionParams | None = None) -> SpecSummary:
         """Validate the spec before touching KMS."""
         assert params is not None  # injected from the task context
         summary = validate_spec(resolve_spec_path(params["spec_path"], REPO_ROOT))
@@ -88,45 +95,36 @@ def kmsflow_provision() -> None:
         return summary
 
     @task
-    def plan(summary: dict[str, Any], params: dict[str, Any] | None = None) -> dict[str, Any]:
+    def plan(summary: SpecSummary, params: ProvisionParams | None = None) -> PlanPayload:
         """Show what apply would change; the structured plan is this task's XCom."""
         assert params is not None
-        hook = KmsHook(kmsflow_conn_id=params["kmsflow_conn_id"])
-        try:
+        with hook_scope(params["kmsflow_conn_id"]) as hook:
             the_plan = plan_spec(hook, Path(summary["spec_path"]))
-        finally:
-            hook.close()
         log.info("Plan for %s:\n%s", summary["spec_path"], the_plan.render())
-        return the_plan.to_dict()
+        return plan_payload(the_plan)
 
     @task
     def apply(
-        plan_dict: dict[str, Any], params: dict[str, Any] | None = None, run_id: str | None = None
-    ) -> dict[str, Any]:
+        plan_dict: PlanPayload, params: ProvisionParams | None = None, run_id: str | None = None
+    ) -> ApplyPayload:
         """Apply the plan above, unless this is a dry run or there is nothing to do."""
         assert params is not None
         if params["dry_run"]:
             raise AirflowSkipException("dry_run: the plan was not applied")
         if plan_dict["empty"]:
             raise AirflowSkipException("Cloud KMS already matches the spec: nothing to apply")
-        hook = KmsHook(kmsflow_conn_id=params["kmsflow_conn_id"])
-        try:
-            run = f"kmsflow_provision/{run_id}"
+        with hook_scope(params["kmsflow_conn_id"]) as hook:
+            run = run_label(DAG_ID, run_id)
             return apply_plan(hook, plan_dict, log, audit_log=params["audit_log"] or None, run=run)
-        finally:
-            hook.close()
 
     @task(trigger_rule="none_failed")
-    def verify(plan_dict: dict[str, Any], params: dict[str, Any] | None = None) -> dict[str, Any]:
+    def verify(plan_dict: PlanPayload, params: ProvisionParams | None = None) -> ConvergedPayload:
         """Plan again: KMS must now match the spec (also after a skipped, empty apply)."""
         assert params is not None
         if params["dry_run"]:
             raise AirflowSkipException("dry_run: nothing was applied, so nothing to verify")
-        hook = KmsHook(kmsflow_conn_id=params["kmsflow_conn_id"])
-        try:
+        with hook_scope(params["kmsflow_conn_id"]) as hook:
             return verify_plan_spec(hook, plan_dict)
-        finally:
-            hook.close()
 
     planned = plan(validate())
     apply(planned) >> verify(planned)

@@ -4,17 +4,18 @@ Runs daily (and by hand, with the form below). ``mode="rewrap"`` (the default) r
 keys of stale envelopes; ``mode="reencrypt"`` is the answer to a suspected *data-key* compromise:
 every envelope of the selected keys gets a new data key and new ciphertext. Each run:
 
-1. **prepare** -- checks the params against the spec (no KMS call);
+1. **plan** -- checks the params against the spec (no KMS call);
 2. **rotate** -- only with ``rotate_first`` (and not in a dry run): a new primary per key, audited
    (``lifecycle.rotate``); refused when no audit log is configured;
-3. **detect_rotation** -- each key's primary vs. the one the last successful run recorded (Airflow
+3. **detect** -- each key's primary vs. the one the last successful run recorded (Airflow
    Variable ``kmsflow_rotate_rewrap_primaries``): reports Cloud KMS automatic rotations and
    rotations made by kmsflow or by hand. The run goes on either way;
 4. **inventory** -- one scan of every root; the envelopes to visit, as record URLs: the stale ones
    (wrapped by a non-primary version) of the selected keys, or in ``reencrypt`` mode all of them,
    whatever version wraps them. An incomplete scan still visits what it could read;
 5. **batches** -- ``batch_size`` URLs each, grown so the count never exceeds ``[core] max_map_length``;
-6. **route** -- a branch: the mode's task below runs, the other one is skipped;
+6. **route** -- a branch: the mode's task below runs (``mode`` → task id by an explicit mapping),
+   the other one is skipped;
 7. **rewrap** or **reencrypt** -- mapped over the batches (``.expand``), so a Celery deployment
    spreads them over workers. ``rewrap`` rewrites records only (KMS Decrypt + Encrypt of the small
    wrapped key, compare-and-swap of the record), never data, and appends ``rewrap-batch`` audit
@@ -22,7 +23,7 @@ every envelope of the selected keys gets a new data key and new ciphertext. Each
    through, verified, swapped in crash-safely; local paths only so far) and appends
    ``reencrypt-batch`` events naming old and new envelope ids. Either reports per-envelope
    failures instead of stopping at the first;
-8. **verify** -- a fresh scan: every envelope of the selected keys must unwrap under its primary,
+8. **check** -- a fresh scan: every envelope of the selected keys must unwrap under its primary,
    both scans must be complete and no batch may have reported a failure, and in ``reencrypt``
    mode each re-encrypted envelope must carry its new envelope id (the old one gone), else the run
    fails here with the list of problems;
@@ -49,20 +50,45 @@ from airflow.sdk.configuration import conf
 from airflow.sdk.exceptions import AirflowSkipException
 
 from kmsflow.airflow.hooks.kms import KmsHook
-from kmsflow.airflow.lifecycle_common import audit_location, load_key_spec, open_audit, run_label
-from kmsflow.airflow.provision import default_spec_path, resolve_spec_path
-from kmsflow.airflow.reencrypt_tasks import new_id_check, reencrypt_batch
-from kmsflow.airflow.rewrap_tasks import (
+from kmsflow.airflow.tasks.common import (
+    audit_location,
+    default_spec_path,
+    hook_scope,
+    load_key_spec,
+    open_audit,
+    resolve_spec_path,
+    run_label,
+)
+from kmsflow.airflow.tasks.payloads import (
+    Batch,
+    BatchReport,
+    Detection,
+    InventoryPayload,
+    ModeReport,
+    ReencryptBatchReport,
+    RewrapBatchReport,
+    Rotated,
+    RotateRewrapParams,
+    RunConfig,
+    RunSummary,
+    VerifyPayload,
+)
+from kmsflow.airflow.tasks.rotate_rewrap import (
+    BATCH_TASK_IDS,
     DEFAULT_BATCH_SIZE,
     DEFAULT_MAX_PARALLEL,
     MODES,
     PRIMARIES_VARIABLE,
+    batch_reports,
     detect_rotation,
     make_batches,
+    mode_check,
     prepare,
+    reencrypt_batch,
     render_summary,
     rewrap_batch,
     rotate_keys,
+    run_batch,
     summarize,
     take_inventory,
     verify,
@@ -73,42 +99,25 @@ DAG_ID = "kmsflow_rotate_rewrap"
 log = logging.getLogger(__name__)
 
 
-def _hook(params: dict[str, Any]) -> KmsHook:
-    return KmsHook(kmsflow_conn_id=params["kmsflow_conn_id"])
-
-
 def _run_batch(
-    work: Callable[..., dict[str, Any]],
-    batch: list[str],
-    config: dict[str, Any],
-    params: dict[str, Any],
+    work: Callable[..., ModeReport],
+    batch: Batch,
+    config: RunConfig,
+    params: RotateRewrapParams,
     run_id: str | None,
-) -> dict[str, Any]:
-    """One mapped batch of the mode's work (rewrap or reencrypt) with its own hook and audit log."""
+) -> ModeReport:
+    """One mapped batch of the mode's work (``rewrap_batch`` or ``reencrypt_batch``)."""
     get_current_context()["batch_label"] = f"{len(batch)} envelope(s) from {batch[0]}"  # type: ignore[typeddict-unknown-key]
-    hook = _hook(params)
-    try:
+    with hook_scope(params["kmsflow_conn_id"]) as hook:
         run = run_label(DAG_ID, run_id)
-        return work(
-            hook,
-            batch,
-            dry_run=bool(params["dry_run"]),
-            max_workers=config["max_parallel"],
-            audit=open_audit(load_key_spec(config["spec_path"]), hook, run),
-            run=run,
-            reason=params["reason"],
+        return run_batch(
+            work, hook, batch, config, dry_run=bool(params["dry_run"]), reason=params["reason"], run=run
         )
-    finally:
-        hook.close()
 
 
-def _as_reports(pulled: Any) -> list[dict[str, Any]]:
-    """The mapped rewrap/reencrypt task's reports (none when it was skipped: nothing to visit)."""
-    if pulled is None:
-        return []
-    if isinstance(pulled, dict):
-        return [pulled]
-    return [r for r in pulled if r is not None]
+def _reports(ti: Any, config: RunConfig) -> list[BatchReport]:
+    """The mode's mapped task's reports (pulled: it may have been skipped, nothing to visit)."""
+    return batch_reports(ti.xcom_pull(task_ids=BATCH_TASK_IDS[config["mode"]]))
 
 
 @dag(
@@ -179,7 +188,7 @@ def _as_reports(pulled: Any) -> list[dict[str, Any]]:
 )
 def kmsflow_rotate_rewrap() -> None:
     @task(multiple_outputs=False)
-    def plan(params: dict[str, Any] | None = None) -> dict[str, Any]:
+    def plan(params: RotateRewrapParams | None = None) -> RunConfig:
         """Check the params against the spec before any KMS call."""
         assert params is not None
         return prepare(
@@ -193,37 +202,31 @@ def kmsflow_rotate_rewrap() -> None:
 
     @task(multiple_outputs=False)
     def rotate(
-        config: dict[str, Any], params: dict[str, Any] | None = None, run_id: str | None = None
-    ) -> dict[str, str]:
+        config: RunConfig, params: RotateRewrapParams | None = None, run_id: str | None = None
+    ) -> Rotated:
         """New primary per key (``rotate_first``), audited; skipped otherwise."""
         assert params is not None
         if not params["rotate_first"]:
             raise AirflowSkipException("rotate_first is off")
         if params["dry_run"]:
             raise AirflowSkipException("dry_run: no rotation")
-        hook = _hook(params)
-        try:
+        with hook_scope(params["kmsflow_conn_id"]) as hook:
             run = run_label(DAG_ID, run_id)
             audit = open_audit(load_key_spec(config["spec_path"]), hook, run, required_for="rotate_first")
             assert audit is not None
             return rotate_keys(hook, config["keys"], audit, reason=params["reason"], run=run)
-        finally:
-            hook.close()
 
     @task(multiple_outputs=False, trigger_rule="none_failed")
-    def detect(config: dict[str, Any], params: dict[str, Any] | None = None) -> dict[str, Any]:
+    def detect(config: RunConfig, params: RotateRewrapParams | None = None) -> Detection:
         """Which keys rotated since the last successful run (reported; the run goes on anyway)."""
         assert params is not None
         previous = Variable.get(PRIMARIES_VARIABLE, default=None, deserialize_json=True)
-        hook = _hook(params)
-        try:
+        with hook_scope(params["kmsflow_conn_id"]) as hook:
             location = audit_location(load_key_spec(config["spec_path"]), hook)
             return detect_rotation(hook, config["keys"], previous, audit_location=location)
-        finally:
-            hook.close()
 
     @task(multiple_outputs=False)
-    def inventory(config: dict[str, Any], detected: dict[str, Any]) -> dict[str, Any]:
+    def inventory(config: RunConfig, detected: Detection) -> InventoryPayload:
         """One scan of every root: the record URLs to visit and per-version counts."""
         return take_inventory(
             config["roots"],
@@ -234,7 +237,7 @@ def kmsflow_rotate_rewrap() -> None:
         )
 
     @task
-    def batches(config: dict[str, Any], found: dict[str, Any]) -> list[list[str]]:
+    def batches(config: RunConfig, found: InventoryPayload) -> list[Batch]:
         """Batches of record URLs to visit, never more than ``[core] max_map_length`` of them."""
         limit = conf.getint("core", "max_map_length", fallback=1024)
         made = make_batches(found["targets"], config["batch_size"], limit)
@@ -248,46 +251,44 @@ def kmsflow_rotate_rewrap() -> None:
         return made
 
     @task.branch
-    def route(config: dict[str, Any]) -> str:
-        """The mode's mapped task runs, the other one is skipped (each task is named after its mode)."""
-        return str(config["mode"])
+    def route(config: RunConfig) -> str:
+        """The mode's mapped task runs, the other one is skipped."""
+        return BATCH_TASK_IDS[config["mode"]]
 
     @task(multiple_outputs=False, map_index_template="{{ batch_label }}")
     def rewrap(
-        batch: list[str],
-        config: dict[str, Any],
-        params: dict[str, Any] | None = None,
+        batch: Batch,
+        config: RunConfig,
+        params: RotateRewrapParams | None = None,
         run_id: str | None = None,
-    ) -> dict[str, Any]:
+    ) -> RewrapBatchReport:
         """Re-wrap one batch (records only); audited per key when an audit log is configured."""
         assert params is not None
         return _run_batch(rewrap_batch, batch, config, params, run_id)
 
     @task(multiple_outputs=False, map_index_template="{{ batch_label }}")
     def reencrypt(
-        batch: list[str],
-        config: dict[str, Any],
-        params: dict[str, Any] | None = None,
+        batch: Batch,
+        config: RunConfig,
+        params: RotateRewrapParams | None = None,
         run_id: str | None = None,
-    ) -> dict[str, Any]:
+    ) -> ReencryptBatchReport:
         """Re-encrypt one batch under new data keys; audited per key when an audit log is configured."""
         assert params is not None
         return _run_batch(reencrypt_batch, batch, config, params, run_id)
 
     @task(multiple_outputs=False, trigger_rule="none_failed")
     def check(
-        config: dict[str, Any],
-        found: dict[str, Any],
-        params: dict[str, Any] | None = None,
+        config: RunConfig,
+        found: InventoryPayload,
+        params: RotateRewrapParams | None = None,
         ti: Any = None,
-    ) -> dict[str, Any]:
+    ) -> VerifyPayload:
         """Every envelope unwraps under its primary, every root was seen (re-encrypt: and every
         re-encrypted envelope has its new id); else the run fails here."""
         assert params is not None and ti is not None
-        mode = config["mode"]
-        reports = _as_reports(ti.xcom_pull(task_ids=mode))  # the mapped task is named after its mode
-        hook = _hook(params)
-        try:
+        reports = _reports(ti, config)
+        with hook_scope(params["kmsflow_conn_id"]) as hook:
             return verify(
                 hook,
                 config["roots"],
@@ -296,29 +297,31 @@ def kmsflow_rotate_rewrap() -> None:
                 inventory=found,
                 batch_reports=reports,
                 max_workers=config["max_parallel"],
-                also=new_id_check(reports) if mode == "reencrypt" else None,
+                also=mode_check(config["mode"], reports),
             )
-        finally:
-            hook.close()
 
     @task(multiple_outputs=False, trigger_rule="none_failed")
     def publish(
-        config: dict[str, Any],
-        detected: dict[str, Any],
-        found: dict[str, Any],
-        verified: dict[str, Any],
-        params: dict[str, Any] | None = None,
+        config: RunConfig,
+        detected: Detection,
+        found: InventoryPayload,
+        verified: VerifyPayload,
+        params: RotateRewrapParams | None = None,
         ti: Any = None,
-    ) -> dict[str, Any]:
+    ) -> RunSummary:
         """Counts per version before/after (XCom + log); live runs record the primaries."""
         assert params is not None and ti is not None
         dry_run = bool(params["dry_run"])
-        mode = config["mode"]
         # Pulled rather than passed: both may be skipped (no rotation asked, nothing to visit).
         rotated = ti.xcom_pull(task_ids="rotate")
-        reports = ti.xcom_pull(task_ids=mode)
         summary = summarize(
-            detected, found, _as_reports(reports), verified, dry_run=dry_run, rotated_now=rotated, mode=mode
+            detected,
+            found,
+            _reports(ti, config),
+            verified,
+            dry_run=dry_run,
+            rotated_now=rotated,
+            mode=config["mode"],
         )
         log.info("%s", render_summary(summary))
         if not dry_run:

@@ -1,8 +1,13 @@
 """kmsflow_shred: retire old key versions safely -- disable, soak, destroy, confirm DESTROYED.
 
-Runs daily; each run advances every retired version of the spec's keys by at most one step
-(``kmsflow.lifecycle.run_shred``, a resumable state machine -- a killed run is simply redone by the
-next one):
+Runs daily. Two tasks, one of which runs (the other is skipped):
+
+1. **shred** -- advances every retired version of the spec's keys by at most one step
+   (``kmsflow.lifecycle.run_shred``, a resumable state machine -- a killed run is simply redone by
+   the next one); skipped when ``restore_version`` is set;
+2. **restore** -- only with ``restore_version`` (below).
+
+What ``shred`` does to a version:
 
 * ENABLED, non-primary longer than ``retention.retired_version_enabled_for`` → **disable**;
 * DISABLED for ``retention.soak_period`` (per the audit log) → **destroy** (DESTROY_SCHEDULED;
@@ -23,7 +28,7 @@ each key's id in ``confirm`` (every key of the spec when ``keys`` is empty), or 
 KMS call.
 
 **Restore** (manual): set ``restore_version`` to a full CryptoKeyVersion name and a ``reason``; the
-run then restores that DESTROY_SCHEDULED version (DISABLED, or ENABLED with ``restore_enable``)
+``restore`` task then restores that DESTROY_SCHEDULED version (DISABLED, or ENABLED with ``restore_enable``)
 instead of shredding. The restore is audited and restarts the version's soak clock, so a scheduled
 run cannot destroy it again before a full soak and a fresh scan. After ``destroy_time`` (DESTROYED)
 nothing can restore it and the run fails saying so.
@@ -39,9 +44,15 @@ from airflow.sdk import Param, dag, task
 from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
 from kmsflow.airflow.hooks.kms import KmsHook
-from kmsflow.airflow.lifecycle_common import is_manual, run_label
-from kmsflow.airflow.provision import default_spec_path, resolve_spec_path
-from kmsflow.airflow.shred_tasks import problems, resolve_dry_run, restore_version, shred
+from kmsflow.airflow.tasks.common import (
+    default_spec_path,
+    hook_scope,
+    is_manual,
+    resolve_spec_path,
+    run_label,
+)
+from kmsflow.airflow.tasks.payloads import RestoredPayload, ShredParams, ShredReportPayload
+from kmsflow.airflow.tasks.shred import problems, resolve_dry_run, restore_version, shred
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DAG_ID = "kmsflow_shred"
@@ -97,11 +108,11 @@ log = logging.getLogger(__name__)
 def kmsflow_shred() -> None:
     @task(multiple_outputs=False)
     def shred_step(
-        params: dict[str, Any] | None = None,
+        params: ShredParams | None = None,
         dag_run: Any = None,
         run_id: str | None = None,
         ti: Any = None,
-    ) -> dict[str, Any]:
+    ) -> ShredReportPayload:
         """One step of the shred state machine for every retired version; the report as XCom."""
         assert params is not None and dag_run is not None and ti is not None
         if params["restore_version"]:
@@ -109,8 +120,7 @@ def kmsflow_shred() -> None:
         manual = is_manual(dag_run.run_type)
         dry_run = resolve_dry_run(params["dry_run"], manual)
         log.info("%s run, %s", "manual" if manual else "scheduled", "dry run" if dry_run else "live")
-        hook = KmsHook(kmsflow_conn_id=params["kmsflow_conn_id"])
-        try:
+        with hook_scope(params["kmsflow_conn_id"]) as hook:
             report = shred(
                 hook,
                 str(resolve_spec_path(params["spec_path"], REPO_ROOT)),
@@ -120,8 +130,6 @@ def kmsflow_shred() -> None:
                 confirm=params["confirm"] or None,
                 run=run_label(DAG_ID, run_id),
             )
-        finally:
-            hook.close()
         found = problems(report)
         if found:
             ti.xcom_push(key="report", value=report)
@@ -130,18 +138,17 @@ def kmsflow_shred() -> None:
 
     @task(multiple_outputs=False)
     def restore(
-        params: dict[str, Any] | None = None,
+        params: ShredParams | None = None,
         dag_run: Any = None,
         run_id: str | None = None,
-    ) -> dict[str, Any]:
+    ) -> RestoredPayload:
         """Restore ``restore_version`` from DESTROY_SCHEDULED (manual runs only); audited."""
         assert params is not None and dag_run is not None
         if not params["restore_version"]:
             raise AirflowSkipException("no restore_version given")
         if not is_manual(dag_run.run_type):
             raise AirflowFailException("restore is a manual action: trigger the DAG by hand")
-        hook = KmsHook(kmsflow_conn_id=params["kmsflow_conn_id"])
-        try:
+        with hook_scope(params["kmsflow_conn_id"]) as hook:
             return restore_version(
                 hook,
                 str(resolve_spec_path(params["spec_path"], REPO_ROOT)),
@@ -150,8 +157,6 @@ def kmsflow_shred() -> None:
                 reason=params["reason"],
                 run=run_label(DAG_ID, run_id),
             )
-        finally:
-            hook.close()
 
     shred_step.override(task_id="shred")()
     restore()

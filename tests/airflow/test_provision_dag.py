@@ -149,7 +149,7 @@ def test_immutable_change_is_a_conflict_that_blocks_apply(kms_conn: str, spec_fi
 
     from airflow.sdk.exceptions import AirflowFailException
 
-    from kmsflow.airflow.provision import apply_plan, plan_spec, verify_plan_spec
+    from kmsflow.airflow.tasks.provision import apply_plan, plan_spec, verify_plan_spec
 
     log = logging.getLogger("test")
     apply_plan(hook, plan_spec(hook, spec_file).to_dict(), log)

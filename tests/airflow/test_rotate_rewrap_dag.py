@@ -415,9 +415,9 @@ def test_reencrypt_check_does_not_take_the_report_on_trust(
     of verify: unwrapping under the primary alone would pass, nothing else changed)."""
     from dataclasses import replace
 
-    from kmsflow.airflow import reencrypt_tasks
+    from kmsflow.airflow.tasks import rotate_rewrap
 
-    real = reencrypt_tasks.reencrypt
+    real = rotate_rewrap.reencrypt
 
     def claims_without_doing(client: Any, targets: Any, **kwargs: Any) -> Any:
         report = real(client, targets, **{**kwargs, "dry_run": True})
@@ -425,7 +425,7 @@ def test_reencrypt_check_does_not_take_the_report_on_trust(
         report.results = [replace(r, status="reencrypted", new_envelope_id="0" * 32) for r in report.results]
         return report
 
-    monkeypatch.setattr(reencrypt_tasks, "reencrypt", claims_without_doing)
+    monkeypatch.setattr(rotate_rewrap, "reencrypt", claims_without_doing)
     before = everything(world)
     result = run_dag(rewrap_dag, spec_path=str(world.spec_path), mode="reencrypt")
     assert result.mapped_states["reencrypt"] == {0: "success"}
@@ -437,7 +437,7 @@ def test_reencrypt_check_does_not_take_the_report_on_trust(
 
 
 def test_new_id_check_catches_an_envelope_that_kept_its_data_key(world: World) -> None:
-    from kmsflow.airflow.reencrypt_tasks import new_id_check
+    from kmsflow.airflow.tasks.rotate_rewrap import new_id_check
 
     fresh = scan([str(world.root_a), str(world.root_b)])
     target = world.made[0].dst
@@ -468,7 +468,7 @@ def test_incomplete_scan_rewraps_what_it_can_and_fails_verify(
 
 
 def test_batches_never_exceed_max_map_length() -> None:
-    from kmsflow.airflow.rewrap_tasks import make_batches
+    from kmsflow.airflow.tasks.rotate_rewrap import make_batches
 
     urls = [f"u{i}" for i in range(10)]
     assert make_batches(urls, 3, 1024) == [urls[0:3], urls[3:6], urls[6:9], urls[9:]]
@@ -480,7 +480,7 @@ def test_batches_never_exceed_max_map_length() -> None:
 def test_prepare_selects_keys_and_roots(tmp_path: Path, ring_id: str) -> None:
     from airflow.sdk.exceptions import AirflowFailException
 
-    from kmsflow.airflow.rewrap_tasks import prepare
+    from kmsflow.airflow.tasks.rotate_rewrap import prepare
 
     root_a, root_b = tmp_path / "a", tmp_path / "b"
     spec_path = write_spec(tmp_path, ring_id, root_a, root_b, tmp_path / "audit.jsonl")

@@ -105,8 +105,8 @@ def test_dag_shape_and_defaults(shred_dag: Any) -> None:
 def test_dry_run_defaults_follow_the_run_type() -> None:
     from airflow.utils.types import DagRunType
 
-    from kmsflow.airflow.lifecycle_common import is_manual
-    from kmsflow.airflow.shred_tasks import resolve_dry_run
+    from kmsflow.airflow.tasks.common import is_manual
+    from kmsflow.airflow.tasks.shred import resolve_dry_run
 
     assert is_manual(DagRunType.MANUAL) and not is_manual(DagRunType.SCHEDULED)
     assert not is_manual(DagRunType.BACKFILL_JOB) and not is_manual(DagRunType.ASSET_TRIGGERED)
@@ -119,7 +119,7 @@ def test_full_path_across_runs_disable_destroy_confirmed(
     shred_dag: Any, world: World, tmp_path: Path, capfd: pytest.CaptureFixture[str]
 ) -> None:
     from kmsflow.airflow.hooks.kms import KmsHook
-    from kmsflow.airflow.shred_tasks import shred
+    from kmsflow.airflow.tasks.shred import shred
 
     spec = str(world.spec_path)
     waiting = run_dag(shred_dag, spec_path=spec, dry_run=False, confirm="data")

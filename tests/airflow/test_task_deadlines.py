@@ -16,8 +16,7 @@ import pytest
 from inventory.builders import make_file, make_key
 
 from kmsflow.airflow.hooks.kms import KmsHook
-from kmsflow.airflow.reencrypt_tasks import reencrypt_batch
-from kmsflow.airflow.rewrap_tasks import rewrap_batch
+from kmsflow.airflow.tasks.rotate_rewrap import reencrypt_batch, rewrap_batch
 from kmsflow.kms import crypto, resources
 from kmsflow.lifecycle import verify_unwraps
 

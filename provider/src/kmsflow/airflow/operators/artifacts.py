@@ -145,7 +145,7 @@ def artifact_errors(action: Literal["encrypt", "decrypt"]) -> Iterator[None]:
     * every other ``EnvelopeError`` (tampered/altered envelope, destination exists, source or record
       missing, invalid record) → ``AirflowFailException``: the same input gives the same answer.
     * KMS permission denied → ``AirflowFailException`` naming the role the connection's identity
-      lacks; other KMS errors as :func:`~kmsflow.airflow.operators.base.airflow_errors` (transient
+      lacks; other KMS errors as :func:`~kmsflow.airflow.errors.airflow_errors` (transient
       past the deadline → retryable, everything else → fail).
     """
     with airflow_errors():

@@ -2,38 +2,21 @@
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Collection, Mapping, Sequence
 from functools import cached_property
 from typing import Any
 
 from airflow.sdk import BaseOperator, BaseOperatorLink, Context
-from airflow.sdk.exceptions import AirflowException, AirflowFailException
 
+from kmsflow.airflow.errors import airflow_errors
 from kmsflow.airflow.hooks.kms import KmsHook
 from kmsflow.airflow.links import KmsConsoleLink
 from kmsflow.audit import AuditLog
-from kmsflow.kms.errors import KmsError, KmsTransientError
 
 AUDIT_FIELDS = ("audit_log", "reason")
 """Templated on every state-changing operator (e.g. ``reason="ticket {{ params.ticket }}"``)."""
 
-
-@contextmanager
-def airflow_errors() -> Iterator[None]:
-    """Re-raise kmsflow errors as Airflow ones, deciding whether a retry could help.
-
-    Transient KMS errors that outlived the retry deadline become ``AirflowException`` (the task's own
-    ``retries`` may still succeed later). Everything else — permission denied, not found, a guard
-    refusing to disable the primary, an immutable field — becomes ``AirflowFailException``: retrying
-    the same request cannot change the answer, so the task fails at once with the actionable message.
-    """
-    try:
-        yield
-    except KmsTransientError as exc:
-        raise AirflowException(str(exc)) from exc
-    except (KmsError, ValueError) as exc:
-        raise AirflowFailException(str(exc)) from exc
+__all__ = ["AUDIT_FIELDS", "KmsBaseOperator", "airflow_errors", "task_run_label"]
 
 
 class KmsBaseOperator(BaseOperator):
@@ -94,11 +77,11 @@ class KmsBaseOperator(BaseOperator):
                 resource,
             )
             return
-        log = AuditLog(location, actor=self.hook.actor(), run=run_label(context, self.task_id))
+        log = AuditLog(location, actor=self.hook.actor(), run=task_run_label(context, self.task_id))
         log.append(action, resource, reason=self.reason or f"Airflow task {self.task_id}", evidence=evidence)
 
 
-def run_label(context: Context, task_id: str) -> str:
+def task_run_label(context: Context, task_id: str) -> str:
     """``dag_id/run_id/task_id`` of the running task instance (``airflow/<task_id>`` outside one)."""
     ti: Any = context.get("ti")
     if ti is None:

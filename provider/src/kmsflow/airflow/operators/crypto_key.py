@@ -8,7 +8,7 @@ from typing import Any
 
 from airflow.sdk import Context
 
-from kmsflow.airflow._values import as_datetime, as_duration, as_labels
+from kmsflow.airflow.operators._values import as_datetime, as_duration, as_labels
 from kmsflow.airflow.operators.base import AUDIT_FIELDS, KmsBaseOperator, airflow_errors
 
 

@@ -14,7 +14,7 @@ from typing import Any
 from airflow.sdk import Context
 from airflow.sdk.exceptions import AirflowFailException
 
-from kmsflow.airflow._values import as_bindings, as_members
+from kmsflow.airflow.operators._values import as_bindings, as_members
 from kmsflow.airflow.operators.base import AUDIT_FIELDS, KmsBaseOperator, airflow_errors
 from kmsflow.kms import iam
 

@@ -15,6 +15,7 @@ from airflow.sdk import Context
 from google.cloud import kms_v1
 
 from kmsflow.airflow.operators.base import AUDIT_FIELDS, KmsBaseOperator, airflow_errors
+from kmsflow.audit.actions import Action
 from kmsflow.kms.crypto import key_of
 
 
@@ -41,7 +42,7 @@ class RotateKeyOperator(KmsBaseOperator):
         with airflow_errors():
             version = self.hook.rotate(self.key_name)
         self.log.info("Rotated %s: new primary %s", self.key_name, version.name)
-        self.audit(context, "rotate", self.key_name, {"primary": version.name})
+        self.audit(context, Action.ROTATE, self.key_name, {"primary": version.name})
         return {"key": self.key_name, **version_summary(version)}
 
 

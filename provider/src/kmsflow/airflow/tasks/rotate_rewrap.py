@@ -1,15 +1,24 @@
 """The steps of the ``kmsflow_rotate_rewrap`` DAG, as plain functions over a ``KmsHook``.
 
 ``dags/kmsflow_rotate_rewrap.py`` only wires these together. Every value they return is JSON-safe
-XCom: key, version and record names, counts, states and one-line reasons -- never key material or
-plaintext (invariant 4; the rewrap library keeps the unwrapped keyset inside its KMS stage).
+XCom (:mod:`kmsflow.airflow.tasks.payloads`): key, version and record names, counts, states and
+one-line reasons -- never key material or plaintext (invariant 4; the rewrap library keeps the
+unwrapped keyset inside its KMS stage, the re-encrypt library both data keys inside its job).
 
-Flow: :func:`prepare` (params, spec, keys, roots) → :func:`rotate_keys` (only with ``rotate_first``)
-→ :func:`detect_rotation` (primary now vs. primary recorded by the last successful run) →
-:func:`take_inventory` (one scan of every root; record URLs to visit) → :func:`make_batches` →
-:func:`rewrap_batch` (mapped, one per batch) → :func:`verify` → :func:`summarize`. The
-``reencrypt`` mode swaps in :mod:`kmsflow.airflow.reencrypt_tasks` for the mapped step and adds
-its check to :func:`verify`; everything else is shared.
+Task → function: ``plan`` :func:`prepare` (params, spec, keys, roots) → ``rotate``
+:func:`rotate_keys` (only with ``rotate_first``) → ``detect`` :func:`detect_rotation` (primary now
+vs. primary recorded by the last successful run) → ``inventory`` :func:`take_inventory` (one scan
+of every root; record URLs to visit) → ``batches`` :func:`make_batches` → ``route``
+(:data:`BATCH_TASK_IDS`) → ``rewrap`` :func:`rewrap_batch` or ``reencrypt``
+:func:`reencrypt_batch` (mapped, one per batch) → ``check`` :func:`verify` (plus
+:func:`new_id_check` in ``reencrypt`` mode) → ``publish`` :func:`summarize`.
+
+**The ``reencrypt`` mode**: re-wrapping answers a compromised KMS key *version*; when a *data key*
+may have leaked, every byte it encrypted must be re-encrypted under a fresh one
+(:func:`kmsflow.lifecycle.reencrypt`). Only two steps differ: :func:`reencrypt_batch` (the mapped
+task: one library ``reencrypt`` per batch, audited) and :func:`new_id_check` (what ``check`` adds:
+each envelope the batches re-encrypted carries its new envelope id on disk and its old one -- the
+suspect data key -- is gone).
 """
 
 from __future__ import annotations
@@ -19,24 +28,51 @@ import math
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
-from typing import Any
+from typing import Any, cast
 
 from airflow.sdk.exceptions import AirflowFailException
 
+from kmsflow.airflow.errors import airflow_errors, audit_errors
 from kmsflow.airflow.hooks.kms import KmsHook, within_deadline
-from kmsflow.airflow.lifecycle_common import audit_errors, load_key_spec
-from kmsflow.airflow.operators.base import airflow_errors
+from kmsflow.airflow.tasks.common import load_key_spec, open_audit
+from kmsflow.airflow.tasks.payloads import (
+    Batch,
+    BatchReport,
+    Detection,
+    FindingPayload,
+    IfApplied,
+    InventoryPayload,
+    IssuePayload,
+    KeyRotation,
+    Mode,
+    ModeReport,
+    ReencryptBatchReport,
+    ReencryptResult,
+    RewrapBatchReport,
+    Rotated,
+    RunConfig,
+    RunSummary,
+    ScanStatistics,
+    VerifyPayload,
+    report_payload,
+)
 from kmsflow.audit import AuditLog, read_events, record_rewrap
+from kmsflow.audit.actions import Action
 from kmsflow.inventory import Inventory, scan
 from kmsflow.kms import resources
-from kmsflow.lifecycle import Issue, rewrap, rotate, verify_unwraps
+from kmsflow.kms.crypto import key_of
+from kmsflow.lifecycle import Issue, reencrypt, rewrap, rotate, verify_unwraps
 from kmsflow.lifecycle.shred import select_keys
 
 log = logging.getLogger(__name__)
 
 PRIMARIES_VARIABLE = "kmsflow_rotate_rewrap_primaries"
 """Airflow Variable (JSON ``{crypto key: primary version}``) written by each successful live run."""
-MODES = ("rewrap", "reencrypt")
+MODES: tuple[Mode, ...] = ("rewrap", "reencrypt")
+BATCH_TASK_IDS: dict[str, str] = {"rewrap": "rewrap", "reencrypt": "reencrypt"}
+"""``mode`` → the id of the mapped task that does its work (``route`` picks it, ``check`` and
+``publish`` read its reports); the other mode's task is skipped."""
+_DONE = ("reencrypted", "would_reencrypt")
 DEFAULT_BATCH_SIZE = 500
 DEFAULT_MAX_PARALLEL = 16
 MAX_ISSUES_SHOWN = 10
@@ -62,7 +98,7 @@ def prepare(
     mode: str,
     batch_size: int,
     max_parallel: int,
-) -> dict[str, Any]:
+) -> RunConfig:
     """Check the params against the spec before any KMS call; the run's configuration for XCom.
 
     ``roots`` default to every root of the spec (not only the chosen keys'): an envelope of key A
@@ -98,11 +134,9 @@ def prepare(
 
 
 @within_deadline
-def rotate_keys(
-    hook: KmsHook, keys: Sequence[str], audit: AuditLog, *, reason: str, run: str
-) -> dict[str, str]:
+def rotate_keys(hook: KmsHook, keys: Sequence[str], audit: AuditLog, *, reason: str, run: str) -> Rotated:
     """Rotate each key (new primary), audited through ``lifecycle.rotate``; {key: new primary}."""
-    rotated: dict[str, str] = {}
+    rotated: Rotated = {}
     with airflow_errors(), audit_errors():
         for key in keys:
             version = rotate(hook.get_conn(), key, audit=audit, reason=reason, run_id=run)
@@ -118,7 +152,7 @@ def detect_rotation(
     previous: Mapping[str, str] | None,
     *,
     audit_location: str | None = None,
-) -> dict[str, Any]:
+) -> Detection:
     """Each key's primary now, compared with ``previous`` (the last successful run's record).
 
     ``how`` says who rotated: ``kmsflow`` (a ``rotate`` audit event names the new primary),
@@ -131,10 +165,10 @@ def detect_rotation(
     if audit_location:
         with audit_errors():
             by_kmsflow = {
-                str(e.evidence.get("new_primary")) for e in read_events(audit_location, action="rotate")
+                str(e.evidence.get("new_primary")) for e in read_events(audit_location, action=Action.ROTATE)
             }
     before = dict(previous or {})
-    out: dict[str, dict[str, Any]] = {}
+    out: dict[str, KeyRotation] = {}
     with airflow_errors():
         for name in keys:
             key: Any = resources.get_key(hook.get_conn(), name)
@@ -183,7 +217,7 @@ def take_inventory(
     *,
     max_workers: int,
     every_version: bool = False,
-) -> dict[str, Any]:
+) -> InventoryPayload:
     """One scan of ``roots``; the envelopes of ``keys`` to visit (``targets``, record URLs), a summary.
 
     The targets are the stale envelopes (wrapped by a version other than the primary), or with
@@ -223,12 +257,16 @@ def take_inventory(
         "versions_before": _version_counts(inventory, keys),
         "stale": len(stale),
         "targets": [r.record_url for r in targets],
-        "blocking_findings": [f.to_dict() for f in inventory.blocking_findings],
-        "summary": {k: summary[k] for k in ("keys", "versions", "envelope_count", "findings")},
+        "blocking_findings": [
+            report_payload(f.to_dict(), FindingPayload) for f in inventory.blocking_findings
+        ],
+        "summary": report_payload(
+            {k: summary[k] for k in ("keys", "versions", "envelope_count", "findings")}, ScanStatistics
+        ),
     }
 
 
-def make_batches(urls: Sequence[str], batch_size: int, max_map_length: int) -> list[list[str]]:
+def make_batches(urls: Sequence[str], batch_size: int, max_map_length: int) -> list[Batch]:
     """Split ``urls`` into batches of ``batch_size``, grown so there are at most ``max_map_length``.
 
     Airflow refuses to expand a mapped task past ``[core] max_map_length``: a run with more stale
@@ -252,7 +290,7 @@ def rewrap_batch(
     audit: AuditLog | None,
     run: str,
     reason: str,
-) -> dict[str, Any]:
+) -> RewrapBatchReport:
     """Re-wrap one batch of envelope records onto their keys' primaries; the report (XCom).
 
     Per-envelope failures and conflicts are reported, not raised (one bad record never stops the
@@ -269,9 +307,41 @@ def rewrap_batch(
         log.warning("No audit log configured (spec 'audit_log:' or connection extra): rewrap not audited")
     for issue in (*report.failures, *report.conflicts):
         log.warning("not re-wrapped %s: %s: %s", issue.url, issue.error, issue.reason)
-    data = report.to_dict()
+    data = report_payload(report.to_dict(), RewrapBatchReport)
     data["audit_events"] = events
     return data
+
+
+def run_batch(
+    work: Callable[..., ModeReport],
+    hook: KmsHook,
+    batch: Batch,
+    config: RunConfig,
+    *,
+    dry_run: bool,
+    reason: str,
+    run: str,
+) -> ModeReport:
+    """One mapped instance: ``work`` (:func:`rewrap_batch` or :func:`reencrypt_batch`) on ``batch``,
+    with the run's audit log when one is configured (re-wrapping/re-encrypting only warns without)."""
+    return work(
+        hook,
+        batch,
+        dry_run=dry_run,
+        max_workers=config["max_parallel"],
+        audit=open_audit(load_key_spec(config["spec_path"]), hook, run),
+        run=run,
+        reason=reason,
+    )
+
+
+def batch_reports(pulled: object) -> list[BatchReport]:
+    """The mapped task's reports as pulled from XCom: none (skipped), one, or one per instance."""
+    if pulled is None:
+        return []
+    if isinstance(pulled, dict):
+        return [cast(BatchReport, pulled)]
+    return [cast(BatchReport, r) for r in cast(Sequence[object], pulled) if r is not None]
 
 
 @within_deadline
@@ -281,17 +351,17 @@ def verify(
     keys: Sequence[str],
     *,
     dry_run: bool,
-    inventory: Mapping[str, Any],
-    batch_reports: Sequence[Mapping[str, Any]],
+    inventory: InventoryPayload,
+    batch_reports: Sequence[BatchReport],
     max_workers: int,
     also: Callable[[Inventory], Sequence[Issue]] | None = None,
-) -> dict[str, Any]:
+) -> VerifyPayload:
     """A fresh scan; every envelope of ``keys`` must unwrap under its key's primary.
 
     Fails (after logging everything) when an envelope does not unwrap, is still wrapped by an older
     version (except in a dry run, where that is expected), a batch reported failures or conflicts,
     either scan was incomplete, or ``also`` (the mode's own check of the same fresh scan, e.g.
-    :func:`kmsflow.airflow.reencrypt_tasks.new_id_check`) found problems.
+    :func:`new_id_check`) found problems.
     """
     fresh = _only_keys(scan(list(roots), max_workers=max_workers), keys)
     with airflow_errors():
@@ -300,17 +370,17 @@ def verify(
         issues.extend(also(fresh))
     not_primary = [i for i in issues if i.error == "NotPrimary"]
     problems = [i for i in issues if not (dry_run and i.error == "NotPrimary")]
-    batch_issues = [
+    batch_issues: list[IssuePayload] = [
         issue for report in batch_reports for issue in (*report["failures"], *report["conflicts"])
     ]
-    result: dict[str, Any] = {
+    result: VerifyPayload = {
         "ok": not problems and not batch_issues and bool(inventory["complete"]) and fresh.complete,
         "scan_id": fresh.scan_id,
         "scan_complete": fresh.complete,
         "envelopes": len(fresh.envelopes),
         "versions_after": _version_counts(fresh, keys),
         "not_primary": len(not_primary),
-        "issues": [i.to_dict() for i in problems],
+        "issues": [report_payload(i.to_dict(), IssuePayload) for i in problems],
         "batch_issues": list(batch_issues),
     }
     if result["ok"]:
@@ -333,16 +403,21 @@ def verify(
     )
 
 
+def _total(batch_reports: Sequence[Mapping[str, object]], field: str) -> int:
+    """``field`` summed over the reports that have it (rewrap and reencrypt reports count apart)."""
+    return sum(n for r in batch_reports if isinstance(n := r.get(field, 0), int))
+
+
 def summarize(
-    detected: Mapping[str, Any],
-    inventory: Mapping[str, Any],
-    batch_reports: Sequence[Mapping[str, Any]],
-    verified: Mapping[str, Any],
+    detected: Detection,
+    inventory: InventoryPayload,
+    batch_reports: Sequence[BatchReport],
+    verified: VerifyPayload,
     *,
     dry_run: bool,
-    rotated_now: Mapping[str, str] | None = None,
+    rotated_now: Rotated | None = None,
     mode: str = "rewrap",
-) -> dict[str, Any]:
+) -> RunSummary:
     """The run in numbers: counts per version before and after, what moved, what rotated.
 
     ``batch_reports`` are rewrap or (``mode="reencrypt"``) reencrypt reports; both count envelopes
@@ -352,7 +427,10 @@ def summarize(
     for report in batch_reports:
         would_after.subtract(report["versions_before"])
         would_after.update(report["versions_after"])
-    return {
+    if_applied: IfApplied = (
+        {"versions_after_if_applied": {k: v for k, v in sorted(would_after.items()) if v}} if dry_run else {}
+    )
+    summary: RunSummary = {
         "dry_run": dry_run,
         "mode": mode,
         "keys": sorted(detected["primaries"]),
@@ -364,23 +442,20 @@ def summarize(
         "envelopes": inventory["envelopes"],
         "stale_before": inventory["stale"],
         "batches": len(batch_reports),
-        "rewrapped": sum(int(r.get("rewrapped", 0)) for r in batch_reports),
-        "would_rewrap": sum(int(r.get("would_rewrap", 0)) for r in batch_reports),
-        "reencrypted": sum(int(r.get("reencrypted", 0)) for r in batch_reports),
-        "would_reencrypt": sum(int(r.get("would_reencrypt", 0)) for r in batch_reports),
-        "audit_events": sum(int(r.get("audit_events", 0)) for r in batch_reports),
+        "rewrapped": _total(batch_reports, "rewrapped"),
+        "would_rewrap": _total(batch_reports, "would_rewrap"),
+        "reencrypted": _total(batch_reports, "reencrypted"),
+        "would_reencrypt": _total(batch_reports, "would_reencrypt"),
+        "audit_events": sum(r["audit_events"] for r in batch_reports),
         "versions_before": dict(inventory["versions_before"]),
         "versions_after": dict(verified["versions_after"]),
-        **(
-            {"versions_after_if_applied": {k: v for k, v in sorted(would_after.items()) if v}}
-            if dry_run
-            else {}
-        ),
+        **if_applied,
         "verify_scan_id": verified["scan_id"],
     }
+    return summary
 
 
-def render_summary(summary: Mapping[str, Any]) -> str:
+def render_summary(summary: RunSummary) -> str:
     """The summary as log lines (one per version), for people reading the task log."""
     verb = "re-encrypted" if summary["mode"] == "reencrypt" else "re-wrapped"
     done, would = (
@@ -403,3 +478,152 @@ def render_summary(summary: Mapping[str, Any]) -> str:
             f"{summary['versions_after'].get(version, 0)}"
         )
     return "\n".join(lines)
+
+
+# -- the reencrypt mode -----------------------------------------------------------------------
+
+
+def version_moves(results: Sequence[ReencryptResult]) -> tuple[dict[str, int], dict[str, int]]:
+    """Envelopes per key version before and after a batch, like a rewrap report's counts.
+
+    After is the new version for envelopes re-encrypted (dry run: that would be), the old one for
+    those left as they were; envelopes whose record could not be read name no version.
+    """
+    before: Counter[str] = Counter()
+    after: Counter[str] = Counter()
+    for r in results:
+        if r["old_version"]:
+            before[r["old_version"]] += 1
+        moved_to = r["new_version"] if r["status"] in _DONE else r["old_version"]
+        if moved_to:
+            after[moved_to] += 1
+    return dict(sorted(before.items())), dict(sorted(after.items()))
+
+
+def record_reencrypt(audit: AuditLog, report: ReencryptBatchReport, *, reason: str, run: str) -> int:
+    """One ``reencrypt-batch`` event per crypto key whose envelopes a live batch re-encrypted.
+
+    The evidence names each envelope with its old and new envelope id (the old id identifies the
+    suspect data key: proof it no longer protects anything), plus counts per version and the
+    batch's failures/conflicts. Ids and names only. A dry run changed nothing and records nothing.
+    Returns the number of events appended.
+    """
+    if report["dry_run"]:
+        return 0
+    done: dict[str, list[ReencryptResult]] = {}
+    for r in report["results"]:
+        if r["status"] == "reencrypted":
+            done.setdefault(key_of(cast(str, r["old_version"])), []).append(r)
+    for key, results in sorted(done.items()):
+        mine = f"{key}/cryptoKeyVersions/"
+        audit.append(
+            Action.REENCRYPT_BATCH,
+            key,
+            reason=reason,
+            evidence={
+                "reencrypted": len(results),
+                "envelopes_total": report["envelopes"],
+                "envelopes": [
+                    {
+                        "url": r["url"],
+                        "old_envelope_id": r["old_envelope_id"],
+                        "new_envelope_id": r["new_envelope_id"],
+                        "new_version": r["new_version"],
+                    }
+                    for r in results
+                ],
+                "versions_before": {v: n for v, n in report["versions_before"].items() if v.startswith(mine)},
+                "versions_after": {v: n for v, n in report["versions_after"].items() if v.startswith(mine)},
+                "failures": len(report["failures"]),
+                "conflicts": len(report["conflicts"]),
+                "started_at": report["started_at"],
+                "finished_at": report["finished_at"],
+            },
+            run=run,
+        )
+    return len(done)
+
+
+@within_deadline
+def reencrypt_batch(
+    hook: KmsHook,
+    batch: Sequence[str],
+    *,
+    dry_run: bool,
+    max_workers: int,
+    audit: AuditLog | None,
+    run: str,
+    reason: str,
+) -> ReencryptBatchReport:
+    """Re-encrypt one batch of envelopes under fresh data keys; the report (XCom).
+
+    Same failure policy as :func:`rewrap_batch`: per-envelope
+    failures (e.g. a ``gs://`` target, a tampered envelope) and conflicts are reported, not raised,
+    so one bad envelope never stops the others; ``verify`` then fails the run listing them. The
+    report adds ``versions_before``/``versions_after`` (what ``summarize`` counts) and
+    ``audit_events`` to the library's own.
+    """
+    with airflow_errors():
+        report = reencrypt(hook.get_conn(), list(batch), max_workers=max_workers, dry_run=dry_run)
+    data = report_payload(report.to_dict(), ReencryptBatchReport)
+    data["versions_before"], data["versions_after"] = version_moves(data["results"])
+    events = 0
+    if audit is not None:
+        with audit_errors():
+            events = record_reencrypt(audit, data, reason=reason, run=run)
+    elif report.reencrypted:
+        log.warning("No audit log configured (spec 'audit_log:' or connection extra): reencrypt not audited")
+    for note in report.recovered:
+        log.info("resolved an interrupted re-encrypt at %s: %s", note.url, note.reason)
+    for issue in (*report.failures, *report.conflicts):
+        log.warning("not re-encrypted %s: %s: %s", issue.url, issue.error, issue.reason)
+    data["audit_events"] = events
+    return data
+
+
+def new_id_check(batch_reports: Sequence[ReencryptBatchReport]) -> Callable[[Inventory], list[Issue]]:
+    """The re-encrypt half of :func:`verify`: a check of the fresh scan against the batches' reports.
+
+    Unwrapping under the primary (the other half) cannot tell a re-encrypted envelope from a merely
+    re-wrapped one; the envelope id can, since every new data key comes with a new id. So each
+    envelope reported re-encrypted must be found at its URL with its new id, and no envelope of the
+    selected keys may still carry an id that was replaced (the suspect data key still in use there,
+    e.g. a copy of the envelope that failed).
+    """
+    done = [r for report in batch_reports for r in report["results"] if r["status"] == "reencrypted"]
+
+    def check(fresh: Inventory) -> list[Issue]:
+        by_url = {ref.url: ref for ref in fresh.envelopes}
+        by_id = {ref.envelope_id: ref for ref in fresh.envelopes}
+        issues: list[Issue] = []
+        for r in done:
+            url, old, new = r["url"], r["old_envelope_id"], r["new_envelope_id"]
+            ref = by_url.get(url)
+            if not new or new == old:
+                issues.append(Issue(url, "EnvelopeIdUnchanged", f"reported re-encrypted, id still {old}"))
+            elif ref is None:
+                issues.append(Issue(url, "NotFound", f"re-encrypted as {new}, not found by the fresh scan"))
+            elif ref.envelope_id != new:
+                seen = f"re-encrypted as {new}, the scan finds {ref.envelope_id}"
+                issues.append(Issue(url, "EnvelopeIdMismatch", seen))
+            if old in by_id:
+                issues.append(
+                    Issue(
+                        by_id[old].url,
+                        "OldDataKeyInUse",
+                        f"envelope id {old} (the data key re-encrypted away at {url}) is still in use",
+                    )
+                )
+        return issues
+
+    return check
+
+
+def mode_check(mode: str, batch_reports: Sequence[BatchReport]) -> Callable[[Inventory], list[Issue]] | None:
+    """What ``check`` adds to :func:`verify` in ``mode``: :func:`new_id_check`, or nothing (rewrap).
+
+    In ``reencrypt`` mode the reports are the ``reencrypt`` task's (``route`` ran only that one).
+    """
+    if mode != "reencrypt":
+        return None
+    return new_id_check(cast(Sequence[ReencryptBatchReport], batch_reports))

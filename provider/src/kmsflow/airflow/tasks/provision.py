@@ -1,46 +1,44 @@
 """The steps of the ``kmsflow_provision`` DAG, as plain functions over a ``KmsHook``.
 
 Kept out of the DAG file so they are importable, testable and reusable (e.g. in a user's own DAG),
-while ``dags/kmsflow_provision.py`` stays a thin TaskFlow wiring. Each returns JSON-safe dicts for
-XCom — resource names, settings and IAM members only; a key spec holds nothing secret — and turns
-kmsflow errors into Airflow failures with the actionable message (``SpecError`` lists every field
-path at fault; a conflict names the immutable field; drift after apply shows what still differs).
+while ``dags/kmsflow_provision.py`` stays a thin TaskFlow wiring. Each returns a JSON-safe payload
+(:mod:`kmsflow.airflow.tasks.payloads`) for XCom — resource names, settings and IAM members only; a
+key spec holds nothing secret — and turns kmsflow errors into Airflow failures with the actionable
+message (``SpecError`` lists every field path at fault; a conflict names the immutable field; drift
+after apply shows what still differs).
 """
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any
 
 from airflow.sdk.exceptions import AirflowFailException
 
+from kmsflow.airflow.errors import airflow_errors
 from kmsflow.airflow.hooks.kms import KmsHook
-from kmsflow.airflow.operators.base import airflow_errors
+from kmsflow.airflow.tasks.payloads import (
+    ApplyPayload,
+    ConvergedPayload,
+    PlanPayload,
+    SpecSummary,
+    report_payload,
+)
 from kmsflow.audit import AuditLog, provision_recorder
-from kmsflow.spec import Change, Plan, SpecDriftError, SpecError, apply, load_spec, plan, verify
-
-SPEC_ENV = "KMSFLOW_SPEC"
+from kmsflow.spec import Change, KeySpec, Plan, SpecDriftError, SpecError, apply, load_spec, plan, verify
 
 
-def default_spec_path(repo_root: Path) -> str:
-    """``KMSFLOW_SPEC`` if set, else the example spec shipped in the repository."""
-    return os.environ.get(SPEC_ENV) or str(repo_root / "examples" / "specs" / "seed.yaml")
-
-
-def resolve_spec_path(value: str, repo_root: Path) -> Path:
-    """An absolute path; a relative one is taken relative to the repository root (not the cwd,
-    which differs between workers, ``airflow dags test`` and the scheduler)."""
-    path = Path(value).expanduser()
-    return path if path.is_absolute() else (repo_root / path).resolve()
-
-
-def validate_spec(spec_path: Path) -> dict[str, Any]:
-    """Load and validate the spec (no KMS call); a summary of what it declares."""
+def _load(spec_path: Path) -> KeySpec:
+    """The spec; its problems (each with its field path) fail the task, unretried."""
     try:
-        spec = load_spec(spec_path)
+        return load_spec(spec_path)
     except SpecError as exc:
         raise AirflowFailException(str(exc)) from exc
+
+
+def validate_spec(spec_path: Path) -> SpecSummary:
+    """Load and validate the spec (no KMS call); a summary of what it declares."""
+    spec = _load(spec_path)
     return {
         "spec_path": str(spec_path),
         "location": spec.location_name,
@@ -50,18 +48,20 @@ def validate_spec(spec_path: Path) -> dict[str, Any]:
 
 
 def plan_spec(hook: KmsHook, spec_path: Path) -> Plan:
-    """Diff the spec against live KMS (reads only)."""
-    try:
-        spec = load_spec(spec_path)
-    except SpecError as exc:
-        raise AirflowFailException(str(exc)) from exc
+    """Diff the spec against live KMS (reads only); ``plan_payload`` makes it the XCom."""
+    spec = _load(spec_path)
     with airflow_errors(), hook.deadline_scope():
         return plan(spec, hook.get_conn())
 
 
+def plan_payload(the_plan: Plan) -> PlanPayload:
+    """The plan as XCom (``Plan.from_dict`` rebuilds it in ``apply`` and ``verify``)."""
+    return report_payload(the_plan.to_dict(), PlanPayload)
+
+
 def apply_plan(
-    hook: KmsHook, plan_dict: dict[str, Any], log: Any, *, audit_log: str | None = None, run: str = "airflow"
-) -> dict[str, Any]:
+    hook: KmsHook, plan_dict: PlanPayload, log: Any, *, audit_log: str | None = None, run: str = "airflow"
+) -> ApplyPayload:
     """Apply the reviewed plan (from XCom); each landed change is logged and audited as it happens.
 
     ``audit_log`` defaults to the connection's ``audit_log`` extra; without either, changes are only
@@ -79,16 +79,16 @@ def apply_plan(
         if record is not None:
             record(change)
 
-    the_plan = Plan.from_dict(plan_dict)
+    the_plan = Plan.from_dict(dict(plan_dict))
     with airflow_errors(), hook.deadline_scope():
         report = apply(the_plan, hook.get_conn(), on_change=on_change)
     log.info("%s", report.render())
-    return report.to_dict()
+    return report_payload(report.to_dict(), ApplyPayload)
 
 
-def verify_plan_spec(hook: KmsHook, plan_dict: dict[str, Any]) -> dict[str, Any]:
+def verify_plan_spec(hook: KmsHook, plan_dict: PlanPayload) -> ConvergedPayload:
     """Plan again for the same spec; fail unless nothing is left to change."""
-    the_plan = Plan.from_dict(plan_dict)
+    the_plan = Plan.from_dict(dict(plan_dict))
     try:
         with airflow_errors(), hook.deadline_scope():
             verify(the_plan, hook.get_conn())

@@ -1,22 +1,25 @@
-"""What the lifecycle DAGs (``kmsflow_rotate_rewrap``, ``kmsflow_shred``, ``kmsflow_erase``) share.
+"""What the kmsflow DAGs' tasks share.
 
-Spec loading with Airflow-shaped errors, the audit log location, the run's clock and the run type.
-Kept Airflow-light (only exceptions) so the task modules stay plain, testable functions.
+The spec path param (default, resolution), spec loading with Airflow-shaped errors, the hook scope,
+the run label, the audit log location, the run's clock and the run type. Kept Airflow-light (only
+exceptions) so the task modules stay plain, testable functions.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 
 from airflow.sdk.exceptions import AirflowFailException
 
+from kmsflow.airflow.errors import airflow_errors
 from kmsflow.airflow.hooks.kms import KmsHook
-from kmsflow.airflow.operators.base import airflow_errors
-from kmsflow.audit import AuditLog, AuditLogError
+from kmsflow.audit import AuditLog
+from kmsflow.clock import utc_now
 from kmsflow.kms.clock import emulator_now
 from kmsflow.spec import KeySpec, SpecError, load_spec
 
@@ -24,6 +27,37 @@ log = logging.getLogger(__name__)
 
 MANUAL_RUN_TYPE = "manual"
 """``DagRunType.MANUAL``'s value: a person (UI form, CLI) or an API/CI call triggered the run."""
+SPEC_ENV = "KMSFLOW_SPEC"
+
+
+def default_spec_path(repo_root: Path) -> str:
+    """``KMSFLOW_SPEC`` if set, else the example spec shipped in the repository."""
+    return os.environ.get(SPEC_ENV) or str(repo_root / "examples" / "specs" / "seed.yaml")
+
+
+def resolve_spec_path(value: str, repo_root: Path) -> Path:
+    """An absolute path; a relative one is taken relative to the repository root (not the cwd,
+    which differs between workers, ``airflow dags test`` and the scheduler)."""
+    path = Path(value).expanduser()
+    return path if path.is_absolute() else (repo_root / path).resolve()
+
+
+@contextmanager
+def hook_scope(kmsflow_conn_id: str) -> Iterator[KmsHook]:
+    """A :class:`KmsHook` for one task's work, its client closed when the block ends (however)."""
+    hook = KmsHook(kmsflow_conn_id=kmsflow_conn_id)
+    try:
+        yield hook
+    finally:
+        hook.close()
+
+
+def run_label(dag_id: str, run_id: str | None) -> str:
+    """``dag_id/run_id``: the ``run`` field of audit events, so each event leads back to its run.
+
+    (Operators label their events per task instance: ``operators.base.task_run_label``.)
+    """
+    return f"{dag_id}/{run_id or 'unknown'}"
 
 
 def load_key_spec(spec_path: str | Path) -> KeySpec:
@@ -62,18 +96,17 @@ def open_audit(spec: KeySpec, hook: KmsHook, run: str, *, required_for: str | No
                 "key spec or the 'audit_log' extra of the kmsflow connection. Nothing was changed."
             )
         return None
-    offset = kms_now(hook) - datetime.now(UTC)
+    offset = kms_now(hook) - utc_now()
     with airflow_errors():
-        return AuditLog(location, actor=hook.actor(), run=run, clock=lambda: datetime.now(UTC) + offset)
+        return AuditLog(location, actor=hook.actor(), run=run, clock=lambda: utc_now() + offset)
 
 
-@contextmanager
-def audit_errors() -> Iterator[None]:
-    """An unreadable or unwritable audit log stops the task (never retried blindly: a human looks)."""
-    try:
-        yield
-    except AuditLogError as exc:
-        raise AirflowFailException(f"audit log: {exc}") from exc
+def audit_and_clock(spec: KeySpec, hook: KmsHook, run: str, *, action: str) -> tuple[AuditLog, datetime]:
+    """For a step that changes KMS state (``action`` names it): the required audit log and the
+    run's clock (:func:`kms_now`); fails before anything happens when no audit log is configured."""
+    audit = open_audit(spec, hook, run, required_for=action)
+    assert audit is not None
+    return audit, kms_now(hook)
 
 
 def kms_now(hook: KmsHook) -> datetime:
@@ -88,15 +121,10 @@ def kms_now(hook: KmsHook) -> datetime:
             return emulator_now(endpoint, timeout=5.0)
         except Exception as exc:  # an endpoint without the Admin service: a proxy to real KMS
             log.warning("cannot read the emulator clock at %s (%s); using UTC now", endpoint, exc)
-    return datetime.now(UTC)
+    return utc_now()
 
 
 def is_manual(run_type: object) -> bool:
     """True for a run a person or an API call triggered; scheduled, backfill and asset runs are not."""
     value = getattr(run_type, "value", run_type)
     return str(value) == MANUAL_RUN_TYPE
-
-
-def run_label(dag_id: str, run_id: str | None) -> str:
-    """``dag_id/run_id``: the ``run`` field of audit events, so each event leads back to its run."""
-    return f"{dag_id}/{run_id or 'unknown'}"

@@ -15,9 +15,10 @@ from typing import Any
 
 from airflow.sdk.exceptions import AirflowFailException
 
+from kmsflow.airflow.errors import airflow_errors, audit_errors
 from kmsflow.airflow.hooks.kms import KmsHook, within_deadline
-from kmsflow.airflow.lifecycle_common import audit_errors, kms_now, load_key_spec, open_audit
-from kmsflow.airflow.operators.base import airflow_errors
+from kmsflow.airflow.tasks.common import audit_and_clock, load_key_spec
+from kmsflow.airflow.tasks.payloads import RestoredPayload, ShredReportPayload, report_payload
 from kmsflow.kms.errors import KmsError
 from kmsflow.kms.resources import VersionState
 from kmsflow.lifecycle import ShredReport, restore, run_shred
@@ -46,7 +47,7 @@ def shred(
     manual: bool,
     confirm: str | None,
     run: str,
-) -> dict[str, Any]:
+) -> ShredReportPayload:
     """One ``run_shred`` call; the report as XCom data (raises for what needs a human).
 
     A manual run is always run as ``keys=`` (every spec key when none are named), so the library's
@@ -60,9 +61,7 @@ def shred(
         chosen = [name for name, _ in select_keys(spec, list(keys) if keys else None)]
     except ValueError as exc:
         raise AirflowFailException(str(exc)) from exc
-    audit = open_audit(spec, hook, run, required_for="kmsflow_shred")
-    assert audit is not None
-    now = kms_now(hook)
+    audit, now = audit_and_clock(spec, hook, run, action="kmsflow_shred")
     with airflow_errors(), audit_errors():
         report = run_shred(
             hook.get_conn(),
@@ -75,17 +74,17 @@ def shred(
             run_id=run,
         )
     log.info("%s", report.render())
-    return report.to_dict()
+    return report_payload(report.to_dict(), ShredReportPayload)
 
 
-def problems(report: ShredReport | dict[str, Any]) -> list[str]:
+def problems(report: ShredReport | ShredReportPayload) -> list[str]:
     """What in a shred report needs a human: incomplete scans and KMS failures (one line each)."""
-    data = report.to_dict() if isinstance(report, ShredReport) else report
+    data = report_payload(report.to_dict(), ShredReportPayload) if isinstance(report, ShredReport) else report
     found: list[str] = []
     for key in data["keys"]:
-        scan = key.get("scan")
-        incomplete = bool(scan) and not scan["complete"]
-        unreadable = bool(key.get("blocked")) and key.get("primary") is None  # cannot read the key
+        scan = key["scan"]
+        incomplete = scan is not None and not scan["complete"]
+        unreadable = bool(key["blocked"]) and key["primary"] is None  # cannot read the key
         if incomplete or unreadable:
             found.append(f"{key['key']}: {key['blocked']}")
         found.extend(f"{v['version']}: {v['reason']}" for v in key["versions"] if v["outcome"] == "failed")
@@ -101,7 +100,7 @@ def restore_version(
     enable: bool,
     reason: str,
     run: str,
-) -> dict[str, Any]:
+) -> RestoredPayload:
     """Bring a DESTROY_SCHEDULED version back (DISABLED, or ENABLED with ``enable``), audited.
 
     The version must belong to a key of the spec, so the ``restore`` event lands in the audit log
@@ -118,9 +117,7 @@ def restore_version(
         )
     if not reason.strip():
         raise AirflowFailException("restore needs a reason (recorded in the audit log)")
-    audit = open_audit(spec, hook, run, required_for="restore")
-    assert audit is not None
-    now = kms_now(hook)
+    audit, now = audit_and_clock(spec, hook, run, action="restore")
     try:
         with audit_errors():
             after: Any = restore(

@@ -13,9 +13,10 @@ from typing import Any
 
 from airflow.sdk.exceptions import AirflowFailException
 
+from kmsflow.airflow.errors import airflow_errors, audit_errors
 from kmsflow.airflow.hooks.kms import KmsHook, within_deadline
-from kmsflow.airflow.lifecycle_common import audit_errors, kms_now, load_key_spec, open_audit
-from kmsflow.airflow.operators.base import airflow_errors
+from kmsflow.airflow.tasks.common import audit_and_clock, load_key_spec
+from kmsflow.airflow.tasks.payloads import ErasureReportPayload, report_payload
 from kmsflow.lifecycle import ErasureReport, erase_tenant, prove_erasure
 
 log = logging.getLogger(__name__)
@@ -39,9 +40,7 @@ def erase(
     to be byte-identical and to unwrap.
     """
     spec = load_key_spec(spec_path)
-    audit = open_audit(spec, hook, run, required_for="erasure")
-    assert audit is not None
-    now = kms_now(hook)
+    audit, now = audit_and_clock(spec, hook, run, action="erasure")
     with airflow_errors(), audit_errors():
         report = erase_tenant(
             hook.get_conn(),
@@ -62,8 +61,7 @@ def erase(
 def prove(hook: KmsHook, spec_path: str, key: str, *, run: str) -> ErasureReport:
     """Re-run the proof (reads only, plus an ``erase-proved`` event once every version is DESTROYED)."""
     spec = load_key_spec(spec_path)
-    audit = open_audit(spec, hook, run, required_for="erasure proof")
-    now = kms_now(hook)
+    audit, now = audit_and_clock(spec, hook, run, action="erasure proof")
     with airflow_errors(), audit_errors():
         report = prove_erasure(hook.get_conn(), spec, key, audit=audit, run_id=run, now=now)
     log.info("%s", report.render())
@@ -90,9 +88,9 @@ def failure(report: ErasureReport, *, require_destroyed: bool) -> str | None:
     return None
 
 
-def publish(report: ErasureReport, ti: Any, *, require_destroyed: bool) -> dict[str, Any]:
+def publish(report: ErasureReport, ti: Any, *, require_destroyed: bool) -> ErasureReportPayload:
     """The report to XCom (always, also when failing), then fail if the proof does not hold."""
-    data = report.to_dict()
+    data = report_payload(report.to_dict(), ErasureReportPayload)
     reason = failure(report, require_destroyed=require_destroyed)
     if reason:
         ti.xcom_push(key="report", value=data)
