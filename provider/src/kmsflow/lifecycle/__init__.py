@@ -1,65 +1,59 @@
-"""Key lifecycle over envelopes (no Airflow): re-wrap onto the primary version, verify unwraps.
+"""Key lifecycle over envelopes (no Airflow).
 
-``rewrap(client, targets)`` moves every envelope under its CryptoKey's current primary version by
-rewriting only the small record (compare-and-swap), never the data; ``verify_unwraps`` proves each
-envelope's key still unwraps and names the primary.
+* ``rewrap(client, targets)`` moves every envelope under its CryptoKey's current primary version by
+  rewriting only the small record (compare-and-swap), never the data; ``verify_unwraps`` proves
+  each envelope's key still unwraps and names the primary.
+* ``reencrypt(client, targets)`` gives every envelope a new data key (a data key may have leaked).
+* ``run_shred`` retires versions (disable, soak, destroy, confirm) only on a complete scan with zero
+  references; ``restore`` undoes a scheduled destruction; ``erase_tenant``/``prove_erasure``
+  crypto-erase a tenant's key; ``rotate`` is an audited rotation.
+* ``clean_stale_temps`` removes the temps interrupted writes left.
 """
 
 from kmsflow.lifecycle.cas import DirSync, RecordConflictError, RecordSnapshot, read_snapshot, swap
-from kmsflow.lifecycle.rewrap import PrimaryCache, RewrapReport, rewrap, verify_unwraps
-from kmsflow.lifecycle.targets import EnvelopeTarget, Issue, collect
-
-__all__ = [
-    "DirSync",
-    "EnvelopeTarget",
-    "Issue",
-    "PrimaryCache",
-    "RecordConflictError",
-    "RecordSnapshot",
-    "RewrapReport",
-    "collect",
-    "read_snapshot",
-    "rewrap",
-    "swap",
-    "verify_unwraps",
-]
-
-# Retiring versions (issue 6): shred state machine, restore, tenant erasure, audited rotation.
-# Appended as a block so the re-wrap exports above stay as their author wrote them.
+from kmsflow.lifecycle.clean import CleanReport, TempOutcome, clean_stale_temps
 from kmsflow.lifecycle.erase import ErasureReport, erase_tenant, prove_erasure
-from kmsflow.lifecycle.restore import restore
-from kmsflow.lifecycle.rotation import rotate
-from kmsflow.lifecycle.shred import run_shred
-from kmsflow.lifecycle.shred_report import KeyDecision, ShredReport, VersionDecision
-
-__all__ += [
-    "ErasureReport",
-    "KeyDecision",
-    "ShredReport",
-    "VersionDecision",
-    "erase_tenant",
-    "prove_erasure",
-    "restore",
-    "rotate",
-    "run_shred",
-]
-
-# Full re-encrypt for a suspected data-key compromise (issue 5): new data key, new envelope id.
-from kmsflow.lifecycle.reencryption import (  # noqa: E402 (appended block, as above)
+from kmsflow.lifecycle.reencryption import (
     EnvelopeOutcome,
     ReencryptNotSupportedError,
     ReencryptReport,
     reencrypt,
 )
+from kmsflow.lifecycle.restore import restore
+from kmsflow.lifecycle.rewrap import PrimaryCache, RewrapReport, rewrap, verify_unwraps
+from kmsflow.lifecycle.rotation import rotate
+from kmsflow.lifecycle.shred import run_shred
+from kmsflow.lifecycle.shred_report import KeyDecision, ShredReport, VersionDecision
+from kmsflow.lifecycle.targets import EnvelopeTarget, Issue, RunReport, collect
 
-__all__ += [
+__all__ = [
+    "CleanReport",
+    "DirSync",
     "EnvelopeOutcome",
+    "EnvelopeTarget",
+    "ErasureReport",
+    "Issue",
+    "KeyDecision",
+    "PrimaryCache",
+    "RecordConflictError",
+    "RecordSnapshot",
     "ReencryptNotSupportedError",
     "ReencryptReport",
+    "RewrapReport",
+    "RunReport",
+    "ShredReport",
+    "TempOutcome",
+    "VersionDecision",
+    "clean_stale_temps",
+    "collect",
+    "erase_tenant",
+    "prove_erasure",
+    "read_snapshot",
     "reencrypt",
+    "restore",
+    "rewrap",
+    "rotate",
+    "run_shred",
+    "swap",
+    "verify_unwraps",
 ]
-
-# Removing temps of interrupted writes (kmsflow clean): stale_temp findings only, never backups.
-from kmsflow.lifecycle.clean import CleanReport, TempOutcome, clean_stale_temps  # noqa: E402
-
-__all__ += ["CleanReport", "TempOutcome", "clean_stale_temps"]
