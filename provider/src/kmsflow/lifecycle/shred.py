@@ -71,10 +71,10 @@ from kmsflow.clock import utc_now
 from kmsflow.inventory import Inventory, scan
 from kmsflow.kms import resources
 from kmsflow.kms.errors import ConfirmationError, KmsError
-from kmsflow.kms.resources import CryptoKeyVersion, VersionState, state_name
+from kmsflow.kms.resources import CryptoKeyVersion, state_name
 from kmsflow.lifecycle.shred_report import KeyDecision, ScanSummary, ShredReport, VersionDecision
 from kmsflow.spec.durations import format_duration
-from kmsflow.spec.model import CryptoKeySpec, KeySpec
+from kmsflow.spec.model import CryptoKeySpec, KeySpec, Retention
 
 log = logging.getLogger(__name__)
 
@@ -110,26 +110,6 @@ def non_primary_since(versions: Sequence[CryptoKeyVersion], version: CryptoKeyVe
     """
     newer = sorted((v for v in versions if _vid(v) > _vid(version)), key=_vid)
     return _time(newer[0].create_time) if newer else None
-
-
-def select_keys(spec: KeySpec, keys: Sequence[str] | None) -> list[tuple[str, CryptoKeySpec]]:
-    """The spec's keys named by ``keys`` (ids or full names; all keys when None), in spec order."""
-    every = list(spec.crypto_keys())
-    if keys is None:
-        return every
-    chosen: list[tuple[str, CryptoKeySpec]] = []
-    for wanted in keys:
-        matches = [(n, k) for n, k in every if wanted in (n, k.id)]
-        if not matches:
-            known = ", ".join(k.id for _, k in every) or "none"
-            raise ValueError(f"key {wanted!r} is not in the spec (its keys: {known})")
-        if len(matches) > 1:
-            raise ValueError(
-                f"key id {wanted!r} is ambiguous ({', '.join(n for n, _ in matches)}); use the full name"
-            )
-        if matches[0] not in chosen:
-            chosen.append(matches[0])
-    return chosen
 
 
 def check_confirmation(selected: Sequence[tuple[str, CryptoKeySpec]], confirm: str | None) -> None:
@@ -209,7 +189,7 @@ def run_shred(
     """
     moment = _utc(now) if now is not None else utc_now()
     manual = keys is not None
-    selected = select_keys(spec, keys)
+    selected = spec.select_keys(keys)
     if manual and not dry_run:
         check_confirmation(selected, confirm)
     report = ShredReport(run_id=run_id, now=format_time(moment), dry_run=dry_run, manual=manual)
@@ -247,138 +227,154 @@ def _shred_key(
         return KeyDecision(key_name, None, list(key_spec.roots), blocked=f"cannot read the key: {exc}")
     primary = key.primary.name or None
     decision = KeyDecision(key_name, primary, list(key_spec.roots))
-    retention = key_spec.retention
-    pending: list[_Pending] = []
 
     def record(action: str, resource: str, reason: str, evidence: dict[str, Any]) -> None:
         audit.append(action, resource, reason=reason, evidence=evidence, run=run_id, time=now)
 
+    steps = _VersionSteps(versions, key_spec.retention, now, dry_run, events, record)
+    pending: list[_Pending] = []
     for v in versions:
-        state = state_name(v.state)
         if v.name == primary:
-            decision.versions.append(
-                VersionDecision(v.name, state, "kept", "primary version: never disabled or destroyed")
+            step: VersionDecision | _Pending = VersionDecision(
+                v.name, state_name(v.state), "kept", "primary version: never disabled or destroyed"
             )
-            continue
-        if v.state == VersionState.ENABLED:
-            since = non_primary_since(versions, v)
-            restored = events.last(v.name, (Action.RESTORE,))
-            if since is not None and restored is not None and restored.when > since:
-                since = restored.when  # restored and enabled on purpose: a full retention again
-            if since is None:
-                decision.versions.append(
-                    VersionDecision(
-                        v.name,
-                        state,
-                        "kept",
-                        "newer than the primary (primary moved back by hand): no retirement date",
-                    )
-                )
-                continue
-            due = since + retention.retired_version_enabled_for
-            if now < due:
-                decision.versions.append(
-                    VersionDecision(
-                        v.name,
-                        state,
-                        "kept",
-                        f"retired at {format_time(since)}; stays enabled "
-                        f"{format_duration(retention.retired_version_enabled_for)} until {format_time(due)}",
-                        since=format_time(since),
-                        due=format_time(due),
-                    )
-                )
-                continue
-            pending.append(_Pending(v, Action.DISABLE, since, {"non_primary_since": format_time(since)}))
-        elif v.state == VersionState.DISABLED:
-            started = events.last(v.name, SOAK_ACTIONS)
-            if started is None:
-                due = now + retention.soak_period
-                reason = (
-                    "DISABLED without a kmsflow record of when: the soak clock starts now "
-                    f"({format_duration(retention.soak_period)}, until {format_time(due)})"
-                )
-                if dry_run:
-                    outcome = "would_start_soak"
-                else:
-                    record(
-                        Action.SOAK_START, v.name, reason, {"state": state, "soak_until": format_time(due)}
-                    )
-                    outcome = "soak_started"
-                decision.versions.append(
-                    VersionDecision(
-                        v.name, state, outcome, reason, since=format_time(now), due=format_time(due)
-                    )
-                )
-                continue
-            since = started.when
-            due = since + retention.soak_period
-            if now < due:
-                decision.versions.append(
-                    VersionDecision(
-                        v.name,
-                        state,
-                        "kept",
-                        f"soaking since {started.time} ({started.action}) until {format_time(due)}",
-                        since=started.time,
-                        due=format_time(due),
-                    )
-                )
-                continue
-            pending.append(
-                _Pending(
-                    v,
-                    Action.DESTROY,
-                    since,
-                    {
-                        "soak_started": started.time,
-                        "soak_started_by": started.action,
-                        "disable_scan_id": started.evidence.get("scan_id"),
-                    },
-                )
-            )
-        elif v.state == VersionState.DESTROY_SCHEDULED:
-            ours = events.last(v.name, (Action.DESTROY, Action.ERASE))
-            when = _time(v.destroy_time)
-            until = format_time(when) if when else "unknown"
-            reason = (
-                f"scheduled for destruction by kmsflow ({ours.action}) at {ours.time}; destroyed at {until} "
-                "(restore possible until then)"
-                if ours
-                else f"scheduled for destruction outside kmsflow; destroyed at {until}"
-            )
-            decision.versions.append(VersionDecision(v.name, state, "kept", reason, due=until))
-        elif v.state == VersionState.DESTROYED:
-            ours = events.last(v.name, (Action.DESTROY, Action.ERASE))
-            confirmed = events.last(v.name, (Action.DESTROYED_CONFIRMED,))
-            if ours is None or (confirmed is not None and confirmed.time >= ours.time):
-                why = "destruction confirmed earlier" if ours else "destroyed outside kmsflow"
-                decision.versions.append(VersionDecision(v.name, state, "kept", why))
-                continue
-            destroyed_at = _time(v.destroy_event_time) or _time(v.destroy_time)
-            reason = f"KMS reports DESTROYED (scheduled by kmsflow {ours.action} at {ours.time})"
-            if dry_run:
-                outcome = "would_confirm"
-            else:
-                record(
-                    Action.DESTROYED_CONFIRMED,
-                    v.name,
-                    reason,
-                    {
-                        "state": state,
-                        "destroyed_at": format_time(destroyed_at) if destroyed_at else None,
-                        "destroy_scan_id": ours.evidence.get("scan_id"),
-                    },
-                )
-                outcome = "destroyed_confirmed"
-            decision.versions.append(VersionDecision(v.name, state, outcome, reason))
         else:
-            decision.versions.append(VersionDecision(v.name, state, "kept", f"{state}: nothing to do"))
-
+            handler = _STEP_BY_STATE.get(state_name(v.state), _VersionSteps.other)
+            step = handler(steps, v)
+        if isinstance(step, _Pending):
+            pending.append(step)
+        else:
+            decision.versions.append(step)
     if pending:
         _prove_and_act(client, decision, key_spec, pending, now, dry_run, record, proof)
     decision.versions.sort(key=lambda d: int(d.version.rsplit("/", 1)[-1]))
     return decision
+
+
+@dataclass
+class _VersionSteps:
+    """One handler per non-primary version state: the table in the module docstring. Each returns
+    the version's decision, or the :class:`_Pending` step that needs a proof scan first."""
+
+    versions: Sequence[CryptoKeyVersion]
+    retention: Retention
+    now: datetime
+    dry_run: bool
+    events: _Events
+    record: Record
+
+    def enabled(self, v: CryptoKeyVersion) -> VersionDecision | _Pending:
+        """Retired longer than ``retired_version_enabled_for``: disable (after a proof)."""
+        state = state_name(v.state)
+        since = non_primary_since(self.versions, v)
+        restored = self.events.last(v.name, (Action.RESTORE,))
+        if since is not None and restored is not None and restored.when > since:
+            since = restored.when  # restored and enabled on purpose: a full retention again
+        if since is None:
+            return VersionDecision(
+                v.name,
+                state,
+                "kept",
+                "newer than the primary (primary moved back by hand): no retirement date",
+            )
+        enabled_for = self.retention.retired_version_enabled_for
+        due = since + enabled_for
+        if self.now < due:
+            return VersionDecision(
+                v.name,
+                state,
+                "kept",
+                f"retired at {format_time(since)}; stays enabled "
+                f"{format_duration(enabled_for)} until {format_time(due)}",
+                since=format_time(since),
+                due=format_time(due),
+            )
+        return _Pending(v, Action.DISABLE, since, {"non_primary_since": format_time(since)})
+
+    def disabled(self, v: CryptoKeyVersion) -> VersionDecision | _Pending:
+        """Soaked ``soak_period`` since kmsflow disabled it (or first saw it disabled): destroy
+        (after a proof); a DISABLED version without a soak record starts its clock now."""
+        state = state_name(v.state)
+        soak = self.retention.soak_period
+        started = self.events.last(v.name, SOAK_ACTIONS)
+        if started is None:
+            due = self.now + soak
+            reason = (
+                "DISABLED without a kmsflow record of when: the soak clock starts now "
+                f"({format_duration(soak)}, until {format_time(due)})"
+            )
+            if self.dry_run:
+                outcome = "would_start_soak"
+            else:
+                self.record(
+                    Action.SOAK_START, v.name, reason, {"state": state, "soak_until": format_time(due)}
+                )
+                outcome = "soak_started"
+            return VersionDecision(
+                v.name, state, outcome, reason, since=format_time(self.now), due=format_time(due)
+            )
+        due = started.when + soak
+        if self.now < due:
+            return VersionDecision(
+                v.name,
+                state,
+                "kept",
+                f"soaking since {started.time} ({started.action}) until {format_time(due)}",
+                since=started.time,
+                due=format_time(due),
+            )
+        evidence = {
+            "soak_started": started.time,
+            "soak_started_by": started.action,
+            "disable_scan_id": started.evidence.get("scan_id"),
+        }
+        return _Pending(v, Action.DESTROY, started.when, evidence)
+
+    def destroy_scheduled(self, v: CryptoKeyVersion) -> VersionDecision:
+        """Waiting for KMS to destroy it: nothing to do but say who scheduled it, and when."""
+        ours = self.events.last(v.name, (Action.DESTROY, Action.ERASE))
+        when = _time(v.destroy_time)
+        until = format_time(when) if when else "unknown"
+        reason = (
+            f"scheduled for destruction by kmsflow ({ours.action}) at {ours.time}; destroyed at {until} "
+            "(restore possible until then)"
+            if ours
+            else f"scheduled for destruction outside kmsflow; destroyed at {until}"
+        )
+        return VersionDecision(v.name, state_name(v.state), "kept", reason, due=until)
+
+    def destroyed(self, v: CryptoKeyVersion) -> VersionDecision:
+        """Destroyed after kmsflow scheduled it: confirm it in the audit log, once."""
+        state = state_name(v.state)
+        ours = self.events.last(v.name, (Action.DESTROY, Action.ERASE))
+        confirmed = self.events.last(v.name, (Action.DESTROYED_CONFIRMED,))
+        if ours is None or (confirmed is not None and confirmed.time >= ours.time):
+            why = "destruction confirmed earlier" if ours else "destroyed outside kmsflow"
+            return VersionDecision(v.name, state, "kept", why)
+        destroyed_at = _time(v.destroy_event_time) or _time(v.destroy_time)
+        reason = f"KMS reports DESTROYED (scheduled by kmsflow {ours.action} at {ours.time})"
+        if self.dry_run:
+            return VersionDecision(v.name, state, "would_confirm", reason)
+        evidence = {
+            "state": state,
+            "destroyed_at": format_time(destroyed_at) if destroyed_at else None,
+            "destroy_scan_id": ours.evidence.get("scan_id"),
+        }
+        self.record(Action.DESTROYED_CONFIRMED, v.name, reason, evidence)
+        return VersionDecision(v.name, state, "destroyed_confirmed", reason)
+
+    def other(self, v: CryptoKeyVersion) -> VersionDecision:
+        state = state_name(v.state)
+        return VersionDecision(v.name, state, "kept", f"{state}: nothing to do")
+
+
+_Step = Callable[[_VersionSteps, CryptoKeyVersion], "VersionDecision | _Pending"]
+_STEP_BY_STATE: dict[str, _Step] = {
+    "ENABLED": _VersionSteps.enabled,
+    "DISABLED": _VersionSteps.disabled,
+    "DESTROY_SCHEDULED": _VersionSteps.destroy_scheduled,
+    "DESTROYED": _VersionSteps.destroyed,
+}
 
 
 def _prove_and_act(
@@ -535,6 +531,5 @@ __all__ = [
     "check_confirmation",
     "non_primary_since",
     "run_shred",
-    "select_keys",
     "soak_clock",
 ]

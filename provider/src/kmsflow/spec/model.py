@@ -19,7 +19,7 @@ Semantics worth knowing:
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from datetime import timedelta
 from typing import Annotated, Any
 
@@ -219,6 +219,26 @@ class KeySpec(_Model):
         for ring in self.key_rings:
             for key in ring.keys:
                 yield self.key_name(ring, key), key
+
+    def select_keys(self, keys: Sequence[str] | None) -> list[tuple[str, CryptoKeySpec]]:
+        """The keys named by ``keys`` (ids or full names; every key when None), in document order
+        of the request, each once; ``ValueError`` for a key the spec lacks or an ambiguous id."""
+        every = list(self.crypto_keys())
+        if keys is None:
+            return every
+        chosen: list[tuple[str, CryptoKeySpec]] = []
+        for wanted in keys:
+            matches = [(n, k) for n, k in every if wanted in (n, k.id)]
+            if not matches:
+                known = ", ".join(k.id for _, k in every) or "none"
+                raise ValueError(f"key {wanted!r} is not in the spec (its keys: {known})")
+            if len(matches) > 1:
+                raise ValueError(
+                    f"key id {wanted!r} is ambiguous ({', '.join(n for n, _ in matches)}); use the full name"
+                )
+            if matches[0] not in chosen:
+                chosen.append(matches[0])
+        return chosen
 
     def find_key(self, name: str) -> CryptoKeySpec | None:
         """The spec of the crypto key ``name`` (a full resource name), if the spec has it."""

@@ -62,7 +62,6 @@ from kmsflow.inventory import Inventory, scan
 from kmsflow.kms import resources
 from kmsflow.kms.crypto import key_of
 from kmsflow.lifecycle import Issue, reencrypt, rewrap, rotate, verify_unwraps
-from kmsflow.lifecycle.shred import select_keys
 
 log = logging.getLogger(__name__)
 
@@ -113,7 +112,7 @@ def prepare(
         )
     spec = load_key_spec(spec_path)
     try:
-        selected = select_keys(spec, [key] if key else None)
+        selected = spec.select_keys([key] if key else None)
     except ValueError as exc:
         raise AirflowFailException(str(exc)) from exc
     if not selected:

@@ -22,7 +22,6 @@ from kmsflow.airflow.tasks.payloads import RestoredPayload, ShredReportPayload, 
 from kmsflow.kms.errors import KmsError
 from kmsflow.kms.resources import VersionState
 from kmsflow.lifecycle import ShredReport, restore, run_shred
-from kmsflow.lifecycle.shred import select_keys
 
 log = logging.getLogger(__name__)
 
@@ -58,7 +57,7 @@ def shred(
     """
     spec = load_key_spec(spec_path)
     try:
-        chosen = [name for name, _ in select_keys(spec, list(keys) if keys else None)]
+        chosen = [name for name, _ in spec.select_keys(list(keys) if keys else None)]
     except ValueError as exc:
         raise AirflowFailException(str(exc)) from exc
     audit, now = audit_and_clock(spec, hook, run, action="kmsflow_shred")
