@@ -177,18 +177,23 @@ def test_full_path_across_runs_disable_destroy_confirmed(
     assert (tmp_path / "out.bin").stat().st_size == 500
 
 
-def test_incomplete_scan_fails_the_run_and_touches_nothing(
-    shred_dag: Any, world: World, capfd: pytest.CaptureFixture[str]
-) -> None:
-    (world.root / "stray.bin").write_bytes(b"data no record covers")
-    world.advance_days(2.05)
-    result = run_dag(shred_dag, spec_path=str(world.spec_path), dry_run=False, confirm="data")
+def assert_refused_as_incomplete(result: Any, world: World, capfd: pytest.CaptureFixture[str]) -> None:
+    """The run failed, v1 was refused for an incomplete scan and is still ENABLED."""
     assert result.states["shred"] == "failed"
     report = result.xcoms[("shred", "report")]
     assert decision(report, world.v1)["outcome"] == "refused"
     assert report["keys"][0]["scan"]["complete"] is False
     assert world.state(world.v1) == "ENABLED"
     assert any("shred needs attention" in m and "incomplete" in m for m in failure_messages(capfd))
+
+
+def test_incomplete_scan_fails_the_run_and_touches_nothing(
+    shred_dag: Any, world: World, capfd: pytest.CaptureFixture[str]
+) -> None:
+    (world.root / "stray.bin").write_bytes(b"data no record covers")
+    world.advance_days(2.05)
+    result = run_dag(shred_dag, spec_path=str(world.spec_path), dry_run=False, confirm="data")
+    assert_refused_as_incomplete(result, world, capfd)
 
 
 def test_a_version_referenced_only_through_a_directory_link_is_never_disabled(
@@ -204,12 +209,7 @@ def test_a_version_referenced_only_through_a_directory_link_is_never_disabled(
 
     result = run_dag(shred_dag, spec_path=str(world.spec_path), dry_run=False, confirm="data")
 
-    assert result.states["shred"] == "failed"
-    report = result.xcoms[("shred", "report")]
-    assert decision(report, world.v1)["outcome"] == "refused"
-    assert report["keys"][0]["scan"]["complete"] is False
-    assert world.state(world.v1) == "ENABLED"
-    assert any("shred needs attention" in m and "incomplete" in m for m in failure_messages(capfd))
+    assert_refused_as_incomplete(result, world, capfd)
     decrypt(world.client, str(world.root / "models" / "m.enc"), str(tmp_path / "m.out"))
     assert (tmp_path / "m.out").stat().st_size == 300
 
@@ -223,12 +223,7 @@ def test_an_unreadable_directory_in_a_root_blocks_the_shred(
     with unreadable(world.root / "team"):
         result = run_dag(shred_dag, spec_path=str(world.spec_path), dry_run=False, confirm="data")
 
-    assert result.states["shred"] == "failed"
-    report = result.xcoms[("shred", "report")]
-    assert decision(report, world.v1)["outcome"] == "refused"
-    assert report["keys"][0]["scan"]["complete"] is False
-    assert world.state(world.v1) == "ENABLED"
-    assert any("shred needs attention" in m and "incomplete" in m for m in failure_messages(capfd))
+    assert_refused_as_incomplete(result, world, capfd)
 
 
 def test_restore_brings_a_scheduled_version_back_and_restarts_the_soak(
