@@ -147,7 +147,7 @@ class Demo:
                 f"demo: kmsflow {' '.join(args)} exited {result.returncode}, want {expect}: "
                 f"{result.stderr.strip()}"
             )
-        return result.stdout if expect == 0 else result.stderr
+        return result.stdout + result.stderr if expect == 0 else result.stderr  # stderr: what was skipped
 
     def advance(self, days: float) -> None:
         with AdminClient(self.endpoint) as admin:
@@ -231,6 +231,17 @@ class Demo:
         link.unlink()
         shutil.rmtree(outside)
         say("link removed: the envelope behind it is the user's to move into a root")
+
+        step("Encrypt never drops files silently: a FIFO in a dataset fails it; --skip-unsupported names it")
+        run_dir = OUT / "run-with-pipe"
+        run_dir.mkdir()
+        (run_dir / "weights.bin").write_bytes(os.urandom(4096))
+        os.mkfifo(run_dir / "events.pipe")
+        dst = str(OUT / "scratch" / "run.enc")
+        say(self.cli("encrypt", "--key", KEY, str(run_dir), dst, principal=PRODUCER, expect=16))
+        say(self.cli("encrypt", "--skip-unsupported", "--key", KEY, str(run_dir), dst, principal=PRODUCER))
+        shutil.rmtree(run_dir)
+        shutil.rmtree(OUT / "scratch")
 
         step("kmsflow_shred, 31 days later: prove v1 unreferenced, then disable it (reversible)")
         self.advance(31)
