@@ -8,6 +8,7 @@ and must not reach the terminal as escape sequences). ``--json`` prints the repo
 from __future__ import annotations
 
 import json
+from collections import Counter
 from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Protocol
 
@@ -61,7 +62,7 @@ def render_inventory(inv: Inventory) -> str:
 
 def render_clean(report: CleanReport) -> str:
     """The human view of ``kmsflow clean`` (``--json`` prints the full report instead)."""
-    n = {status: len(report.with_status(status)) for status in ("removed", "would_remove", "kept", "failed")}
+    n = Counter(str(t.status) for t in report.temps)
     done = f"would remove {n['would_remove']}" if report.dry_run else f"removed {n['removed']}"
     lines = [
         f"{done} temp(s), kept {n['kept']}, failed {n['failed']} "

@@ -47,6 +47,7 @@ from typing import Any
 
 from kmsflow.envelope.storage import Location, resolve
 from kmsflow.inventory import UNSEEN, Finding, FindingKind, scan
+from kmsflow.lifecycle.outcomes import TempStatus
 from kmsflow.lifecycle.reencryption import gcs, local
 from kmsflow.lifecycle.seconds import check_seconds
 
@@ -54,13 +55,6 @@ log = logging.getLogger(__name__)
 
 DEFAULT_OLDER_THAN = 3600.0
 """Seconds: well past the 30 min after which re-encrypt takes over a GCS staging prefix itself."""
-
-REMOVED = "removed"
-WOULD_REMOVE = "would_remove"  # dry run
-KEPT = "kept"
-GONE = "gone"  # disappeared between the scan and its turn (its writer finished, or another clean)
-FAILED = "failed"
-STATUSES = (REMOVED, WOULD_REMOVE, KEPT, GONE, FAILED)
 
 
 @dataclass(frozen=True)
@@ -71,11 +65,15 @@ class TempOutcome:
     url: str
     kind: str
     age: float | None
-    status: str
+    status: TempStatus
     reason: str = ""
 
     def to_dict(self) -> dict[str, Any]:
-        return {**asdict(self), "age": None if self.age is None else round(self.age, 1)}
+        return {
+            **asdict(self),
+            "status": str(self.status),
+            "age": None if self.age is None else round(self.age, 1),
+        }
 
 
 @dataclass(frozen=True)
@@ -90,12 +88,12 @@ class CleanReport:
     temps: tuple[TempOutcome, ...]
     unscanned: tuple[Finding, ...]
 
-    def with_status(self, status: str) -> list[TempOutcome]:
+    def with_status(self, status: TempStatus) -> list[TempOutcome]:
         return [t for t in self.temps if t.status == status]
 
     @property
     def failures(self) -> list[TempOutcome]:
-        return self.with_status(FAILED)
+        return self.with_status(TempStatus.FAILED)
 
     @property
     def ok(self) -> bool:
@@ -108,7 +106,7 @@ class CleanReport:
             "roots": list(self.roots),
             "older_than": self.older_than,
             "dry_run": self.dry_run,
-            **{status: len(self.with_status(status)) for status in STATUSES},
+            **{str(status): len(self.with_status(status)) for status in TempStatus},
             "temps": [t.to_dict() for t in self.temps],
             "unscanned": [f.to_dict() for f in self.unscanned],
         }
@@ -141,8 +139,8 @@ def _clean_one(url: str, older_than: float, dry_run: bool, *, plaintext: bool) -
             outcome = _clean_remote(loc, older_than, dry_run)
     except Exception as exc:  # one bad temp (permission, network) must not stop the others
         reason = " ".join(f"{exc.__class__.__name__}: {exc}".split())
-        return TempOutcome(url, "unknown", None, FAILED, reason)
-    if outcome.status == REMOVED:
+        return TempOutcome(url, "unknown", None, TempStatus.FAILED, reason)
+    if outcome.status == TempStatus.REMOVED:
         log.info("clean: removed %s (%s, %.0f s old)", url, outcome.kind, outcome.age or 0.0)
     return outcome
 
@@ -150,13 +148,13 @@ def _clean_one(url: str, older_than: float, dry_run: bool, *, plaintext: bool) -
 def _young(url: str, kind: str, age: float, older_than: float) -> TempOutcome | None:
     if age < older_than:
         reason = f"written {age:.0f} s ago (< {older_than:.0f} s): its writer may still be alive"
-        return TempOutcome(url, kind, age, KEPT, reason)
+        return TempOutcome(url, kind, age, TempStatus.KEPT, reason)
     return None
 
 
 def _clean_local(path: str, older_than: float, dry_run: bool) -> TempOutcome:
     if not os.path.lexists(path):
-        return TempOutcome(path, "unknown", None, GONE)
+        return TempOutcome(path, "unknown", None, TempStatus.GONE)
     is_dir = os.path.isdir(path) and not os.path.islink(path)
     kind = "directory" if is_dir else "file"
     age = time.time() - (_newest_mtime(path) if is_dir else os.lstat(path).st_mtime)
@@ -166,12 +164,12 @@ def _clean_local(path: str, older_than: float, dry_run: bool) -> TempOutcome:
     if is_dir and os.path.lexists(_marker(path)):
         return _clean_reencrypt_staging(path, age, dry_run)
     if dry_run:
-        return TempOutcome(path, kind, age, WOULD_REMOVE)
+        return TempOutcome(path, kind, age, TempStatus.WOULD_REMOVE)
     if is_dir:
         shutil.rmtree(path)  # encrypt/decrypt staging tree: no lock to respect, age is the guard
     else:
         os.unlink(path)
-    return TempOutcome(path, kind, age, REMOVED)
+    return TempOutcome(path, kind, age, TempStatus.REMOVED)
 
 
 def _clean_plaintext(path: str, dry_run: bool) -> TempOutcome:
@@ -180,28 +178,28 @@ def _clean_plaintext(path: str, dry_run: bool) -> TempOutcome:
     writes it holds its ``flock`` (``kmsflow.envelope.staging``); removed while holding that lock,
     so a decrypt can never take it back (it only ever locks a temp it has just created)."""
     if not os.path.lexists(path):
-        return TempOutcome(path, "unknown", None, GONE)
+        return TempOutcome(path, "unknown", None, TempStatus.GONE)
     is_dir = os.path.isdir(path) and not os.path.islink(path)
     kind = "directory" if is_dir else "file"
     age = time.time() - (_newest_mtime(path) if is_dir else os.lstat(path).st_mtime)
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | (os.O_DIRECTORY if is_dir else 0))
     except FileNotFoundError:
-        return TempOutcome(path, kind, age, GONE)
+        return TempOutcome(path, kind, age, TempStatus.GONE)
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            return TempOutcome(path, kind, age, KEPT, "a live decrypt holds its lock")
+            return TempOutcome(path, kind, age, TempStatus.KEPT, "a live decrypt holds its lock")
         if dry_run:
-            return TempOutcome(path, kind, age, WOULD_REMOVE)
+            return TempOutcome(path, kind, age, TempStatus.WOULD_REMOVE)
         if is_dir:
             shutil.rmtree(path)
         else:
             os.unlink(path)
     finally:
         os.close(fd)
-    return TempOutcome(path, kind, age, REMOVED)
+    return TempOutcome(path, kind, age, TempStatus.REMOVED)
 
 
 def _newest_mtime(top: str) -> float:
@@ -229,16 +227,16 @@ def _marker(path: str) -> str:
 
 def _clean_reencrypt_staging(path: str, age: float, dry_run: bool) -> TempOutcome:
     """A local re-encrypt staging directory: its run's ``flock`` on the marker decides."""
-    live = TempOutcome(path, "directory", age, KEPT, "a live re-encrypt run holds its lock")
+    live = TempOutcome(path, "directory", age, TempStatus.KEPT, "a live re-encrypt run holds its lock")
     if dry_run:
-        return TempOutcome(path, "directory", age, WOULD_REMOVE) if local.is_orphan(path) else live
+        return TempOutcome(path, "directory", age, TempStatus.WOULD_REMOVE) if local.is_orphan(path) else live
     if local.remove_if_orphan(path):
-        return TempOutcome(path, "directory", age, REMOVED)
+        return TempOutcome(path, "directory", age, TempStatus.REMOVED)
     if not os.path.lexists(path):
-        return TempOutcome(path, "directory", age, GONE)
+        return TempOutcome(path, "directory", age, TempStatus.GONE)
     if os.path.lexists(_marker(path)) and not local.is_orphan(path):
         return live
-    return TempOutcome(path, "directory", age, FAILED, "could not remove all of it (permissions?)")
+    return TempOutcome(path, "directory", age, TempStatus.FAILED, "could not remove all of it (permissions?)")
 
 
 def _clean_remote(loc: Location, older_than: float, dry_run: bool) -> TempOutcome:
@@ -247,17 +245,19 @@ def _clean_remote(loc: Location, older_than: float, dry_run: bool) -> TempOutcom
         age = prefix.age()
         refusal = gcs.take_over_refusal(prefix, older_than)
         if refusal is not None:
-            return TempOutcome(loc.url, "directory", age, KEPT, refusal)
+            return TempOutcome(loc.url, "directory", age, TempStatus.KEPT, refusal)
         if not dry_run:
             gcs.take_over(prefix)
-        return TempOutcome(loc.url, "directory", age, WOULD_REMOVE if dry_run else REMOVED)
+        return TempOutcome(
+            loc.url, "directory", age, TempStatus.WOULD_REMOVE if dry_run else TempStatus.REMOVED
+        )
     fs = loc.fs
     assert fs is not None
     fs.invalidate_cache(loc.path)
     try:
         info = fs.info(loc.path)
     except FileNotFoundError:
-        return TempOutcome(loc.url, "unknown", None, GONE)
+        return TempOutcome(loc.url, "unknown", None, TempStatus.GONE)
     age = gcs.newest_age([info])
     young = _young(loc.url, "file", age, older_than)
     if young is not None:
@@ -265,4 +265,4 @@ def _clean_remote(loc: Location, older_than: float, dry_run: bool) -> TempOutcom
     if not dry_run:
         fs.rm(loc.path)
         fs.invalidate_cache(loc.path)
-    return TempOutcome(loc.url, "file", age, WOULD_REMOVE if dry_run else REMOVED)
+    return TempOutcome(loc.url, "file", age, TempStatus.WOULD_REMOVE if dry_run else TempStatus.REMOVED)

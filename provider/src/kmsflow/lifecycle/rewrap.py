@@ -43,6 +43,7 @@ from kmsflow.inventory import Inventory
 from kmsflow.kms import crypto, resources
 from kmsflow.kms.errors import KmsError
 from kmsflow.lifecycle.cas import DirSync, RecordConflictError, RecordSnapshot, read_snapshot, swap
+from kmsflow.lifecycle.outcomes import EnvelopeStatus
 from kmsflow.lifecycle.targets import EnvelopeTarget, Issue, RunReport, collect, one_line
 from kmsflow.pools import ContextThreadPool, chunks
 
@@ -79,13 +80,13 @@ class RewrapReport(RunReport):
             self.versions_before[result.before] = self.versions_before.get(result.before, 0) + 1
         if result.after:
             self.versions_after[result.after] = self.versions_after.get(result.after, 0) + 1
-        if result.status == "rewrapped":
+        if result.status == EnvelopeStatus.REWRAPPED:
             self.rewrapped += 1
-        elif result.status == "would_rewrap":
+        elif result.status == EnvelopeStatus.WOULD_REWRAP:
             self.would_rewrap += 1
-        elif result.status == "current":
+        elif result.status == EnvelopeStatus.CURRENT:
             self.already_current += 1
-        elif result.status == "conflict":
+        elif result.status == EnvelopeStatus.CONFLICT:
             self.conflicts.append(Issue(result.url, result.error, result.reason))
         else:
             self.failures.append(Issue(result.url, result.error, result.reason))
@@ -127,7 +128,7 @@ class PrimaryCache:
 @dataclass(frozen=True)
 class _Result:
     url: str
-    status: str  # rewrapped | current | would_rewrap | conflict | failed
+    status: EnvelopeStatus
     before: str | None = None
     after: str | None = None
     error: str = ""
@@ -256,7 +257,7 @@ class _InFlight:
 
 def _failed(url: str, exc: Exception, record: EnvelopeRecord | None) -> _Result:
     version = record.key.crypto_key_version if record else None
-    status = "conflict" if isinstance(exc, RecordConflictError) else "failed"
+    status = EnvelopeStatus.CONFLICT if isinstance(exc, RecordConflictError) else EnvelopeStatus.FAILED
     return _Result(url, status, version, version, exc.__class__.__name__, one_line(str(exc)))
 
 
@@ -285,9 +286,9 @@ def _prepare_chunk(
         old = e.record.key.crypto_key_version
         primary = primaries.get(e.record.key.crypto_key)
         if old == primary:
-            e.outcome = _Result(e.target.url, "current", old, old)
+            e.outcome = _Result(e.target.url, EnvelopeStatus.CURRENT, old, old)
         elif dry_run:
-            e.outcome = _Result(e.target.url, "would_rewrap", old, primary)
+            e.outcome = _Result(e.target.url, EnvelopeStatus.WOULD_REWRAP, old, primary)
 
     def unwrap(e: _InFlight) -> None:
         assert e.record is not None
@@ -335,7 +336,7 @@ def _commit(pending: _Pending, before_swap: BeforeSwap | None, dir_sync: DirSync
         result = _failed(pending.url, exc, None)
         return _Result(result.url, result.status, pending.before, pending.before, result.error, result.reason)
     log.debug("rewrapped %s: %s -> %s", pending.url, pending.before, pending.after)
-    return _Result(pending.url, "rewrapped", pending.before, pending.after)
+    return _Result(pending.url, EnvelopeStatus.REWRAPPED, pending.before, pending.after)
 
 
 def verify_unwraps(

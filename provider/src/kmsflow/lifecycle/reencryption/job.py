@@ -27,6 +27,7 @@ from kmsflow.envelope.storage import TINK_CHUNK_SIZE, Location
 from kmsflow.envelope.streams import ChecksumReader, plaintext_pieces, write_behind, write_through
 from kmsflow.envelope.wrap import unwrap_key, wrap_key
 from kmsflow.lifecycle.cas import RecordConflictError, RecordSnapshot, read_snapshot
+from kmsflow.lifecycle.outcomes import EnvelopeStatus
 from kmsflow.lifecycle.reencryption import gcs, local
 from kmsflow.lifecycle.reencryption.progress import EnvelopeMeter
 from kmsflow.lifecycle.reencryption.report import (
@@ -68,14 +69,14 @@ def reencrypt_one(
         store.check()
         primary = primaries.get(record.key.crypto_key)
         if dry_run or meter is None:
-            return outcome(target, "would_reencrypt", record, None, primary)
+            return outcome(target, EnvelopeStatus.WOULD_REENCRYPT, record, None, primary)
         new_record = _Job(client, store, target.url, record, on_step or _noop, meter).run(snapshot)
         new_id, new_version = new_record.envelope_id, new_record.key.crypto_key_version
     except Exception as exc:  # reported per envelope
-        status = "conflict" if isinstance(exc, RecordConflictError) else "failed"
+        status = EnvelopeStatus.CONFLICT if isinstance(exc, RecordConflictError) else EnvelopeStatus.FAILED
         return outcome(target, status, record, None, None, exc)
     log.debug("re-encrypted %s: envelope %s -> %s (%s)", target.url, record.envelope_id, new_id, new_version)
-    return outcome(target, "reencrypted", record, new_id, new_version)
+    return outcome(target, EnvelopeStatus.REENCRYPTED, record, new_id, new_version)
 
 
 def _noop(step: str, url: str) -> None:

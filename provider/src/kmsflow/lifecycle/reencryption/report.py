@@ -7,6 +7,7 @@ from typing import Any
 
 from kmsflow.envelope.errors import EnvelopeError
 from kmsflow.envelope.record import EnvelopeRecord
+from kmsflow.lifecycle.outcomes import EnvelopeStatus
 from kmsflow.lifecycle.targets import EnvelopeTarget, Issue, RunReport, one_line
 
 NOT_SUPPORTED = (
@@ -20,13 +21,16 @@ class ReencryptNotSupportedError(EnvelopeError):
     """The target lives where re-encrypt cannot replace an envelope crash-safely (not local, not GCS)."""
 
 
+_DONE = (EnvelopeStatus.REENCRYPTED, EnvelopeStatus.WOULD_REENCRYPT)
+
+
 @dataclass(frozen=True)
 class EnvelopeOutcome:
     """What happened to one envelope. No key material: ids, version names, counts."""
 
     url: str
     kind: str
-    status: str  # reencrypted | would_reencrypt | failed | conflict
+    status: EnvelopeStatus
     old_envelope_id: str | None = None
     new_envelope_id: str | None = None
     old_version: str | None = None
@@ -40,7 +44,7 @@ class EnvelopeOutcome:
         return {
             "url": self.url,
             "kind": self.kind,
-            "status": self.status,
+            "status": str(self.status),
             "old_envelope_id": self.old_envelope_id,
             "new_envelope_id": self.new_envelope_id,
             "old_version": self.old_version,
@@ -60,7 +64,7 @@ class ReencryptReport(RunReport):
     recovered: list[Issue] = field(default_factory=list)  # interrupted runs resolved (error = "")
     removed_temps: list[str] = field(default_factory=list)  # staging directories of killed runs
 
-    def _count(self, status: str) -> int:
+    def _count(self, status: EnvelopeStatus) -> int:
         return sum(1 for r in self.results if r.status == status)
 
     @property
@@ -69,19 +73,19 @@ class ReencryptReport(RunReport):
 
     @property
     def reencrypted(self) -> int:
-        return self._count("reencrypted")
+        return self._count(EnvelopeStatus.REENCRYPTED)
 
     @property
     def would_reencrypt(self) -> int:
-        return self._count("would_reencrypt")
+        return self._count(EnvelopeStatus.WOULD_REENCRYPT)
 
     @property
     def files(self) -> int:
-        return sum(r.files for r in self.results if r.status in ("reencrypted", "would_reencrypt"))
+        return sum(r.files for r in self.results if r.status in _DONE)
 
     @property
     def plaintext_bytes(self) -> int:
-        return sum(r.plaintext_bytes for r in self.results if r.status in ("reencrypted", "would_reencrypt"))
+        return sum(r.plaintext_bytes for r in self.results if r.status in _DONE)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -100,7 +104,7 @@ class ReencryptReport(RunReport):
 
 def outcome(
     target: EnvelopeTarget,
-    status: str,
+    status: EnvelopeStatus,
     record: EnvelopeRecord | None,
     new_id: str | None,
     new_version: str | None,

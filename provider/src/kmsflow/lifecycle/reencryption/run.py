@@ -12,6 +12,7 @@ from google.cloud import kms_v1
 from kmsflow.clock import format_time, utc_now
 from kmsflow.envelope.progress import Progress
 from kmsflow.envelope.record_io import parse_record, read_record_bytes
+from kmsflow.lifecycle.outcomes import EnvelopeStatus
 from kmsflow.lifecycle.reencryption import gcs
 from kmsflow.lifecycle.reencryption.job import GCS_SCHEMES, LOCAL_SCHEMES, StepHook, reencrypt_one
 from kmsflow.lifecycle.reencryption.progress import ByteMeter
@@ -102,9 +103,9 @@ def reencrypt(
     with ContextThreadPool(max_workers=max_workers, thread_name_prefix="kmsflow-reencrypt") as pool:
         for result in pool.map(one, found.envelopes, sizes):
             report.results.append(result)
-            if result.status == "failed":
+            if result.status == EnvelopeStatus.FAILED:
                 report.failures.append(Issue(result.url, result.error, result.reason))
-            elif result.status == "conflict":
+            elif result.status == EnvelopeStatus.CONFLICT:
                 report.conflicts.append(Issue(result.url, result.error, result.reason))
     report.finished_at = format_time(utc_now())
     report.elapsed_s = time.monotonic() - start
