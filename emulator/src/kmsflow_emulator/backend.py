@@ -23,7 +23,7 @@ from google.cloud.kms_v1.types import resources, service
 from google.iam.v1 import iam_policy_pb2, policy_pb2
 from google.protobuf import duration_pb2, timestamp_pb2
 
-from kmsflow_emulator import ciphertext, iam, names
+from kmsflow_emulator import algorithms, ciphertext, iam, names
 from kmsflow_emulator import state as st
 from kmsflow_emulator.clock import Clock
 from kmsflow_emulator.crc import crc32c
@@ -33,17 +33,26 @@ from kmsflow_emulator.filters import compile_filter
 KeyRingPb = resources.KeyRing.pb()
 CryptoKeyPb = resources.CryptoKey.pb()
 VersionPb = resources.CryptoKeyVersion.pb()
+PublicKeyPb = resources.PublicKey.pb()
 
 State = resources.CryptoKeyVersion.CryptoKeyVersionState
 Purpose = resources.CryptoKey.CryptoKeyPurpose
 Algorithm = resources.CryptoKeyVersion.CryptoKeyVersionAlgorithm
 Protection = resources.ProtectionLevel
+KeyFormat = resources.PublicKey.PublicKeyFormat
 
 MAX_PAYLOAD = 64 * 1024
 MIN_ROTATION_PERIOD = 24 * 3600.0
 MIN_DESTROY_DURATION = 24 * 3600.0
 MAX_DESTROY_DURATION = 120 * 24 * 3600.0
 _MAX_PAGE_SIZE = 1000
+_SERVED_PURPOSES = (
+    Purpose.ENCRYPT_DECRYPT,
+    Purpose.ASYMMETRIC_SIGN,
+    Purpose.ASYMMETRIC_DECRYPT,
+    Purpose.MAC,
+    Purpose.KEY_ENCAPSULATION,
+)
 _MAX_CATCH_UP_ROTATIONS = 10_000
 _UPDATABLE_KEY_FIELDS = {"rotation_period", "next_rotation_time", "labels", "version_template"}
 
@@ -72,6 +81,26 @@ def _state_name(value: int) -> str:
     return str(State(value).name)
 
 
+def new_material(algorithm: int) -> bytes:
+    """Fresh private material for a version of ``algorithm`` (may take a second for RSA-4096)."""
+    spec = algorithms.spec_for(algorithm)
+    return ciphertext.new_material() if spec is None else algorithms.generate(spec)
+
+
+def _check_algorithm(purpose: int, algorithm: int) -> None:
+    """INVALID_ARGUMENT unless the emulator serves ``algorithm`` under ``purpose``."""
+    if purpose == Purpose.ENCRYPT_DECRYPT:
+        allowed = [Algorithm.GOOGLE_SYMMETRIC_ENCRYPTION]
+    else:
+        allowed = algorithms.ALGORITHMS_BY_PURPOSE.get(purpose, [])
+    if algorithm not in allowed:
+        raise invalid(
+            f"Algorithm {Algorithm(algorithm).name} is not compatible with purpose "
+            f"{Purpose(purpose).name} (the kmsflow emulator serves: "
+            f"{', '.join(Algorithm(a).name for a in allowed)})."
+        )
+
+
 class Backend:
     """Cloud KMS semantics over ``kmsflow_emulator.state``; see the module docstring."""
 
@@ -81,8 +110,13 @@ class Backend:
         data_dir: Path | None = None,
         enforce_iam: bool = False,
         owner: str | None = None,
+        generation_delay: float = 0.0,
     ) -> None:
+        if generation_delay < 0:
+            raise ValueError("generation_delay must not be negative")
         self._lock = threading.RLock()
+        # Emulated seconds an asymmetric or post-quantum version stays PENDING_GENERATION.
+        self.generation_delay = generation_delay
         self._data_dir = data_dir
         self._state = st.load(data_dir) if data_dir else st.State()
         self.clock = Clock(self._state.clock_offset)
@@ -110,6 +144,11 @@ class Backend:
                 for v in key.versions.values()
                 if v.state == State.DESTROY_SCHEDULED and v.destroy_time is not None
             )
+            due.extend(
+                v.pending_until
+                for v in key.versions.values()
+                if v.state == State.PENDING_GENERATION and v.pending_until is not None
+            )
         self._next_due = min(due) if due else None
 
     def _tick(self) -> float:
@@ -119,6 +158,14 @@ class Backend:
             return now
         for key in self._state.crypto_keys.values():
             for version in key.versions.values():
+                if (
+                    version.state == State.PENDING_GENERATION
+                    and version.pending_until is not None
+                    and version.pending_until <= now
+                ):
+                    version.state = State.ENABLED
+                    version.generate_time = version.pending_until
+                    version.pending_until = None
                 if (
                     version.state == State.DESTROY_SCHEDULED
                     and version.destroy_time is not None
@@ -221,15 +268,23 @@ class Backend:
             raise not_found(name)
         return key, version
 
-    def _new_version(self, key: st.CryptoKey, when: float, state: int) -> st.Version:
+    def _new_version(
+        self, key: st.CryptoKey, when: float, state: int, material: bytes | None = None
+    ) -> st.Version:
+        """Add a version to ``key``; ``material`` is pre-generated (outside the lock) for keys whose
+        generation is slow. Asymmetric and post-quantum versions start PENDING_GENERATION and become
+        ENABLED ``generation_delay`` emulated seconds later (on the next call, by default)."""
+        spec = algorithms.spec_for(key.algorithm)
+        pending = spec is not None and spec.asymmetric and state == State.ENABLED
         version = st.Version(
             id=key.next_version_id,
-            state=state,
+            state=State.PENDING_GENERATION if pending else state,
             algorithm=key.algorithm,
             protection_level=key.protection_level,
             create_time=when,
-            generate_time=when,
-            material=ciphertext.new_material(),
+            generate_time=None if pending else when,
+            material=material if material is not None else new_material(key.algorithm),
+            pending_until=when + self.generation_delay if pending else None,
         )
         key.versions[version.id] = version
         key.next_version_id += 1
@@ -329,7 +384,12 @@ class Backend:
 
     # ----------------------------------------------------------------- crypto keys
 
-    def _check_rotation(self, period: float | None, next_time: float | None) -> None:
+    def _check_rotation(self, period: float | None, next_time: float | None, purpose: int) -> None:
+        if (period or next_time is not None) and purpose != Purpose.ENCRYPT_DECRYPT:
+            raise invalid(
+                f"Automatic rotation is not supported for keys with purpose {Purpose(purpose).name}; "
+                "only ENCRYPT_DECRYPT keys rotate."
+            )
         if period is not None and period < MIN_ROTATION_PERIOD:
             raise invalid(f"rotation_period must be at least 24 hours (86400s), got {period:g}s.")
         if period and next_time is None:
@@ -339,17 +399,20 @@ class Backend:
         names.key_ring(req.parent)
         names.check_id("CryptoKey", req.crypto_key_id)
         spec = req.crypto_key
-        purpose = spec.purpose or Purpose.ENCRYPT_DECRYPT
-        if purpose != Purpose.ENCRYPT_DECRYPT:
+        purpose = spec.purpose
+        if purpose not in _SERVED_PURPOSES:
             raise invalid(
-                f"The kmsflow emulator supports purpose ENCRYPT_DECRYPT only, got {Purpose(purpose).name}."
+                f"The kmsflow emulator does not serve purpose {Purpose(purpose).name} "
+                f"(it serves {', '.join(Purpose(p).name for p in _SERVED_PURPOSES)})."
             )
-        algorithm = spec.version_template.algorithm or Algorithm.GOOGLE_SYMMETRIC_ENCRYPTION
-        if algorithm != Algorithm.GOOGLE_SYMMETRIC_ENCRYPTION:
-            raise invalid(
-                f"Algorithm {Algorithm(algorithm).name} is not compatible with purpose "
-                "ENCRYPT_DECRYPT (want GOOGLE_SYMMETRIC_ENCRYPTION)."
-            )
+        algorithm = spec.version_template.algorithm
+        if not algorithm:
+            if purpose != Purpose.ENCRYPT_DECRYPT:
+                raise invalid(
+                    f"version_template.algorithm must be specified for purpose {Purpose(purpose).name}."
+                )
+            algorithm = Algorithm.GOOGLE_SYMMETRIC_ENCRYPTION
+        _check_algorithm(purpose, algorithm)
         protection = spec.version_template.protection_level or Protection.SOFTWARE
         if protection not in (Protection.SOFTWARE, Protection.HSM):
             raise invalid(
@@ -358,7 +421,9 @@ class Backend:
             )
         period = _seconds(spec.rotation_period) if spec.HasField("rotation_period") else None
         next_time = _seconds(spec.next_rotation_time) if spec.HasField("next_rotation_time") else None
-        self._check_rotation(period, next_time)
+        self._check_rotation(period, next_time, purpose)
+        # Generated before taking the lock: an RSA-4096 key takes a while.
+        material = None if req.skip_initial_version_creation else new_material(algorithm)
         destroy_after = st.DEFAULT_DESTROY_SCHEDULED_DURATION
         if spec.HasField("destroy_scheduled_duration"):
             destroy_after = _seconds(spec.destroy_scheduled_duration)
@@ -386,7 +451,9 @@ class Backend:
                 labels=dict(spec.labels),
             )
             if not req.skip_initial_version_creation:
-                key.primary_id = self._new_version(key, now, State.ENABLED).id
+                first = self._new_version(key, now, State.ENABLED, material)
+                if purpose == Purpose.ENCRYPT_DECRYPT:  # only symmetric encryption keys have a primary
+                    key.primary_id = first.id
             self._state.crypto_keys[name] = key
             self._commit()
             return self._key_pb(key)
@@ -440,16 +507,12 @@ class Backend:
                 period = _seconds(spec.rotation_period) if spec.HasField("rotation_period") else None
             if "next_rotation_time" in paths:
                 next_time = _seconds(spec.next_rotation_time) if spec.HasField("next_rotation_time") else None
-            self._check_rotation(period, next_time)
+            self._check_rotation(period, next_time, key.purpose)
             template = {p for p in paths if p.startswith("version_template")}
             algorithm = key.algorithm
             if template and spec.version_template.algorithm:
                 algorithm = spec.version_template.algorithm
-                if algorithm != Algorithm.GOOGLE_SYMMETRIC_ENCRYPTION:
-                    raise invalid(
-                        f"Algorithm {Algorithm(algorithm).name} is not compatible with purpose "
-                        "ENCRYPT_DECRYPT."
-                    )
+                _check_algorithm(key.purpose, algorithm)
             if template and spec.version_template.protection_level not in (
                 Protection.PROTECTION_LEVEL_UNSPECIFIED,
                 key.protection_level,
@@ -469,6 +532,11 @@ class Backend:
             self._require(principal, "cloudkms.cryptoKeys.update", req.name)
             self._tick()
             key = self._key(req.name)
+            if key.purpose != Purpose.ENCRYPT_DECRYPT:
+                raise precondition(
+                    f"{req.name} has purpose {Purpose(key.purpose).name}; only ENCRYPT_DECRYPT keys "
+                    "have a primary version."
+                )
             version_name = f"{req.name}/cryptoKeyVersions/{req.crypto_key_version_id}"
             if not req.crypto_key_version_id.isdigit():
                 raise invalid(f"Invalid crypto_key_version_id {req.crypto_key_version_id!r}.")
@@ -492,9 +560,16 @@ class Backend:
             raise invalid("A new CryptoKeyVersion may only be created ENABLED or DISABLED.")
         with self._lock:
             self._require(principal, "cloudkms.cryptoKeyVersions.create", req.parent)
+            self._tick()
+            algorithm = self._key(req.parent).algorithm
+        # Generated outside the lock (RSA-4096 is slow); the key may change meanwhile, so re-check.
+        material: bytes | None = new_material(algorithm)
+        with self._lock:
             now = self._tick()
             key = self._key(req.parent)
-            version = self._new_version(key, now, wanted)
+            if key.algorithm != algorithm:
+                material = None
+            version = self._new_version(key, now, wanted, material)
             self._commit()
             return self._version_pb(key, version)
 
@@ -617,8 +692,10 @@ class Backend:
             self._tick()
             if is_version:
                 key, version = self._version(req.name)
+                self._check_purpose(key, Purpose.ENCRYPT_DECRYPT, "Encrypt")
             else:
                 key = self._key(key_name)
+                self._check_purpose(key, Purpose.ENCRYPT_DECRYPT, "Encrypt")
                 if key.primary_id is None:
                     raise precondition(f"{key_name} has no primary version.")
                 version = key.versions[key.primary_id]
@@ -660,6 +737,7 @@ class Backend:
             self._require(principal, "cloudkms.cryptoKeyVersions.useToDecrypt", req.name)
             self._tick()
             key = self._key(req.name)
+            self._check_purpose(key, Purpose.ENCRYPT_DECRYPT, "Decrypt")
             try:
                 version_id = ciphertext.version_of(req.ciphertext)
             except ciphertext.CiphertextError:
@@ -694,6 +772,192 @@ class Backend:
             self._require(principal, "cloudkms.locations.generateRandomBytes", None)
         data = os.urandom(req.length_bytes)
         return service.GenerateRandomBytesResponse.pb()(data=data, data_crc32c={"value": crc32c(data)})
+
+    # ----------------------------------------------------------------- asymmetric, PQ, MAC
+
+    @staticmethod
+    def _check_purpose(key: st.CryptoKey, purpose: int | tuple[int, ...], rpc: str) -> None:
+        wanted = purpose if isinstance(purpose, tuple) else (purpose,)
+        if key.purpose not in wanted:
+            raise precondition(
+                f"The request cannot be fulfilled: {rpc} is not supported for {key.name}, whose "
+                f"purpose is {Purpose(key.purpose).name} (it needs "
+                f"{' or '.join(Purpose(p).name for p in wanted)})."
+            )
+
+    def _usable(
+        self, name: str, principal: str | None, permission: str, purpose: int | tuple[int, ...], rpc: str
+    ) -> tuple[st.CryptoKey, st.Version, algorithms.Spec, bytes]:
+        """The ENABLED version ``name`` of a key with ``purpose``, after the IAM check, with its
+        algorithm's spec and material (copied out so the crypto runs outside the lock)."""
+        names.version(name)
+        with self._lock:
+            self._require(principal, permission, name)
+            self._tick()
+            key, version = self._version(name)
+            self._check_purpose(key, purpose, rpc)
+            if version.state != State.ENABLED or version.material is None:
+                raise precondition(f"{name} is not enabled, current state is: {_state_name(version.state)}.")
+            spec = algorithms.spec_for(version.algorithm)
+            assert spec is not None, version.algorithm
+            return key, version, spec, version.material
+
+    def GetPublicKey(self, req: Any, principal: str | None) -> Any:
+        _, version, spec, material = self._usable(
+            req.name,
+            principal,
+            "cloudkms.cryptoKeyVersions.viewPublicKey",
+            (Purpose.ASYMMETRIC_SIGN, Purpose.ASYMMETRIC_DECRYPT, Purpose.KEY_ENCAPSULATION),
+            "GetPublicKey",
+        )
+        wanted = req.public_key_format
+        if wanted not in algorithms.formats(spec):
+            if wanted == KeyFormat.PUBLIC_KEY_FORMAT_UNSPECIFIED:
+                raise invalid(
+                    f"public_key_format is required for {Algorithm(spec.algorithm).name}: "
+                    "post-quantum public keys are served in NIST_PQC format only."
+                )
+            raise invalid(
+                f"Public key format {KeyFormat(wanted).name} is not supported for "
+                f"{Algorithm(spec.algorithm).name} (supported: "
+                f"{', '.join(KeyFormat(f).name for f in algorithms.formats(spec) if f)})."
+            )
+        out = PublicKeyPb(
+            name=req.name,
+            algorithm=spec.algorithm,
+            protection_level=version.protection_level,
+        )
+        if wanted in (KeyFormat.PUBLIC_KEY_FORMAT_UNSPECIFIED, KeyFormat.PEM):
+            pem = algorithms.public_key(spec, material, KeyFormat.PEM)
+            out.pem = pem.decode()
+            out.pem_crc32c.value = crc32c(pem)
+        out.public_key_format = wanted or KeyFormat.PEM
+        if wanted != KeyFormat.PUBLIC_KEY_FORMAT_UNSPECIFIED:
+            data = algorithms.public_key(spec, material, wanted)
+            out.public_key.data = data
+            out.public_key.crc32c_checksum.value = crc32c(data)
+        return out
+
+    def AsymmetricSign(self, req: Any, principal: str | None) -> Any:
+        has_digest = req.HasField("digest")
+        digest_field = req.digest.WhichOneof("digest") if has_digest else None
+        digest = getattr(req.digest, digest_field) if digest_field else b""
+        verified_digest = self._check_payload(
+            "digest", digest, req.digest_crc32c, req.HasField("digest_crc32c")
+        )
+        verified_data = self._check_payload("data", req.data, req.data_crc32c, req.HasField("data_crc32c"))
+        if has_digest and req.data:
+            raise invalid("Only one of digest and data may be supplied.")
+        _, version, spec, material = self._usable(
+            req.name,
+            principal,
+            "cloudkms.cryptoKeyVersions.useToSign",
+            Purpose.ASYMMETRIC_SIGN,
+            "AsymmetricSign",
+        )
+        name = Algorithm(spec.algorithm).name
+        if spec.kind == "ml_dsa_mu":
+            if not has_digest:
+                raise invalid(f"{name} signs a precomputed digest.external_mu, not data.")
+        elif has_digest and spec.digest is None:
+            raise invalid(f"{name} signs data; a digest is not accepted.")
+        if has_digest:
+            if digest_field != spec.digest:
+                raise invalid(
+                    f"The digest must be a {spec.digest} digest for {name}, got {digest_field or 'none'}."
+                )
+            if len(digest) != algorithms.digest_size(spec):
+                size = algorithms.digest_size(spec)
+                raise invalid(f"The {spec.digest} digest must be {size} bytes, got {len(digest)}.")
+        try:
+            signature = algorithms.sign(
+                spec, material, digest=digest if has_digest else None, data=None if has_digest else req.data
+            )
+        except algorithms.OperationError as exc:
+            raise invalid(str(exc)) from None
+        return service.AsymmetricSignResponse.pb()(
+            signature=signature,
+            signature_crc32c={"value": crc32c(signature)},
+            verified_digest_crc32c=verified_digest,
+            verified_data_crc32c=verified_data,
+            name=req.name,
+            protection_level=version.protection_level,
+        )
+
+    def AsymmetricDecrypt(self, req: Any, principal: str | None) -> Any:
+        verified = self._check_payload(
+            "ciphertext", req.ciphertext, req.ciphertext_crc32c, req.HasField("ciphertext_crc32c")
+        )
+        _, version, spec, material = self._usable(
+            req.name,
+            principal,
+            "cloudkms.cryptoKeyVersions.useToDecrypt",
+            Purpose.ASYMMETRIC_DECRYPT,
+            "AsymmetricDecrypt",
+        )
+        try:
+            plaintext = algorithms.decrypt(spec, material, req.ciphertext)
+        except algorithms.OperationError as exc:
+            raise invalid(str(exc)) from None
+        return service.AsymmetricDecryptResponse.pb()(
+            plaintext=plaintext,
+            plaintext_crc32c={"value": crc32c(plaintext)},
+            verified_ciphertext_crc32c=verified,
+            protection_level=version.protection_level,
+        )
+
+    def Decapsulate(self, req: Any, principal: str | None) -> Any:
+        verified = self._check_payload(
+            "ciphertext", req.ciphertext, req.ciphertext_crc32c, req.HasField("ciphertext_crc32c")
+        )
+        _, version, spec, material = self._usable(
+            req.name,
+            principal,
+            "cloudkms.cryptoKeyVersions.useToDecapsulate",
+            Purpose.KEY_ENCAPSULATION,
+            "Decapsulate",
+        )
+        try:
+            secret = algorithms.decapsulate(spec, material, req.ciphertext)
+        except algorithms.OperationError as exc:
+            raise invalid(str(exc)) from None
+        return service.DecapsulateResponse.pb()(
+            name=req.name,
+            shared_secret=secret,
+            shared_secret_crc32c=crc32c(secret),
+            verified_ciphertext_crc32c=verified,
+            protection_level=version.protection_level,
+        )
+
+    def MacSign(self, req: Any, principal: str | None) -> Any:
+        verified = self._check_payload("data", req.data, req.data_crc32c, req.HasField("data_crc32c"))
+        _, version, spec, material = self._usable(
+            req.name, principal, "cloudkms.cryptoKeyVersions.useToSign", Purpose.MAC, "MacSign"
+        )
+        tag = algorithms.mac(spec, material, req.data)
+        return service.MacSignResponse.pb()(
+            name=req.name,
+            mac=tag,
+            mac_crc32c={"value": crc32c(tag)},
+            verified_data_crc32c=verified,
+            protection_level=version.protection_level,
+        )
+
+    def MacVerify(self, req: Any, principal: str | None) -> Any:
+        verified_data = self._check_payload("data", req.data, req.data_crc32c, req.HasField("data_crc32c"))
+        verified_mac = self._check_payload("mac", req.mac, req.mac_crc32c, req.HasField("mac_crc32c"))
+        _, version, spec, material = self._usable(
+            req.name, principal, "cloudkms.cryptoKeyVersions.useToVerify", Purpose.MAC, "MacVerify"
+        )
+        success = algorithms.mac_verify(spec, material, req.data, req.mac)
+        return service.MacVerifyResponse.pb()(
+            name=req.name,
+            success=success,
+            verified_data_crc32c=verified_data,
+            verified_mac_crc32c=verified_mac,
+            verified_success_integrity=success,
+            protection_level=version.protection_level,
+        )
 
     # ----------------------------------------------------------------- IAM policy RPCs
 
@@ -785,6 +1049,12 @@ for _rpc in (
     "Encrypt",
     "Decrypt",
     "GenerateRandomBytes",
+    "GetPublicKey",
+    "AsymmetricSign",
+    "AsymmetricDecrypt",
+    "Decapsulate",
+    "MacSign",
+    "MacVerify",
 ):
     KMS_METHODS[_rpc] = (getattr(service, f"{_rpc}Request").pb(), getattr(Backend, _rpc))
 

@@ -53,8 +53,11 @@ class EmulatorServer:
         owner: str | None = None,
         faults: FaultPlan | None = None,
         max_workers: int = 32,
+        generation_delay: float = 0.0,
     ) -> None:
-        self.backend = Backend(data_dir=data_dir, enforce_iam=enforce_iam, owner=owner)
+        self.backend = Backend(
+            data_dir=data_dir, enforce_iam=enforce_iam, owner=owner, generation_delay=generation_delay
+        )
         self.faults = FaultInjector(faults)
         self._server = grpc.server(
             futures.ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="kms-emulator")

@@ -1,7 +1,9 @@
 """The emulator's resources, their JSON form, and atomic persistence to ``--data-dir``.
 
 Plain dataclasses rather than protobufs: the service layer owns the wire form, this module owns
-what is remembered. Key material lives only here (base64 in the state file) and is never logged.
+what is remembered. Key material lives only here (base64 in the state file) and is never logged:
+the AES key of symmetric versions, PKCS#8 DER private keys (RSA, EC, Ed25519), FIPS 203/204 seeds
+(ML-KEM, ML-DSA) and HMAC keys, as ``kmsflow_emulator.algorithms`` generates them.
 """
 
 from __future__ import annotations
@@ -51,6 +53,8 @@ class Version:
     material: bytes | None
     destroy_time: float | None = None
     destroy_event_time: float | None = None
+    # PENDING_GENERATION versions (asymmetric and post-quantum keys) become ENABLED at this time.
+    pending_until: float | None = None
 
 
 @dataclass

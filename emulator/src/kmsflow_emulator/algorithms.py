@@ -1,0 +1,265 @@
+"""Cloud KMS algorithms beyond GOOGLE_SYMMETRIC_ENCRYPTION, composed from ``cryptography`` only.
+
+One ``Spec`` per ``CryptoKeyVersionAlgorithm`` the emulator serves: the purpose it belongs to, how
+its private material is generated and stored (PKCS#8 DER for RSA/EC/Ed25519, the FIPS 203/204 seed
+for ML-KEM/ML-DSA, raw key bytes for HMAC), and the one operation it supports. No cryptography is
+written here: every primitive is a ``cryptography`` call, this module only picks parameters the way
+Cloud KMS documents them (PSS salt = digest length, OAEP with MGF1 over the same hash and no label,
+ECDSA signatures DER-encoded, ML-DSA pure mode with an empty context).
+
+Material never leaves this module except as the bytes ``state`` persists; nothing here logs.
+"""
+
+from __future__ import annotations
+
+import hmac as _hmac
+import os
+from dataclasses import dataclass
+from typing import Any
+
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives import hmac as hmac_primitive
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519, mldsa, mlkem, padding, rsa, utils
+from google.cloud.kms_v1.types import resources
+
+Algorithm = resources.CryptoKeyVersion.CryptoKeyVersionAlgorithm
+Purpose = resources.CryptoKey.CryptoKeyPurpose
+KeyFormat = resources.PublicKey.PublicKeyFormat
+
+_PUBLIC_KEY_PURPOSES = (Purpose.ASYMMETRIC_SIGN, Purpose.ASYMMETRIC_DECRYPT, Purpose.KEY_ENCAPSULATION)
+
+_HASHES: dict[str, type[hashes.HashAlgorithm]] = {
+    "sha1": hashes.SHA1,
+    "sha224": hashes.SHA224,
+    "sha256": hashes.SHA256,
+    "sha384": hashes.SHA384,
+    "sha512": hashes.SHA512,
+}
+
+
+class OperationError(ValueError):
+    """The input does not fit the algorithm (wrong digest, undecryptable ciphertext, ...)."""
+
+
+@dataclass(frozen=True)
+class Spec:
+    """How the emulator serves one algorithm.
+
+    ``kind`` is the family: "rsa_sign_pss", "rsa_sign_pkcs1", "rsa_sign_raw", "rsa_decrypt",
+    "ec_sign", "ed25519", "hmac", "ml_kem", "ml_dsa", "ml_dsa_mu". ``digest`` names the hash a
+    digest input must use (None: the algorithm signs data only); ``size`` is the RSA modulus bits,
+    the HMAC key bytes, or the ML-KEM/ML-DSA parameter set.
+    """
+
+    algorithm: int
+    purpose: int
+    kind: str
+    digest: str | None = None
+    size: int = 0
+    curve: type[ec.EllipticCurve] | None = None
+
+    @property
+    def post_quantum(self) -> bool:
+        return self.kind in ("ml_kem", "ml_dsa", "ml_dsa_mu")
+
+    @property
+    def asymmetric(self) -> bool:
+        """Versions are generated asynchronously (PENDING_GENERATION) and have a public key."""
+        return self.purpose in _PUBLIC_KEY_PURPOSES
+
+
+def _specs() -> dict[int, Spec]:
+    out: dict[int, Spec] = {}
+
+    def add(name: str, purpose: int, kind: str, **kw: Any) -> None:
+        algorithm = int(getattr(Algorithm, name))
+        out[algorithm] = Spec(algorithm=algorithm, purpose=purpose, kind=kind, **kw)
+
+    sign, decrypt = Purpose.ASYMMETRIC_SIGN, Purpose.ASYMMETRIC_DECRYPT
+    for bits, digest in ((2048, "sha256"), (3072, "sha256"), (4096, "sha256"), (4096, "sha512")):
+        suffix = f"{bits}_{digest.upper()}"
+        add(f"RSA_SIGN_PSS_{suffix}", sign, "rsa_sign_pss", digest=digest, size=bits)
+        add(f"RSA_SIGN_PKCS1_{suffix}", sign, "rsa_sign_pkcs1", digest=digest, size=bits)
+        add(f"RSA_DECRYPT_OAEP_{suffix}", decrypt, "rsa_decrypt", digest=digest, size=bits)
+    for bits in (2048, 3072, 4096):
+        add(f"RSA_SIGN_RAW_PKCS1_{bits}", sign, "rsa_sign_raw", size=bits)
+        add(f"RSA_DECRYPT_OAEP_{bits}_SHA1", decrypt, "rsa_decrypt", digest="sha1", size=bits)
+    add("EC_SIGN_P256_SHA256", sign, "ec_sign", digest="sha256", curve=ec.SECP256R1)
+    add("EC_SIGN_P384_SHA384", sign, "ec_sign", digest="sha384", curve=ec.SECP384R1)
+    add("EC_SIGN_SECP256K1_SHA256", sign, "ec_sign", digest="sha256", curve=ec.SECP256K1)
+    add("EC_SIGN_ED25519", sign, "ed25519")
+    for digest, key_bytes in (("sha1", 20), ("sha224", 28), ("sha256", 32), ("sha384", 48), ("sha512", 64)):
+        add(f"HMAC_{digest.upper()}", Purpose.MAC, "hmac", digest=digest, size=key_bytes)
+    add("ML_KEM_768", Purpose.KEY_ENCAPSULATION, "ml_kem", size=768)
+    add("ML_KEM_1024", Purpose.KEY_ENCAPSULATION, "ml_kem", size=1024)
+    for level in (44, 65, 87):
+        add(f"PQ_SIGN_ML_DSA_{level}", sign, "ml_dsa", size=level)
+        add(f"PQ_SIGN_ML_DSA_{level}_EXTERNAL_MU", sign, "ml_dsa_mu", digest="external_mu", size=level)
+    return out
+
+
+SPECS: dict[int, Spec] = _specs()
+
+# The algorithms a purpose admits in the emulator (GOOGLE_SYMMETRIC_ENCRYPTION is backend's own).
+ALGORITHMS_BY_PURPOSE: dict[int, list[int]] = {}
+for _spec in SPECS.values():
+    ALGORITHMS_BY_PURPOSE.setdefault(_spec.purpose, []).append(_spec.algorithm)
+
+_ML_KEM_PRIVATE: dict[int, Any] = {768: mlkem.MLKEM768PrivateKey, 1024: mlkem.MLKEM1024PrivateKey}
+_ML_DSA_PRIVATE: dict[int, Any] = {
+    44: mldsa.MLDSA44PrivateKey,
+    65: mldsa.MLDSA65PrivateKey,
+    87: mldsa.MLDSA87PrivateKey,
+}
+
+
+def spec_for(algorithm: int) -> Spec | None:
+    return SPECS.get(algorithm)
+
+
+# ----------------------------------------------------------------------------- key material
+
+
+def generate(spec: Spec) -> bytes:
+    """Fresh private material for ``spec``, in the form ``state`` persists."""
+    if spec.kind == "hmac":
+        return os.urandom(spec.size)
+    if spec.kind == "ml_kem":
+        return bytes(_ML_KEM_PRIVATE[spec.size].generate().private_bytes_raw())
+    if spec.kind in ("ml_dsa", "ml_dsa_mu"):
+        return bytes(_ML_DSA_PRIVATE[spec.size].generate().private_bytes_raw())
+    key: Any
+    if spec.kind.startswith("rsa"):
+        key = rsa.generate_private_key(public_exponent=65537, key_size=spec.size)
+    elif spec.kind == "ec_sign":
+        assert spec.curve is not None
+        key = ec.generate_private_key(spec.curve())
+    elif spec.kind == "ed25519":
+        key = ed25519.Ed25519PrivateKey.generate()
+    else:  # pragma: no cover - every Spec kind is handled above
+        raise AssertionError(spec.kind)
+    return bytes(
+        key.private_bytes(
+            serialization.Encoding.DER,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+
+
+def _private(spec: Spec, material: bytes) -> Any:
+    if spec.kind == "ml_kem":
+        return _ML_KEM_PRIVATE[spec.size].from_seed_bytes(material)
+    if spec.kind in ("ml_dsa", "ml_dsa_mu"):
+        return _ML_DSA_PRIVATE[spec.size].from_seed_bytes(material)
+    return serialization.load_der_private_key(material, password=None)
+
+
+def public_key(spec: Spec, material: bytes, key_format: int) -> bytes:
+    """The public key in ``key_format`` (PEM, DER or NIST_PQC); the caller checked compatibility."""
+    public = _private(spec, material).public_key()
+    if key_format == KeyFormat.NIST_PQC:
+        return bytes(public.public_bytes_raw())
+    encoding = serialization.Encoding.PEM if key_format == KeyFormat.PEM else serialization.Encoding.DER
+    return bytes(public.public_bytes(encoding, serialization.PublicFormat.SubjectPublicKeyInfo))
+
+
+def formats(spec: Spec) -> tuple[int, ...]:
+    """The ``PublicKeyFormat`` values GetPublicKey serves for ``spec`` (UNSPECIFIED means PEM)."""
+    if spec.post_quantum:
+        return (KeyFormat.NIST_PQC,)
+    return (KeyFormat.PUBLIC_KEY_FORMAT_UNSPECIFIED, KeyFormat.PEM, KeyFormat.DER)
+
+
+# ----------------------------------------------------------------------------- operations
+
+
+def sign(spec: Spec, material: bytes, *, digest: bytes | None, data: bytes | None) -> bytes:
+    """Sign a digest (computed with ``spec.digest``) or data; exactly one of them is given."""
+    key = _private(spec, material)
+    if spec.kind == "ml_dsa":
+        assert data is not None
+        return bytes(key.sign(data))
+    if spec.kind == "ml_dsa_mu":
+        assert digest is not None
+        return bytes(key.sign_mu(digest))
+    if spec.kind == "ed25519":
+        assert data is not None
+        return bytes(key.sign(data))
+    if spec.kind == "rsa_sign_raw":
+        assert data is not None
+        try:
+            return bytes(key.sign(data, padding.PKCS1v15(), utils.NoDigestInfo()))
+        except ValueError as exc:
+            raise OperationError("The data is too long for this key's modulus.") from exc
+    assert spec.digest is not None
+    algorithm = _HASHES[spec.digest]()
+    if digest is None:
+        assert data is not None
+        hasher = hashes.Hash(algorithm)
+        hasher.update(data)
+        digest = hasher.finalize()
+    prehashed = utils.Prehashed(algorithm)
+    if spec.kind == "ec_sign":
+        return bytes(key.sign(digest, ec.ECDSA(prehashed)))
+    if spec.kind == "rsa_sign_pss":
+        pss = padding.PSS(mgf=padding.MGF1(_HASHES[spec.digest]()), salt_length=algorithm.digest_size)
+        return bytes(key.sign(digest, pss, prehashed))
+    if spec.kind == "rsa_sign_pkcs1":
+        return bytes(key.sign(digest, padding.PKCS1v15(), prehashed))
+    raise AssertionError(spec.kind)  # pragma: no cover
+
+
+def decrypt(spec: Spec, material: bytes, ciphertext: bytes) -> bytes:
+    """RSA-OAEP decryption (MGF1 with the same hash, empty label), as Cloud KMS does it."""
+    assert spec.digest is not None
+    oaep = padding.OAEP(
+        mgf=padding.MGF1(_HASHES[spec.digest]()), algorithm=_HASHES[spec.digest](), label=None
+    )
+    try:
+        return bytes(_private(spec, material).decrypt(ciphertext, oaep))
+    except ValueError as exc:
+        raise OperationError("Decryption failed.") from exc
+
+
+def decapsulate(spec: Spec, material: bytes, ciphertext: bytes) -> bytes:
+    try:
+        return bytes(_private(spec, material).decapsulate(ciphertext))
+    except ValueError as exc:
+        raise OperationError("Decapsulation failed: the ciphertext is invalid.") from exc
+
+
+def mac(spec: Spec, material: bytes, data: bytes) -> bytes:
+    assert spec.digest is not None
+    h = hmac_primitive.HMAC(material, _HASHES[spec.digest]())
+    h.update(data)
+    return bytes(h.finalize())
+
+
+def mac_verify(spec: Spec, material: bytes, data: bytes, tag: bytes) -> bool:
+    return _hmac.compare_digest(mac(spec, material, data), tag)
+
+
+def digest_size(spec: Spec) -> int:
+    if spec.digest == "external_mu":
+        return 64
+    assert spec.digest is not None
+    return int(_HASHES[spec.digest]().digest_size)
+
+
+__all__ = [
+    "ALGORITHMS_BY_PURPOSE",
+    "SPECS",
+    "OperationError",
+    "Spec",
+    "decapsulate",
+    "decrypt",
+    "digest_size",
+    "formats",
+    "generate",
+    "mac",
+    "mac_verify",
+    "public_key",
+    "sign",
+    "spec_for",
+]
