@@ -536,3 +536,96 @@ def test_plain_client_pointed_at_the_emulator(emulator: Any, location: str) -> N
         key_obj.verify(signed.signature, digest, ec.ECDSA(utils.Prehashed(hashes.SHA256())))  # type: ignore[call-arg, union-attr]
     finally:
         transport.close()
+
+
+# ----------------------------------------------------------------------------- IAM
+
+
+def _member() -> str:
+    return f"serviceAccount:sa-{uuid.uuid4().hex[:8]}@proj.iam.gserviceaccount.com"
+
+
+def _grant(client: Client, resource: str, role: str, member: str) -> None:
+    policy = client.get_iam_policy(request={"resource": resource})
+    policy.bindings.add(role=role, members=[member])
+    client.set_iam_policy(request={"resource": resource, "policy": policy})
+
+
+def test_iam_roles_for_the_new_rpcs(
+    iam_emulator: Any, owner: str, clients: Callable[..., Client], new_ring: Callable[..., str]
+) -> None:
+    admin = clients(iam_emulator, owner)
+    ring = new_ring(admin)
+    signing = create(admin, ring, "ASYMMETRIC_SIGN", "EC_SIGN_P256_SHA256")
+    decrypting = create(admin, ring, "ASYMMETRIC_DECRYPT", "RSA_DECRYPT_OAEP_2048_SHA256")
+    kem = create(admin, ring, "KEY_ENCAPSULATION", "ML_KEM_768")
+    mac = create(admin, ring, "MAC", "HMAC_SHA256")
+    sign_v, decrypt_v, kem_v, mac_v = (first_version(k) for k in (signing, decrypting, kem, mac))
+    # The owner can do all of it.
+    pem = public_key(admin, sign_v).pem
+    tag = admin.mac_sign(request={"name": mac_v, "data": b"d"}).mac
+
+    roles = {
+        "signerVerifier": "roles/cloudkms.signerVerifier",
+        "signer": "roles/cloudkms.signer",
+        "publicKeyViewer": "roles/cloudkms.publicKeyViewer",
+        "decrypter": "roles/cloudkms.cryptoKeyDecrypter",
+        "decapsulator": "roles/cloudkms.cryptoKeyDecapsulator",
+        "operator": "roles/cloudkms.cryptoOperator",
+        "viewer": "roles/cloudkms.viewer",
+    }
+    who = {label: _member() for label in roles}
+    for label, role in roles.items():
+        _grant(admin, ring, role, who[label])  # on the key ring: inherited by every key
+    ciphertext = serialization.load_pem_public_key(public_key(admin, decrypt_v).pem.encode()).encrypt(  # type: ignore[union-attr]
+        b"s", padding.OAEP(mgf=padding.MGF1(hashes.SHA256()), algorithm=hashes.SHA256(), label=None)
+    )
+    secret, encapsulated = mlkem.MLKEM768PublicKey.from_public_bytes(
+        public_key(admin, kem_v, KeyFormat.NIST_PQC).public_key.data
+    ).encapsulate()
+
+    calls: dict[str, Callable[[Client], Any]] = {
+        "sign": lambda c: c.asymmetric_sign(request={"name": sign_v, "data": b"x"}),
+        "public_key": lambda c: public_key(c, sign_v),
+        "decrypt": lambda c: c.asymmetric_decrypt(request={"name": decrypt_v, "ciphertext": ciphertext}),
+        "decapsulate": lambda c: c.decapsulate(request={"name": kem_v, "ciphertext": encapsulated}),
+        "mac_sign": lambda c: c.mac_sign(request={"name": mac_v, "data": b"d"}),
+        "mac_verify": lambda c: c.mac_verify(request={"name": mac_v, "data": b"d", "mac": tag}),
+    }
+    allowed = {
+        "signerVerifier": {"sign", "public_key", "mac_sign", "mac_verify"},
+        "signer": {"sign", "mac_sign"},
+        "publicKeyViewer": {"public_key"},
+        "decrypter": {"decrypt"},
+        "decapsulator": {"decapsulate"},
+        "operator": set(calls),
+        "viewer": set(),
+    }
+    for label in roles:
+        client = clients(iam_emulator, who[label])
+        for call, run in calls.items():
+            if call in allowed[label]:
+                run(client)
+            else:
+                with pytest.raises(exceptions.PermissionDenied):
+                    run(client)
+    operator = clients(iam_emulator, who["operator"])
+    assert public_key(operator, sign_v).pem == pem
+    opened = operator.asymmetric_decrypt(request={"name": decrypt_v, "ciphertext": ciphertext})
+    assert opened.plaintext == b"s"
+    assert operator.decapsulate(request={"name": kem_v, "ciphertext": encapsulated}).shared_secret == secret
+    asked = [
+        "cloudkms.cryptoKeyVersions.useToSign",
+        "cloudkms.cryptoKeyVersions.useToVerify",
+        "cloudkms.cryptoKeyVersions.viewPublicKey",
+        "cloudkms.cryptoKeyVersions.useToDecapsulate",
+    ]
+    held = clients(iam_emulator, who["signerVerifier"]).test_iam_permissions(
+        request={"resource": signing.name, "permissions": asked}
+    )
+    assert list(held.permissions) == asked[:3]
+    # Without an identity nothing works, and a stranger cannot probe for names.
+    with pytest.raises(exceptions.PermissionDenied):
+        public_key(clients(iam_emulator, None), sign_v)
+    with pytest.raises(exceptions.PermissionDenied):
+        public_key(clients(iam_emulator, _member()), sign_v[:-1] + "7")

@@ -3,6 +3,12 @@
 Policies attach to key rings and crypto keys; a crypto key (and its versions) inherits the key
 ring's bindings, as in Cloud KMS. Location-level actions (creating or listing key rings, random
 bytes) have no policy here, so only the ``--owner`` principal may do them when IAM is enforced.
+
+The crypto roles carry the ``cloudkms.cryptoKeyVersions.*`` permissions the RPCs check:
+``useToSign`` (AsymmetricSign, MacSign), ``useToVerify`` (MacVerify), ``viewPublicKey``
+(GetPublicKey), ``useToDecrypt`` (Decrypt, AsymmetricDecrypt), ``useToDecapsulate`` (Decapsulate).
+``roles/cloudkms.cryptoKeyDecapsulator`` is this emulator's name for a role holding only
+``useToDecapsulate``; ``cryptoOperator`` holds every ``useTo*`` and ``viewPublicKey``.
 """
 
 from __future__ import annotations
@@ -44,6 +50,30 @@ ROLE_PERMISSIONS: dict[str, frozenset[str]] = {
         _LOCATIONS | {"cloudkms.cryptoKeyVersions.useToEncrypt", "cloudkms.cryptoKeyVersions.useToDecrypt"}
     ),
     "roles/cloudkms.viewer": frozenset(_READ),
+    "roles/cloudkms.publicKeyViewer": frozenset(_LOCATIONS | {"cloudkms.cryptoKeyVersions.viewPublicKey"}),
+    "roles/cloudkms.signer": frozenset(_LOCATIONS | {"cloudkms.cryptoKeyVersions.useToSign"}),
+    "roles/cloudkms.signerVerifier": frozenset(
+        _LOCATIONS
+        | {
+            "cloudkms.cryptoKeyVersions.useToSign",
+            "cloudkms.cryptoKeyVersions.useToVerify",
+            "cloudkms.cryptoKeyVersions.viewPublicKey",
+        }
+    ),
+    "roles/cloudkms.cryptoKeyDecapsulator": frozenset(
+        _LOCATIONS | {"cloudkms.cryptoKeyVersions.useToDecapsulate"}
+    ),
+    "roles/cloudkms.cryptoOperator": frozenset(
+        _LOCATIONS
+        | {
+            "cloudkms.cryptoKeyVersions.useToEncrypt",
+            "cloudkms.cryptoKeyVersions.useToDecrypt",
+            "cloudkms.cryptoKeyVersions.useToSign",
+            "cloudkms.cryptoKeyVersions.useToVerify",
+            "cloudkms.cryptoKeyVersions.viewPublicKey",
+            "cloudkms.cryptoKeyVersions.useToDecapsulate",
+        }
+    ),
 }
 
 ALL_PERMISSIONS: frozenset[str] = frozenset().union(*ROLE_PERMISSIONS.values()) | {
