@@ -20,8 +20,9 @@ from typing import Any, TypeVar
 
 import grpc
 from google.cloud.kms_v1.types import resources, service
+from google.cloud.location import locations_pb2
 from google.iam.v1 import iam_policy_pb2, policy_pb2
-from google.protobuf import duration_pb2, timestamp_pb2
+from google.protobuf import any_pb2, duration_pb2, timestamp_pb2
 
 from kmsflow_emulator import algorithms, ciphertext, iam, names
 from kmsflow_emulator import state as st
@@ -55,6 +56,24 @@ _SERVED_PURPOSES = (
     Purpose.RAW_ENCRYPT_DECRYPT,
 )
 MAX_HSM_RAW_PAYLOAD = 8 * 1024
+# The locations ListLocations always offers (any well-formed location id is accepted for key rings;
+# those in use are listed too).
+DEFAULT_LOCATIONS = (
+    "global",
+    "us",
+    "europe",
+    "asia",
+    "us-central1",
+    "us-east1",
+    "us-east4",
+    "us-west1",
+    "europe-west1",
+    "europe-west3",
+    "europe-west4",
+    "asia-east1",
+    "asia-northeast1",
+    "asia-southeast1",
+)
 _MAX_CATCH_UP_ROTATIONS = 10_000
 _UPDATABLE_KEY_FIELDS = {"rotation_period", "next_rotation_time", "labels", "version_template"}
 
@@ -1071,6 +1090,37 @@ class Backend:
             verified_initialization_vector_crc32c=verified_iv,
         )
 
+    # ----------------------------------------------------------------- google.cloud.location
+
+    @staticmethod
+    def _location_pb(name: str) -> Any:
+        metadata = any_pb2.Any()
+        metadata.Pack(service.LocationMetadata.pb()(hsm_available=True, ekm_available=False))
+        return locations_pb2.Location(name=name, location_id=name.rsplit("/", 1)[1], metadata=metadata)
+
+    def ListLocations(self, req: Any, principal: str | None) -> Any:
+        project = names.project(req.name)
+        match = compile_filter(req.filter)
+        with self._lock:
+            self._require(principal, "cloudkms.locations.list", None)
+            self._tick()
+            in_use = {names.key_ring(ring).parent for ring in self._state.key_rings}
+        known = {f"{project}/locations/{loc}" for loc in DEFAULT_LOCATIONS}
+        known |= {loc for loc in in_use if loc.startswith(project + "/locations/")}
+        listed = [n for n in sorted(known) if match({"name": n, "location_id": n.rsplit("/", 1)[1]})]
+        page, token = self._page(listed, req.page_size, req.page_token)
+        return locations_pb2.ListLocationsResponse(
+            locations=[self._location_pb(n) for n in page], next_page_token=token
+        )
+
+    def GetLocation(self, req: Any, principal: str | None) -> Any:
+        """Any well-formed location: the emulator creates key rings in any location id."""
+        names.location(req.name)
+        with self._lock:
+            self._require(principal, "cloudkms.locations.get", None)
+            self._tick()
+        return self._location_pb(req.name)
+
     # ----------------------------------------------------------------- IAM policy RPCs
 
     def _policy_holder(self, resource: str) -> tuple[str, st.KeyRing | st.CryptoKey]:
@@ -1176,4 +1226,9 @@ IAM_METHODS: dict[str, tuple[Any, Callable[..., Any]]] = {
     "GetIamPolicy": (iam_policy_pb2.GetIamPolicyRequest, Backend.GetIamPolicy),
     "SetIamPolicy": (iam_policy_pb2.SetIamPolicyRequest, Backend.SetIamPolicy),
     "TestIamPermissions": (iam_policy_pb2.TestIamPermissionsRequest, Backend.TestIamPermissions),
+}
+
+LOCATIONS_METHODS: dict[str, tuple[Any, Callable[..., Any]]] = {
+    "ListLocations": (locations_pb2.ListLocationsRequest, Backend.ListLocations),
+    "GetLocation": (locations_pb2.GetLocationRequest, Backend.GetLocation),
 }

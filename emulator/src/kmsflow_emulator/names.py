@@ -13,6 +13,7 @@ from kmsflow_emulator.errors import invalid
 
 _ID = r"[a-zA-Z0-9_-]{1,63}"
 ID_RE = re.compile(rf"^{_ID}$")
+_PROJECT_RE = re.compile(rf"^projects/{_ID}$")
 _LOCATION_RE = re.compile(rf"^projects/(?P<project>{_ID})/locations/(?P<location>{_ID})$")
 _KEY_RING_RE = re.compile(rf"^(?P<parent>projects/{_ID}/locations/{_ID})/keyRings/(?P<id>{_ID})$")
 _CRYPTO_KEY_RE = re.compile(
@@ -36,6 +37,12 @@ def check_id(kind: str, value: str) -> str:
     if not ID_RE.match(value or ""):
         raise invalid(f"{kind} id {value!r} must match [a-zA-Z0-9_-]{{1,63}}.")
     return value
+
+
+def project(name: str) -> str:
+    if not _PROJECT_RE.match(name or ""):
+        raise invalid(f"Malformed project name {name!r}: want projects/*.")
+    return name
 
 
 def location(name: str) -> str:
