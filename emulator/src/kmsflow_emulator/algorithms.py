@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from cryptography.exceptions import InvalidTag
-from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives import hashes, keywrap, serialization
 from cryptography.hazmat.primitives import hmac as hmac_primitive
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, mldsa, mlkem, padding, rsa, utils
 from cryptography.hazmat.primitives.ciphers import Cipher, modes
@@ -284,6 +284,96 @@ def raw_decrypt(spec: Spec, material: bytes, ciphertext: bytes, aad: bytes, iv: 
     return bytes(decryptor.update(ciphertext) + decryptor.finalize())
 
 
+# ----------------------------------------------------------------------------- import
+
+
+ImportMethod = resources.ImportJob.ImportMethod
+
+# ImportMethod → (RSA bits, OAEP hash, whether an ephemeral AES-256 key wraps the material with KWP).
+IMPORT_METHODS: dict[int, tuple[int, str, bool]] = {
+    ImportMethod.RSA_OAEP_3072_SHA1_AES_256: (3072, "sha1", True),
+    ImportMethod.RSA_OAEP_4096_SHA1_AES_256: (4096, "sha1", True),
+    ImportMethod.RSA_OAEP_3072_SHA256_AES_256: (3072, "sha256", True),
+    ImportMethod.RSA_OAEP_4096_SHA256_AES_256: (4096, "sha256", True),
+    ImportMethod.RSA_OAEP_3072_SHA256: (3072, "sha256", False),
+    ImportMethod.RSA_OAEP_4096_SHA256: (4096, "sha256", False),
+}
+
+
+def new_wrapping_key(method: int) -> bytes:
+    """A fresh RSA wrapping key for an ImportJob, PKCS#8 DER."""
+    bits = IMPORT_METHODS[method][0]
+    key = rsa.generate_private_key(public_exponent=65537, key_size=bits)
+    return bytes(
+        key.private_bytes(
+            serialization.Encoding.DER, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
+    )
+
+
+def wrapping_public_key(material: bytes, der: bool = False) -> bytes:
+    """An ImportJob's public wrapping key, SubjectPublicKeyInfo in PEM (default) or DER."""
+    public = serialization.load_der_private_key(material, password=None).public_key()
+    encoding = serialization.Encoding.DER if der else serialization.Encoding.PEM
+    return bytes(public.public_bytes(encoding, serialization.PublicFormat.SubjectPublicKeyInfo))
+
+
+def unwrap(method: int, material: bytes, wrapped: bytes) -> bytes:
+    """Undo the ImportJob wrapping: RSA-OAEP (MGF1 same hash, empty label) of the key itself, or of
+    an ephemeral AES-256 key followed by the key under AES-KWP (RFC 5649, CKM_RSA_AES_KEY_WRAP)."""
+    bits, digest, with_aes = IMPORT_METHODS[method]
+    key = serialization.load_der_private_key(material, password=None)
+    assert isinstance(key, rsa.RSAPrivateKey)
+    oaep = padding.OAEP(mgf=padding.MGF1(_HASHES[digest]()), algorithm=_HASHES[digest](), label=None)
+    head = bits // 8
+    try:
+        if not with_aes:
+            return bytes(key.decrypt(wrapped, oaep))
+        if len(wrapped) <= head:
+            raise OperationError("The wrapped key is too short for this import method.")
+        ephemeral = key.decrypt(wrapped[:head], oaep)
+        if len(ephemeral) != 32:
+            raise OperationError("The ephemeral wrapping key must be an AES-256 key.")
+        return bytes(keywrap.aes_key_unwrap_with_padding(ephemeral, wrapped[head:]))
+    except (ValueError, keywrap.InvalidUnwrap) as exc:
+        raise OperationError("The wrapped key could not be unwrapped with this ImportJob's key.") from exc
+
+
+def imported_material(spec: Spec | None, key_bytes: bytes) -> bytes:
+    """Check unwrapped key material against the algorithm; return it in the form ``state`` keeps.
+
+    ``spec`` None is GOOGLE_SYMMETRIC_ENCRYPTION (a 32-byte AES key). Asymmetric keys arrive as
+    PKCS#8 DER and must be of the algorithm's type and size."""
+    if spec is None:
+        if len(key_bytes) != 32:
+            raise OperationError(f"GOOGLE_SYMMETRIC_ENCRYPTION takes a 32-byte key, got {len(key_bytes)}.")
+        return key_bytes
+    if spec.kind == "hmac" or spec.kind.startswith("raw_"):
+        if len(key_bytes) != spec.size:
+            raise OperationError(f"This algorithm takes a {spec.size}-byte key, got {len(key_bytes)}.")
+        return key_bytes
+    if spec.post_quantum:
+        raise OperationError("The kmsflow emulator does not import post-quantum keys.")
+    try:
+        key = serialization.load_der_private_key(key_bytes, password=None)
+    except (ValueError, TypeError) as exc:
+        raise OperationError("The key material is not a PKCS#8 DER private key.") from exc
+    if spec.kind.startswith("rsa"):
+        ok = isinstance(key, rsa.RSAPrivateKey) and key.key_size == spec.size
+    elif spec.kind == "ec_sign":
+        assert spec.curve is not None
+        ok = isinstance(key, ec.EllipticCurvePrivateKey) and key.curve.name == spec.curve().name
+    else:
+        ok = isinstance(key, ed25519.Ed25519PrivateKey)
+    if not ok:
+        raise OperationError("The key material does not match the algorithm (type or size).")
+    return bytes(
+        key.private_bytes(
+            serialization.Encoding.DER, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
+    )
+
+
 def digest_size(spec: Spec) -> int:
     if spec.digest == "external_mu":
         return 64
@@ -301,8 +391,10 @@ __all__ = [
     "digest_size",
     "formats",
     "generate",
+    "imported_material",
     "mac",
     "mac_verify",
+    "new_wrapping_key",
     "public_key",
     "raw_decrypt",
     "raw_encrypt",
@@ -310,4 +402,6 @@ __all__ = [
     "raw_tag_length",
     "sign",
     "spec_for",
+    "unwrap",
+    "wrapping_public_key",
 ]

@@ -12,6 +12,7 @@ elapsed rotation period, exactly as if Cloud KMS had done it on time.
 from __future__ import annotations
 
 import base64
+import hashlib
 import os
 import threading
 from collections.abc import Callable, Sequence
@@ -41,6 +42,10 @@ Purpose = resources.CryptoKey.CryptoKeyPurpose
 Algorithm = resources.CryptoKeyVersion.CryptoKeyVersionAlgorithm
 Protection = resources.ProtectionLevel
 KeyFormat = resources.PublicKey.PublicKeyFormat
+ImportJobPb = resources.ImportJob.pb()
+JobState = resources.ImportJob.ImportJobState
+ImportMethod = resources.ImportJob.ImportMethod
+IMPORT_JOB_LIFETIME = 3 * 24 * 3600.0
 
 MAX_PAYLOAD = 64 * 1024
 MIN_ROTATION_PERIOD = 24 * 3600.0
@@ -170,6 +175,7 @@ class Backend:
                 for v in key.versions.values()
                 if v.state == State.PENDING_GENERATION and v.pending_until is not None
             )
+        due.extend(j.expire_time for j in self._state.import_jobs.values() if j.material is not None)
         self._next_due = min(due) if due else None
 
     def _tick(self) -> float:
@@ -206,6 +212,9 @@ class Backend:
                 key.primary_id = new.id
                 key.next_rotation_time += key.rotation_period
                 rotations += 1
+        for job in self._state.import_jobs.values():
+            if job.material is not None and job.expire_time <= now:
+                job.material = None  # an EXPIRED job's wrapping key is gone
         self._commit()
         return now
 
@@ -326,6 +335,10 @@ class Backend:
             generate_time=_ts(version.generate_time),
             destroy_time=_ts(version.destroy_time),
             destroy_event_time=_ts(version.destroy_event_time),
+            import_job=version.import_job or "",
+            import_time=_ts(version.import_time),
+            import_failure_reason=version.import_failure_reason or "",
+            reimport_eligible=version.import_job is not None,
         )
 
     def _key_pb(self, key: st.CryptoKey) -> Any:
@@ -335,6 +348,7 @@ class Backend:
             create_time=_ts(key.create_time),
             labels=key.labels,
             destroy_scheduled_duration=_duration(key.destroy_scheduled_duration),
+            import_only=key.import_only,
         )
         out.version_template.algorithm = key.algorithm
         out.version_template.protection_level = key.protection_level
@@ -444,6 +458,8 @@ class Backend:
         next_time = _seconds(spec.next_rotation_time) if spec.HasField("next_rotation_time") else None
         self._check_rotation(period, next_time, purpose)
         # Generated before taking the lock: an RSA-4096 key takes a while.
+        if spec.import_only and not req.skip_initial_version_creation:
+            raise invalid("An import_only CryptoKey must be created with skip_initial_version_creation.")
         material = None if req.skip_initial_version_creation else new_material(algorithm)
         destroy_after = st.DEFAULT_DESTROY_SCHEDULED_DURATION
         if spec.HasField("destroy_scheduled_duration"):
@@ -470,6 +486,7 @@ class Backend:
                 rotation_period=period,
                 next_rotation_time=next_time,
                 labels=dict(spec.labels),
+                import_only=spec.import_only,
             )
             if not req.skip_initial_version_creation:
                 first = self._new_version(key, now, State.ENABLED, material)
@@ -583,6 +600,8 @@ class Backend:
             self._require(principal, "cloudkms.cryptoKeyVersions.create", req.parent)
             self._tick()
             algorithm = self._key(req.parent).algorithm
+            if self._key(req.parent).import_only:
+                raise precondition(f"{req.parent} is import_only: its versions can only be imported.")
         # Generated outside the lock (RSA-4096 is slow); the key may change meanwhile, so re-check.
         material: bytes | None = new_material(algorithm)
         with self._lock:
@@ -1090,6 +1109,210 @@ class Backend:
             verified_initialization_vector_crc32c=verified_iv,
         )
 
+    # ----------------------------------------------------------------- import
+
+    def _job_state(self, job: st.ImportJob, now: float) -> int:
+        if now >= job.expire_time:
+            return int(JobState.EXPIRED)
+        if now < job.generate_time:
+            return int(JobState.PENDING_GENERATION)
+        return int(JobState.ACTIVE)
+
+    def _import_job_pb(self, job: st.ImportJob, now: float, key_format: int = 0) -> Any:
+        state = self._job_state(job, now)
+        out = ImportJobPb(
+            name=job.name,
+            import_method=job.import_method,
+            protection_level=job.protection_level,
+            create_time=_ts(job.create_time),
+            expire_time=_ts(job.expire_time),
+            state=state,
+        )
+        if state != JobState.PENDING_GENERATION:
+            out.generate_time.CopyFrom(_ts(job.generate_time))
+        if state == JobState.EXPIRED:
+            out.expire_event_time.CopyFrom(_ts(job.expire_time))
+        if state == JobState.ACTIVE and job.material is not None:
+            if key_format == KeyFormat.DER:
+                out.public_key.data = algorithms.wrapping_public_key(job.material, der=True)
+                out.public_key_format = KeyFormat.DER
+            else:
+                out.public_key.pem = algorithms.wrapping_public_key(job.material).decode()
+                out.public_key_format = KeyFormat.PEM
+        return out
+
+    def CreateImportJob(self, req: Any, principal: str | None) -> Any:
+        names.key_ring(req.parent)
+        names.check_id("ImportJob", req.import_job_id)
+        spec = req.import_job
+        if spec.import_method not in algorithms.IMPORT_METHODS:
+            raise invalid(
+                f"Import method {ImportMethod(spec.import_method).name} is not supported by the kmsflow "
+                f"emulator (supported: {', '.join(ImportMethod(m).name for m in algorithms.IMPORT_METHODS)})."
+            )
+        if spec.protection_level not in (Protection.SOFTWARE, Protection.HSM):
+            raise invalid("import_job.protection_level must be SOFTWARE or HSM.")
+        with self._lock:
+            self._require(principal, "cloudkms.importJobs.create", req.parent)
+            self._tick()
+            self._key_ring(req.parent)
+        material = algorithms.new_wrapping_key(spec.import_method)  # RSA: outside the lock
+        with self._lock:
+            now = self._tick()
+            name = f"{req.parent}/importJobs/{req.import_job_id}"
+            if name in self._state.import_jobs:
+                raise EmulatorError(grpc.StatusCode.ALREADY_EXISTS, f"ImportJob {name} already exists.")
+            job = st.ImportJob(
+                name=name,
+                import_method=spec.import_method,
+                protection_level=spec.protection_level,
+                create_time=now,
+                generate_time=now + self.generation_delay,
+                expire_time=now + IMPORT_JOB_LIFETIME,
+                material=material,
+            )
+            self._state.import_jobs[name] = job
+            self._commit()
+            return self._import_job_pb(job, now)
+
+    def _import_job(self, name: str) -> st.ImportJob:
+        job = self._state.import_jobs.get(name)
+        if job is None:
+            raise not_found(name)
+        return job
+
+    def GetImportJob(self, req: Any, principal: str | None) -> Any:
+        parent = names.import_job(req.name).parent
+        if req.public_key_format not in (0, KeyFormat.PEM, KeyFormat.DER):
+            raise invalid(f"public_key_format {KeyFormat(req.public_key_format).name} is not supported here.")
+        with self._lock:
+            self._require(principal, "cloudkms.importJobs.get", parent)
+            now = self._tick()
+            return self._import_job_pb(self._import_job(req.name), now, req.public_key_format)
+
+    def ListImportJobs(self, req: Any, principal: str | None) -> Any:
+        names.key_ring(req.parent)
+        match = compile_filter(req.filter)
+        with self._lock:
+            self._require(principal, "cloudkms.importJobs.list", req.parent)
+            now = self._tick()
+            self._key_ring(req.parent)
+            jobs = [
+                j
+                for name, j in sorted(self._state.import_jobs.items())
+                if names.import_job(name).parent == req.parent
+                and match(
+                    {
+                        "name": name,
+                        "state": JobState(self._job_state(j, now)).name,
+                        "import_method": ImportMethod(j.import_method).name,
+                        "protection_level": Protection(j.protection_level).name,
+                    }
+                )
+            ]
+            page, token = self._page(jobs, req.page_size, req.page_token)
+            return service.ListImportJobsResponse.pb()(
+                import_jobs=[self._import_job_pb(j, now) for j in page],
+                next_page_token=token,
+                total_size=len(jobs),
+            )
+
+    def ImportCryptoKeyVersion(self, req: Any, principal: str | None) -> Any:
+        names.crypto_key(req.parent)
+        job_ring = names.import_job(req.import_job).parent
+        if not req.algorithm:
+            raise invalid("algorithm is required.")
+        wrapped = req.wrapped_key or req.rsa_aes_wrapped_key
+        if not wrapped:
+            raise invalid("wrapped_key is required.")
+        target_id: int | None = None
+        if req.crypto_key_version:
+            parsed = names.version(req.crypto_key_version)
+            if parsed.parent != req.parent:
+                raise invalid(f"{req.crypto_key_version} is not a version of {req.parent}.")
+            target_id = int(parsed.id)
+        permission = "cloudkms.cryptoKeyVersions.update" if target_id else "cloudkms.cryptoKeyVersions.create"
+        with self._lock:
+            self._require(principal, "cloudkms.importJobs.useToImport", job_ring)
+            self._require(principal, permission, req.parent)
+            now = self._tick()
+            key = self._key(req.parent)
+            job = self._import_job(req.import_job)
+            _check_algorithm(key.purpose, req.algorithm)
+            job_state = self._job_state(job, now)
+            if job_state != JobState.ACTIVE or job.material is None:
+                raise precondition(
+                    f"{req.import_job} is not active, current state is: {JobState(job_state).name}."
+                )
+            if job.protection_level != key.protection_level:
+                raise precondition(
+                    f"The ImportJob's protection level {Protection(job.protection_level).name} does not "
+                    f"match the CryptoKey's {Protection(key.protection_level).name}."
+                )
+            if target_id is not None:
+                target = key.versions.get(target_id)
+                if target is None:
+                    raise not_found(req.crypto_key_version)
+                if target.import_job is None:
+                    raise precondition(
+                        f"{req.crypto_key_version} was not imported; it cannot be re-imported."
+                    )
+                if target.state not in (State.DESTROYED, State.IMPORT_FAILED):
+                    raise precondition(
+                        f"{req.crypto_key_version} is {_state_name(target.state)}; only DESTROYED or "
+                        "IMPORT_FAILED versions can be re-imported."
+                    )
+                if target.algorithm != req.algorithm and target.import_fingerprint:
+                    raise precondition("A re-import must use the version's original algorithm.")
+            method, wrapping_key = job.import_method, job.material
+        # Unwrapping (RSA) happens outside the lock.
+        spec = algorithms.spec_for(req.algorithm)
+        failure: str | None = None
+        material: bytes | None = None
+        try:
+            material = algorithms.imported_material(spec, algorithms.unwrap(method, wrapping_key, wrapped))
+        except algorithms.OperationError as exc:
+            failure = str(exc)
+        fingerprint = hashlib.sha256(material).hexdigest() if material is not None else None
+        with self._lock:
+            now = self._tick()
+            key = self._key(req.parent)
+            if target_id is not None:
+                version = key.versions[target_id]
+                if version.import_fingerprint and fingerprint and version.import_fingerprint != fingerprint:
+                    raise precondition(
+                        "The key material does not match the material previously imported into "
+                        f"{req.crypto_key_version}."
+                    )
+                version.algorithm = req.algorithm
+            else:
+                version = st.Version(
+                    id=key.next_version_id,
+                    state=State.IMPORT_FAILED,
+                    algorithm=req.algorithm,
+                    protection_level=key.protection_level,
+                    create_time=now,
+                    generate_time=None,
+                    material=None,
+                )
+                key.versions[version.id] = version
+                key.next_version_id += 1
+            version.import_job = req.import_job
+            version.import_time = now
+            version.destroy_time = version.destroy_event_time = None
+            if material is None:
+                version.state, version.material = State.IMPORT_FAILED, None
+                version.import_failure_reason = failure
+            else:
+                version.state, version.material = State.ENABLED, material
+                version.generate_time = now
+                version.import_failure_reason = None
+                version.import_fingerprint = version.import_fingerprint or fingerprint
+                if key.purpose == Purpose.ENCRYPT_DECRYPT and key.primary_id is None:
+                    key.primary_id = version.id
+            self._commit()
+            return self._version_pb(key, version)
+
     # ----------------------------------------------------------------- google.cloud.location
 
     @staticmethod
@@ -1219,6 +1442,10 @@ for _rpc in (
     "MacVerify",
     "RawEncrypt",
     "RawDecrypt",
+    "CreateImportJob",
+    "GetImportJob",
+    "ListImportJobs",
+    "ImportCryptoKeyVersion",
 ):
     KMS_METHODS[_rpc] = (getattr(service, f"{_rpc}Request").pb(), getattr(Backend, _rpc))
 

@@ -8,7 +8,10 @@ The crypto roles carry the ``cloudkms.cryptoKeyVersions.*`` permissions the RPCs
 ``useToSign`` (AsymmetricSign, MacSign), ``useToVerify`` (MacVerify), ``viewPublicKey``
 (GetPublicKey), ``useToDecrypt`` (Decrypt, AsymmetricDecrypt), ``useToDecapsulate`` (Decapsulate).
 ``roles/cloudkms.cryptoKeyDecapsulator`` is this emulator's name for a role holding only
-``useToDecapsulate``; ``cryptoOperator`` holds every ``useTo*`` and ``viewPublicKey``.
+``useToDecapsulate``; ``cryptoOperator`` holds every ``useTo*`` and ``viewPublicKey``. Import jobs
+have no policy of their own here: ``cloudkms.importJobs.*`` is checked on their key ring
+(``importer`` holds ``useToImport``; ImportCryptoKeyVersion also needs
+``cryptoKeyVersions.create`` on the key, or ``update`` to re-import into an existing version).
 """
 
 from __future__ import annotations
@@ -24,6 +27,8 @@ _READ = {
     "cloudkms.cryptoKeyVersions.list",
     "cloudkms.locations.get",
     "cloudkms.locations.list",
+    "cloudkms.importJobs.get",
+    "cloudkms.importJobs.list",
 }
 _LOCATIONS = {"cloudkms.locations.get", "cloudkms.locations.list"}
 
@@ -42,7 +47,12 @@ ROLE_PERMISSIONS: dict[str, frozenset[str]] = {
             "cloudkms.cryptoKeyVersions.update",
             "cloudkms.cryptoKeyVersions.destroy",
             "cloudkms.cryptoKeyVersions.restore",
+            "cloudkms.importJobs.create",
         }
+    ),
+    "roles/cloudkms.importer": frozenset(
+        _LOCATIONS
+        | {"cloudkms.importJobs.get", "cloudkms.importJobs.list", "cloudkms.importJobs.useToImport"}
     ),
     "roles/cloudkms.cryptoKeyEncrypter": frozenset(_LOCATIONS | {"cloudkms.cryptoKeyVersions.useToEncrypt"}),
     "roles/cloudkms.cryptoKeyDecrypter": frozenset(_LOCATIONS | {"cloudkms.cryptoKeyVersions.useToDecrypt"}),

@@ -19,6 +19,9 @@ _KEY_RING_RE = re.compile(rf"^(?P<parent>projects/{_ID}/locations/{_ID})/keyRing
 _CRYPTO_KEY_RE = re.compile(
     rf"^(?P<parent>projects/{_ID}/locations/{_ID}/keyRings/{_ID})/cryptoKeys/(?P<id>{_ID})$"
 )
+_IMPORT_JOB_RE = re.compile(
+    rf"^(?P<parent>projects/{_ID}/locations/{_ID}/keyRings/{_ID})/importJobs/(?P<id>{_ID})$"
+)
 _VERSION_RE = re.compile(
     rf"^(?P<parent>projects/{_ID}/locations/{_ID}/keyRings/{_ID}/cryptoKeys/{_ID})"
     r"/cryptoKeyVersions/(?P<id>[1-9][0-9]{0,17})$"
@@ -64,6 +67,10 @@ def key_ring(name: str) -> Parsed:
 
 def crypto_key(name: str) -> Parsed:
     return _parse(_CRYPTO_KEY_RE, name, "projects/*/locations/*/keyRings/*/cryptoKeys/*")
+
+
+def import_job(name: str) -> Parsed:
+    return _parse(_IMPORT_JOB_RE, name, "projects/*/locations/*/keyRings/*/importJobs/*")
 
 
 def version(name: str) -> Parsed:
