@@ -15,6 +15,7 @@ import base64
 import hashlib
 import os
 import threading
+import uuid
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
@@ -23,7 +24,8 @@ import grpc
 from google.cloud.kms_v1.types import resources, service
 from google.cloud.location import locations_pb2
 from google.iam.v1 import iam_policy_pb2, policy_pb2
-from google.protobuf import any_pb2, duration_pb2, timestamp_pb2
+from google.longrunning import operations_pb2
+from google.protobuf import any_pb2, duration_pb2, empty_pb2, timestamp_pb2
 
 from kmsflow_emulator import algorithms, ciphertext, iam, names
 from kmsflow_emulator import state as st
@@ -476,6 +478,11 @@ class Backend:
             name = f"{req.parent}/cryptoKeys/{req.crypto_key_id}"
             if name in self._state.crypto_keys:
                 raise EmulatorError(grpc.StatusCode.ALREADY_EXISTS, f"CryptoKey {name} already exists.")
+            if any(r.original_resource == name for r in self._state.retired_resources.values()):
+                raise EmulatorError(
+                    grpc.StatusCode.ALREADY_EXISTS,
+                    f"CryptoKey {name} was deleted; the names of deleted keys cannot be reused.",
+                )
             key = st.CryptoKey(
                 name=name,
                 create_time=now,
@@ -1313,6 +1320,110 @@ class Backend:
             self._commit()
             return self._version_pb(key, version)
 
+    # ----------------------------------------------------------------- delete, retired resources
+
+    def _done_operation(self, location: str, metadata: Any) -> Any:
+        """A completed long-running operation (Empty response), remembered for GetOperation."""
+        op = operations_pb2.Operation(name=f"{location}/operations/{uuid.uuid4().hex}", done=True)
+        op.metadata.Pack(metadata)
+        op.response.Pack(empty_pb2.Empty())
+        self._state.operations[op.name] = op.SerializeToString()
+        return op
+
+    def DeleteCryptoKeyVersion(self, req: Any, principal: str | None) -> Any:
+        names.version(req.name)
+        with self._lock:
+            self._require(principal, "cloudkms.cryptoKeyVersions.delete", req.name)
+            self._tick()
+            key, version = self._version(req.name)
+            if version.state not in (State.DESTROYED, State.IMPORT_FAILED, State.GENERATION_FAILED):
+                raise precondition(
+                    f"{req.name} is {_state_name(version.state)}; only DESTROYED, IMPORT_FAILED or "
+                    "GENERATION_FAILED versions can be deleted."
+                )
+            if version.import_fingerprint is not None:
+                raise precondition(
+                    f"{req.name} was successfully imported; imported versions cannot be deleted."
+                )
+            del key.versions[version.id]
+            if key.primary_id == version.id:
+                key.primary_id = None
+            location = names.key_ring(names.crypto_key(key.name).parent).parent
+            op = self._done_operation(location, service.DeleteCryptoKeyVersionMetadata.pb()())
+            self._commit()
+            return op
+
+    def DeleteCryptoKey(self, req: Any, principal: str | None) -> Any:
+        names.crypto_key(req.name)
+        with self._lock:
+            self._require(principal, "cloudkms.cryptoKeys.delete", req.name)
+            now = self._tick()
+            key = self._key(req.name)
+            if key.versions:
+                raise precondition(
+                    f"{req.name} still has {len(key.versions)} CryptoKeyVersion(s); delete every version "
+                    "(DeleteCryptoKeyVersion) before the key."
+                )
+            location = names.key_ring(names.crypto_key(key.name).parent).parent
+            retired = st.RetiredResource(
+                name=f"{location}/retiredResources/{uuid.uuid4().hex}",
+                original_resource=key.name,
+                resource_type="cloudkms.googleapis.com/CryptoKey",
+                delete_time=now,
+            )
+            self._state.retired_resources[retired.name] = retired
+            del self._state.crypto_keys[key.name]
+            op = self._done_operation(
+                location, service.DeleteCryptoKeyMetadata.pb()(retired_resource=retired.name)
+            )
+            self._commit()
+            return op
+
+    @staticmethod
+    def _retired_pb(retired: st.RetiredResource) -> Any:
+        return resources.RetiredResource.pb()(
+            name=retired.name,
+            original_resource=retired.original_resource,
+            resource_type=retired.resource_type,
+            delete_time=_ts(retired.delete_time),
+        )
+
+    def ListRetiredResources(self, req: Any, principal: str | None) -> Any:
+        parent = names.location(req.parent)
+        with self._lock:
+            self._require(principal, "cloudkms.retiredResources.list", None)
+            self._tick()
+            retired = [
+                r
+                for name, r in sorted(self._state.retired_resources.items())
+                if names.retired_resource(name).parent == parent
+            ]
+            page, token = self._page(retired, req.page_size, req.page_token)
+            return service.ListRetiredResourcesResponse.pb()(
+                retired_resources=[self._retired_pb(r) for r in page],
+                next_page_token=token,
+                total_size=len(retired),
+            )
+
+    def GetRetiredResource(self, req: Any, principal: str | None) -> Any:
+        names.retired_resource(req.name)
+        with self._lock:
+            self._require(principal, "cloudkms.retiredResources.get", None)
+            self._tick()
+            retired = self._state.retired_resources.get(req.name)
+            if retired is None:
+                raise not_found(req.name)
+            return self._retired_pb(retired)
+
+    def GetOperation(self, req: Any, principal: str | None) -> Any:
+        names.operation(req.name)
+        with self._lock:
+            self._require(principal, "cloudkms.operations.get", None)
+            raw = self._state.operations.get(req.name)
+            if raw is None:
+                raise not_found(req.name)
+            return operations_pb2.Operation.FromString(raw)
+
     # ----------------------------------------------------------------- google.cloud.location
 
     @staticmethod
@@ -1446,6 +1557,10 @@ for _rpc in (
     "GetImportJob",
     "ListImportJobs",
     "ImportCryptoKeyVersion",
+    "DeleteCryptoKey",
+    "DeleteCryptoKeyVersion",
+    "ListRetiredResources",
+    "GetRetiredResource",
 ):
     KMS_METHODS[_rpc] = (getattr(service, f"{_rpc}Request").pb(), getattr(Backend, _rpc))
 
@@ -1458,4 +1573,8 @@ IAM_METHODS: dict[str, tuple[Any, Callable[..., Any]]] = {
 LOCATIONS_METHODS: dict[str, tuple[Any, Callable[..., Any]]] = {
     "ListLocations": (locations_pb2.ListLocationsRequest, Backend.ListLocations),
     "GetLocation": (locations_pb2.GetLocationRequest, Backend.GetLocation),
+}
+
+OPERATIONS_METHODS: dict[str, tuple[Any, Callable[..., Any]]] = {
+    "GetOperation": (operations_pb2.GetOperationRequest, Backend.GetOperation),
 }

@@ -47,6 +47,8 @@ ROLE_PERMISSIONS: dict[str, frozenset[str]] = {
             "cloudkms.cryptoKeyVersions.update",
             "cloudkms.cryptoKeyVersions.destroy",
             "cloudkms.cryptoKeyVersions.restore",
+            "cloudkms.cryptoKeyVersions.delete",
+            "cloudkms.cryptoKeys.delete",
             "cloudkms.importJobs.create",
         }
     ),
@@ -87,7 +89,10 @@ ROLE_PERMISSIONS: dict[str, frozenset[str]] = {
 }
 
 ALL_PERMISSIONS: frozenset[str] = frozenset().union(*ROLE_PERMISSIONS.values()) | {
-    "cloudkms.locations.generateRandomBytes"
+    "cloudkms.locations.generateRandomBytes",
+    "cloudkms.retiredResources.get",
+    "cloudkms.retiredResources.list",
+    "cloudkms.operations.get",
 }
 
 

@@ -69,6 +69,18 @@ def crypto_key(name: str) -> Parsed:
     return _parse(_CRYPTO_KEY_RE, name, "projects/*/locations/*/keyRings/*/cryptoKeys/*")
 
 
+_RETIRED_RE = re.compile(rf"^(?P<parent>projects/{_ID}/locations/{_ID})/retiredResources/(?P<id>{_ID})$")
+_OPERATION_RE = re.compile(rf"^(?P<parent>projects/{_ID}/locations/{_ID})/operations/(?P<id>{_ID})$")
+
+
+def retired_resource(name: str) -> Parsed:
+    return _parse(_RETIRED_RE, name, "projects/*/locations/*/retiredResources/*")
+
+
+def operation(name: str) -> Parsed:
+    return _parse(_OPERATION_RE, name, "projects/*/locations/*/operations/*")
+
+
 def import_job(name: str) -> Parsed:
     return _parse(_IMPORT_JOB_RE, name, "projects/*/locations/*/keyRings/*/importJobs/*")
 

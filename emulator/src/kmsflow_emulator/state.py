@@ -95,6 +95,16 @@ class ImportJob:
 
 
 @dataclass
+class RetiredResource:
+    """The record a deleted CryptoKey leaves; its name can never be reused."""
+
+    name: str
+    original_resource: str
+    resource_type: str
+    delete_time: float
+
+
+@dataclass
 class State:
     """Everything the emulator knows; ``clock_offset`` persists so restarts keep emulated time."""
 
@@ -102,6 +112,10 @@ class State:
     crypto_keys: dict[str, CryptoKey] = field(default_factory=dict)
     clock_offset: float = 0.0
     import_jobs: dict[str, ImportJob] = field(default_factory=dict)
+    retired_resources: dict[str, RetiredResource] = field(default_factory=dict)
+    # Long-running operations (all complete when returned): name → serialized google.longrunning
+    # Operation, so GetOperation answers across restarts.
+    operations: dict[str, bytes] = field(default_factory=dict)
 
 
 def _policy_from(raw: dict[str, Any]) -> Policy:
@@ -150,6 +164,10 @@ def from_json(text: str) -> State:
         crypto_keys=crypto_keys,
         clock_offset=raw["clock_offset"],
         import_jobs=import_jobs,
+        retired_resources={
+            name: RetiredResource(**r) for name, r in raw.get("retired_resources", {}).items()
+        },
+        operations={name: base64.b64decode(op) for name, op in raw.get("operations", {}).items()},
     )
 
 
