@@ -20,7 +20,7 @@ from typing import Any
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives import hashes, keywrap, serialization
 from cryptography.hazmat.primitives import hmac as hmac_primitive
-from cryptography.hazmat.primitives.asymmetric import ec, ed25519, mldsa, mlkem, padding, rsa, utils
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519, mldsa, mlkem, padding, rsa, utils, x25519
 from cryptography.hazmat.primitives.ciphers import Cipher, modes
 from cryptography.hazmat.primitives.ciphers import algorithms as ciphers
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
@@ -51,7 +51,7 @@ class Spec:
 
     ``kind`` is the family: "rsa_sign_pss", "rsa_sign_pkcs1", "rsa_sign_raw", "rsa_decrypt",
     "ec_sign", "ed25519", "hmac", "ml_kem", "ml_dsa", "ml_dsa_mu", "raw_gcm", "raw_cbc",
-    "raw_ctr". ``digest`` names the hash a
+    "raw_ctr", "xwing". ``digest`` names the hash a
     digest input must use (None: the algorithm signs data only); ``size`` is the RSA modulus bits,
     the HMAC or AES key bytes, or the ML-KEM/ML-DSA parameter set.
     """
@@ -65,7 +65,7 @@ class Spec:
 
     @property
     def post_quantum(self) -> bool:
-        return self.kind in ("ml_kem", "ml_dsa", "ml_dsa_mu")
+        return self.kind in ("ml_kem", "ml_dsa", "ml_dsa_mu", "xwing")
 
     @property
     def asymmetric(self) -> bool:
@@ -100,6 +100,7 @@ def _specs() -> dict[int, Spec]:
             add(f"AES_{bits}_{mode}", Purpose.RAW_ENCRYPT_DECRYPT, f"raw_{mode.lower()}", size=bits // 8)
     add("ML_KEM_768", Purpose.KEY_ENCAPSULATION, "ml_kem", size=768)
     add("ML_KEM_1024", Purpose.KEY_ENCAPSULATION, "ml_kem", size=1024)
+    add("KEM_XWING", Purpose.KEY_ENCAPSULATION, "xwing")
     for level in (44, 65, 87):
         add(f"PQ_SIGN_ML_DSA_{level}", sign, "ml_dsa", size=level)
         add(f"PQ_SIGN_ML_DSA_{level}_EXTERNAL_MU", sign, "ml_dsa_mu", digest="external_mu", size=level)
@@ -132,6 +133,8 @@ def generate(spec: Spec) -> bytes:
     """Fresh private material for ``spec``, in the form ``state`` persists."""
     if spec.kind == "hmac" or spec.kind.startswith("raw_"):
         return os.urandom(spec.size)
+    if spec.kind == "xwing":
+        return os.urandom(XWING_SEED_SIZE)
     if spec.kind == "ml_kem":
         return bytes(_ML_KEM_PRIVATE[spec.size].generate().private_bytes_raw())
     if spec.kind in ("ml_dsa", "ml_dsa_mu"):
@@ -164,7 +167,10 @@ def _private(spec: Spec, material: bytes) -> Any:
 
 
 def public_key(spec: Spec, material: bytes, key_format: int) -> bytes:
-    """The public key in ``key_format`` (PEM, DER or NIST_PQC); the caller checked compatibility."""
+    """The public key in ``key_format`` (PEM, DER, NIST_PQC or XWING_RAW_BYTES); the caller checked
+    compatibility."""
+    if spec.kind == "xwing":
+        return _xwing_expand(material)[2]
     public = _private(spec, material).public_key()
     if key_format == KeyFormat.NIST_PQC:
         return bytes(public.public_bytes_raw())
@@ -174,6 +180,8 @@ def public_key(spec: Spec, material: bytes, key_format: int) -> bytes:
 
 def formats(spec: Spec) -> tuple[int, ...]:
     """The ``PublicKeyFormat`` values GetPublicKey serves for ``spec`` (UNSPECIFIED means PEM)."""
+    if spec.kind == "xwing":
+        return (KeyFormat.XWING_RAW_BYTES,)
     if spec.post_quantum:
         return (KeyFormat.NIST_PQC,)
     return (KeyFormat.PUBLIC_KEY_FORMAT_UNSPECIFIED, KeyFormat.PEM, KeyFormat.DER)
@@ -231,10 +239,50 @@ def decrypt(spec: Spec, material: bytes, ciphertext: bytes) -> bytes:
 
 
 def decapsulate(spec: Spec, material: bytes, ciphertext: bytes) -> bytes:
+    if spec.kind == "xwing":
+        return _xwing_decapsulate(material, ciphertext)
     try:
         return bytes(_private(spec, material).decapsulate(ciphertext))
     except ValueError as exc:
         raise OperationError("Decapsulation failed: the ciphertext is invalid.") from exc
+
+
+# X-Wing (draft-connolly-cfrg-xwing-kem-08): ML-KEM-768 and X25519 from one 32-byte seed expanded
+# with SHAKE256, shared secret SHA3-256(ss_M || ss_X || ct_X || pk_X || label). Composed from
+# cryptography's ML-KEM, X25519, SHAKE256 and SHA3-256; checked against the draft's test vector.
+XWING_SEED_SIZE = 32
+XWING_CIPHERTEXT_SIZE = 1088 + 32
+_XWING_LABEL = b"\\.//^\\"
+
+
+def _digest(algorithm: hashes.HashAlgorithm, data: bytes) -> bytes:
+    hasher = hashes.Hash(algorithm)
+    hasher.update(data)
+    return bytes(hasher.finalize())
+
+
+def _xwing_expand(seed: bytes) -> tuple[Any, x25519.X25519PrivateKey, bytes]:
+    """(ML-KEM-768 private key, X25519 private key, public key pk_M || pk_X) from the seed."""
+    expanded = _digest(hashes.SHAKE256(digest_size=96), seed)
+    kem = mlkem.MLKEM768PrivateKey.from_seed_bytes(expanded[:64])
+    dh = x25519.X25519PrivateKey.from_private_bytes(expanded[64:96])
+    return kem, dh, bytes(kem.public_key().public_bytes_raw()) + dh.public_key().public_bytes_raw()
+
+
+def _xwing_decapsulate(seed: bytes, ciphertext: bytes) -> bytes:
+    if len(ciphertext) != XWING_CIPHERTEXT_SIZE:
+        raise OperationError(
+            f"Decapsulation failed: an X-Wing ciphertext is {XWING_CIPHERTEXT_SIZE} bytes, "
+            f"got {len(ciphertext)}."
+        )
+    kem, dh, public = _xwing_expand(seed)
+    ct_m, ct_x = ciphertext[:1088], ciphertext[1088:]
+    try:
+        ss_m = kem.decapsulate(ct_m)
+        ss_x = dh.exchange(x25519.X25519PublicKey.from_public_bytes(ct_x))
+    except ValueError as exc:
+        raise OperationError("Decapsulation failed: the ciphertext is invalid.") from exc
+    return _digest(hashes.SHA3_256(), ss_m + ss_x + ct_x + public[1184:] + _XWING_LABEL)
 
 
 def mac(spec: Spec, material: bytes, data: bytes) -> bytes:

@@ -862,7 +862,8 @@ class Backend:
             if wanted == KeyFormat.PUBLIC_KEY_FORMAT_UNSPECIFIED:
                 raise invalid(
                     f"public_key_format is required for {Algorithm(spec.algorithm).name}: "
-                    "post-quantum public keys are served in NIST_PQC format only."
+                    "post-quantum public keys are served in "
+                    f"{KeyFormat(algorithms.formats(spec)[0]).name} format only."
                 )
             raise invalid(
                 f"Public key format {KeyFormat(wanted).name} is not supported for "
