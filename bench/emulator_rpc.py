@@ -1,9 +1,11 @@
-"""Benchmark: Encrypt RPCs per second against the KMS emulator on loopback, through the real client.
+"""Benchmark: Encrypt, AsymmetricSign (EC P-256) and Decapsulate (ML-KEM-768) RPCs per second
+against the KMS emulator on loopback, through the real client.
 
 Starts ``kmsflow-emulator serve`` (a subprocess by default, as tests and DAGs run it; ``--in-process``
-puts the server in this process, sharing its GIL), creates a key, then for each client thread count
-runs Encrypt calls through ``google-cloud-kms`` (default retry settings, one client per thread) for
-a fixed time. For comparison it also measures a trivial raw gRPC call (the emulator's Admin
+puts the server in this process, sharing its GIL), creates a key of each kind, then for each client
+thread count runs Encrypt, AsymmetricSign (a SHA-256 digest) and Decapsulate calls through
+``google-cloud-kms`` (default retry settings, one client per thread) for a fixed time. For
+comparison it also measures a trivial raw gRPC call (the emulator's Admin
 ``GetClock``) from this same process: the gap between the two is what the client library and the
 KMS handler cost on top of gRPC itself. CPU time per call, client and server side, shows which end
 is the bottleneck. Prints a markdown table (see docs/BENCHMARKS.md).
@@ -24,6 +26,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import grpc
+from cryptography.hazmat.primitives.asymmetric import mlkem
 from google.protobuf import struct_pb2
 
 from kmsflow.kms import new_kms_client
@@ -174,11 +177,47 @@ def main(argv: list[str] | None = None) -> int:
             request={"parent": ring, "crypto_key_id": "bench", "crypto_key": {"purpose": "ENCRYPT_DECRYPT"}}
         ).name
         plaintext = os.urandom(args.payload)
+        signer = setup.create_crypto_key(
+            request={
+                "parent": ring,
+                "crypto_key_id": "bench-sign",
+                "crypto_key": {
+                    "purpose": "ASYMMETRIC_SIGN",
+                    "version_template": {"algorithm": "EC_SIGN_P256_SHA256"},
+                },
+            }
+        ).name
+        kem = setup.create_crypto_key(
+            request={
+                "parent": ring,
+                "crypto_key_id": "bench-kem",
+                "crypto_key": {
+                    "purpose": "KEY_ENCAPSULATION",
+                    "version_template": {"algorithm": "ML_KEM_768"},
+                },
+            }
+        ).name
+        signer_version, kem_version = f"{signer}/cryptoKeyVersions/1", f"{kem}/cryptoKeyVersions/1"
+        digest = os.urandom(32)  # a SHA-256 digest, as a caller would send
+        # One encapsulation against the served public key; Decapsulate is deterministic per ciphertext.
+        kem_public = setup.get_public_key(request={"name": kem_version, "public_key_format": "NIST_PQC"})
+        _, encapsulated = mlkem.MLKEM768PublicKey.from_public_bytes(kem_public.public_key.data).encapsulate()
 
         def encrypt_call() -> Call:
             client = new_kms_client(endpoint=endpoint)  # one client (and channel) per thread
             channels.append(client.transport.grpc_channel)
             return lambda: client.encrypt(request={"name": key, "plaintext": plaintext})
+
+        def sign_call() -> Call:
+            client = new_kms_client(endpoint=endpoint)
+            channels.append(client.transport.grpc_channel)
+            request = {"name": signer_version, "digest": {"sha256": digest}}
+            return lambda: client.asymmetric_sign(request=request)
+
+        def decapsulate_call() -> Call:
+            client = new_kms_client(endpoint=endpoint)
+            channels.append(client.transport.grpc_channel)
+            return lambda: client.decapsulate(request={"name": kem_version, "ciphertext": encapsulated})
 
         def get_clock_call() -> Call:
             channel = grpc.insecure_channel(endpoint)
@@ -194,11 +233,18 @@ def main(argv: list[str] | None = None) -> int:
         # Warm up both paths (channel set-up, first-call imports) before timing anything.
         run_for("warm-up", 2, 0.5, encrypt_call)
         run_for("warm-up", 2, 0.5, get_clock_call)
+        run_for("warm-up", 2, 0.5, sign_call)
+        run_for("warm-up", 2, 0.5, decapsulate_call)
 
         results = [
             run_for("Encrypt (google-cloud-kms client)", n, args.duration, encrypt_call, server_pid)
             for n in thread_counts
         ]
+        for label, make_call in (
+            ("AsymmetricSign EC P-256 (google-cloud-kms client)", sign_call),
+            ("Decapsulate ML-KEM-768 (google-cloud-kms client)", decapsulate_call),
+        ):
+            results += [run_for(label, n, args.duration, make_call, server_pid) for n in thread_counts]
         results += [
             run_for("Admin GetClock (raw gRPC)", n, args.duration, get_clock_call, server_pid)
             for n in thread_counts
@@ -210,7 +256,7 @@ def main(argv: list[str] | None = None) -> int:
 
     where = "in-process" if args.in_process else ("at " + endpoint if args.endpoint else "subprocess")
     print(
-        f"KMS emulator ({where}) on loopback; {machine()}; {args.payload} B plaintext; "
+        f"KMS emulator ({where}) on loopback; {machine()}; {args.payload} B Encrypt plaintext; "
         f"{args.duration:g} s per row\n"
     )
     client_label = "bench process" if args.in_process else "client"

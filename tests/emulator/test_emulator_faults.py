@@ -200,3 +200,34 @@ def test_faults_cli(fresh_emulator: Any, keyed: Any, cli: Cli) -> None:
     assert refused.returncode == 1
     assert "INVALID_ARGUMENT" in refused.stderr
     assert fresh_emulator.admin.faults()["methods"] == ["Decrypt"]
+
+
+def test_faults_reach_the_new_rpcs(fresh_emulator: Any, clients: Any, new_ring: Callable[..., str]) -> None:
+    """Issue 21's RPCs are fault-injected like the others (script per method name)."""
+    kms = clients(fresh_emulator)
+    ring = new_ring(kms)
+    key = kms.create_crypto_key(
+        request={
+            "parent": ring,
+            "crypto_key_id": "signer",
+            "crypto_key": {
+                "purpose": "ASYMMETRIC_SIGN",
+                "version_template": {"algorithm": "EC_SIGN_P256_SHA256"},
+            },
+        }
+    )
+    name = f"{key.name}/cryptoKeyVersions/1"
+    fresh_emulator.admin.set_faults(
+        script=["UNAVAILABLE", "DEADLINE_EXCEEDED"], methods=["AsymmetricSign", "GetPublicKey"]
+    )
+
+    def sign() -> Any:
+        return kms.asymmetric_sign(request={"name": name, "data": b"x"}, retry=None)
+
+    def public_key() -> Any:
+        return kms.get_public_key(request={"name": name}, retry=None)
+
+    assert [outcome(sign), outcome(public_key), outcome(sign)] == ["UNAVAILABLE", "DEADLINE_EXCEEDED", "OK"]
+    # With the client's default retry, an UNAVAILABLE is retried through.
+    fresh_emulator.admin.set_faults(script=["UNAVAILABLE"], methods=["AsymmetricSign"])
+    assert kms.asymmetric_sign(request={"name": name, "data": b"x"}).signature

@@ -29,6 +29,13 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--data-dir", type=Path, help="persist state here (default: in memory)")
     serve.add_argument("--enforce-iam", action="store_true", help="check every call against IAM")
     serve.add_argument("--owner", help="IAM member holding every permission, e.g. user:me@x.com")
+    serve.add_argument(
+        "--generation-delay",
+        type=float,
+        default=0.0,
+        help="emulated seconds a new asymmetric or post-quantum version stays PENDING_GENERATION "
+        "(default 0: ENABLED from the next call on)",
+    )
     serve.add_argument("--fault-rate", type=float, default=0.0, help="probability of a fault")
     serve.add_argument(
         "--fault-codes",
@@ -74,6 +81,7 @@ def _serve(args: argparse.Namespace) -> int:
         enforce_iam=args.enforce_iam,
         owner=args.owner,
         faults=plan,
+        generation_delay=args.generation_delay,
     ).start()
     stopping = threading.Event()
 

@@ -3,6 +3,15 @@
 Policies attach to key rings and crypto keys; a crypto key (and its versions) inherits the key
 ring's bindings, as in Cloud KMS. Location-level actions (creating or listing key rings, random
 bytes) have no policy here, so only the ``--owner`` principal may do them when IAM is enforced.
+
+The crypto roles carry the ``cloudkms.cryptoKeyVersions.*`` permissions the RPCs check:
+``useToSign`` (AsymmetricSign, MacSign), ``useToVerify`` (MacVerify), ``viewPublicKey``
+(GetPublicKey), ``useToDecrypt`` (Decrypt, AsymmetricDecrypt), ``useToDecapsulate`` (Decapsulate).
+``roles/cloudkms.cryptoKeyDecapsulator`` is this emulator's name for a role holding only
+``useToDecapsulate``; ``cryptoOperator`` holds every ``useTo*`` and ``viewPublicKey``. Import jobs
+have no policy of their own here: ``cloudkms.importJobs.*`` is checked on their key ring
+(``importer`` holds ``useToImport``; ImportCryptoKeyVersion also needs
+``cryptoKeyVersions.create`` on the key, or ``update`` to re-import into an existing version).
 """
 
 from __future__ import annotations
@@ -18,6 +27,8 @@ _READ = {
     "cloudkms.cryptoKeyVersions.list",
     "cloudkms.locations.get",
     "cloudkms.locations.list",
+    "cloudkms.importJobs.get",
+    "cloudkms.importJobs.list",
 }
 _LOCATIONS = {"cloudkms.locations.get", "cloudkms.locations.list"}
 
@@ -36,7 +47,14 @@ ROLE_PERMISSIONS: dict[str, frozenset[str]] = {
             "cloudkms.cryptoKeyVersions.update",
             "cloudkms.cryptoKeyVersions.destroy",
             "cloudkms.cryptoKeyVersions.restore",
+            "cloudkms.cryptoKeyVersions.delete",
+            "cloudkms.cryptoKeys.delete",
+            "cloudkms.importJobs.create",
         }
+    ),
+    "roles/cloudkms.importer": frozenset(
+        _LOCATIONS
+        | {"cloudkms.importJobs.get", "cloudkms.importJobs.list", "cloudkms.importJobs.useToImport"}
     ),
     "roles/cloudkms.cryptoKeyEncrypter": frozenset(_LOCATIONS | {"cloudkms.cryptoKeyVersions.useToEncrypt"}),
     "roles/cloudkms.cryptoKeyDecrypter": frozenset(_LOCATIONS | {"cloudkms.cryptoKeyVersions.useToDecrypt"}),
@@ -44,10 +62,37 @@ ROLE_PERMISSIONS: dict[str, frozenset[str]] = {
         _LOCATIONS | {"cloudkms.cryptoKeyVersions.useToEncrypt", "cloudkms.cryptoKeyVersions.useToDecrypt"}
     ),
     "roles/cloudkms.viewer": frozenset(_READ),
+    "roles/cloudkms.publicKeyViewer": frozenset(_LOCATIONS | {"cloudkms.cryptoKeyVersions.viewPublicKey"}),
+    "roles/cloudkms.signer": frozenset(_LOCATIONS | {"cloudkms.cryptoKeyVersions.useToSign"}),
+    "roles/cloudkms.signerVerifier": frozenset(
+        _LOCATIONS
+        | {
+            "cloudkms.cryptoKeyVersions.useToSign",
+            "cloudkms.cryptoKeyVersions.useToVerify",
+            "cloudkms.cryptoKeyVersions.viewPublicKey",
+        }
+    ),
+    "roles/cloudkms.cryptoKeyDecapsulator": frozenset(
+        _LOCATIONS | {"cloudkms.cryptoKeyVersions.useToDecapsulate"}
+    ),
+    "roles/cloudkms.cryptoOperator": frozenset(
+        _LOCATIONS
+        | {
+            "cloudkms.cryptoKeyVersions.useToEncrypt",
+            "cloudkms.cryptoKeyVersions.useToDecrypt",
+            "cloudkms.cryptoKeyVersions.useToSign",
+            "cloudkms.cryptoKeyVersions.useToVerify",
+            "cloudkms.cryptoKeyVersions.viewPublicKey",
+            "cloudkms.cryptoKeyVersions.useToDecapsulate",
+        }
+    ),
 }
 
 ALL_PERMISSIONS: frozenset[str] = frozenset().union(*ROLE_PERMISSIONS.values()) | {
-    "cloudkms.locations.generateRandomBytes"
+    "cloudkms.locations.generateRandomBytes",
+    "cloudkms.retiredResources.get",
+    "cloudkms.retiredResources.list",
+    "cloudkms.operations.get",
 }
 
 

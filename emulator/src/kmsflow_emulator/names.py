@@ -13,10 +13,14 @@ from kmsflow_emulator.errors import invalid
 
 _ID = r"[a-zA-Z0-9_-]{1,63}"
 ID_RE = re.compile(rf"^{_ID}$")
+_PROJECT_RE = re.compile(rf"^projects/{_ID}$")
 _LOCATION_RE = re.compile(rf"^projects/(?P<project>{_ID})/locations/(?P<location>{_ID})$")
 _KEY_RING_RE = re.compile(rf"^(?P<parent>projects/{_ID}/locations/{_ID})/keyRings/(?P<id>{_ID})$")
 _CRYPTO_KEY_RE = re.compile(
     rf"^(?P<parent>projects/{_ID}/locations/{_ID}/keyRings/{_ID})/cryptoKeys/(?P<id>{_ID})$"
+)
+_IMPORT_JOB_RE = re.compile(
+    rf"^(?P<parent>projects/{_ID}/locations/{_ID}/keyRings/{_ID})/importJobs/(?P<id>{_ID})$"
 )
 _VERSION_RE = re.compile(
     rf"^(?P<parent>projects/{_ID}/locations/{_ID}/keyRings/{_ID}/cryptoKeys/{_ID})"
@@ -38,6 +42,12 @@ def check_id(kind: str, value: str) -> str:
     return value
 
 
+def project(name: str) -> str:
+    if not _PROJECT_RE.match(name or ""):
+        raise invalid(f"Malformed project name {name!r}: want projects/*.")
+    return name
+
+
 def location(name: str) -> str:
     if not _LOCATION_RE.match(name or ""):
         raise invalid(f"Malformed location name {name!r}: want projects/*/locations/*.")
@@ -57,6 +67,22 @@ def key_ring(name: str) -> Parsed:
 
 def crypto_key(name: str) -> Parsed:
     return _parse(_CRYPTO_KEY_RE, name, "projects/*/locations/*/keyRings/*/cryptoKeys/*")
+
+
+_RETIRED_RE = re.compile(rf"^(?P<parent>projects/{_ID}/locations/{_ID})/retiredResources/(?P<id>{_ID})$")
+_OPERATION_RE = re.compile(rf"^(?P<parent>projects/{_ID}/locations/{_ID})/operations/(?P<id>{_ID})$")
+
+
+def retired_resource(name: str) -> Parsed:
+    return _parse(_RETIRED_RE, name, "projects/*/locations/*/retiredResources/*")
+
+
+def operation(name: str) -> Parsed:
+    return _parse(_OPERATION_RE, name, "projects/*/locations/*/operations/*")
+
+
+def import_job(name: str) -> Parsed:
+    return _parse(_IMPORT_JOB_RE, name, "projects/*/locations/*/keyRings/*/importJobs/*")
 
 
 def version(name: str) -> Parsed:

@@ -1,4 +1,5 @@
-"""The gRPC server: KeyManagementService, IAMPolicy and the emulator's Admin service on one port.
+"""The gRPC server: KeyManagementService, IAMPolicy, Locations, Operations (GetOperation) and the
+emulator's Admin service on one port.
 
 Handlers are registered generically from ``backend.KMS_METHODS``/``IAM_METHODS`` using the protobuf
 classes ``google-cloud-kms`` ships, so no proto is copied. Every KMS and IAM call reads the caller's
@@ -18,7 +19,13 @@ from typing import Any
 import grpc
 from google.protobuf import json_format, struct_pb2
 
-from kmsflow_emulator.backend import IAM_METHODS, KMS_METHODS, Backend
+from kmsflow_emulator.backend import (
+    IAM_METHODS,
+    KMS_METHODS,
+    LOCATIONS_METHODS,
+    OPERATIONS_METHODS,
+    Backend,
+)
 from kmsflow_emulator.errors import EmulatorError
 from kmsflow_emulator.faults import FaultInjector, FaultPlan
 
@@ -26,6 +33,8 @@ log = logging.getLogger(__name__)
 
 KMS_SERVICE = "google.cloud.kms.v1.KeyManagementService"
 IAM_SERVICE = "google.iam.v1.IAMPolicy"
+LOCATIONS_SERVICE = "google.cloud.location.Locations"
+OPERATIONS_SERVICE = "google.longrunning.Operations"
 # Wire names, not module paths: ``kmsflow.emulator.v1.Admin`` predates the ``kmsflow_emulator``
 # distribution and stays as is (kmsflow's own clock reader and older clients call it by this name).
 ADMIN_SERVICE = "kmsflow.emulator.v1.Admin"
@@ -53,8 +62,11 @@ class EmulatorServer:
         owner: str | None = None,
         faults: FaultPlan | None = None,
         max_workers: int = 32,
+        generation_delay: float = 0.0,
     ) -> None:
-        self.backend = Backend(data_dir=data_dir, enforce_iam=enforce_iam, owner=owner)
+        self.backend = Backend(
+            data_dir=data_dir, enforce_iam=enforce_iam, owner=owner, generation_delay=generation_delay
+        )
         self.faults = FaultInjector(faults)
         self._server = grpc.server(
             futures.ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="kms-emulator")
@@ -63,6 +75,8 @@ class EmulatorServer:
             (
                 self._service(KMS_SERVICE, KMS_METHODS),
                 self._service(IAM_SERVICE, IAM_METHODS),
+                self._service(LOCATIONS_SERVICE, LOCATIONS_METHODS),
+                self._service(OPERATIONS_SERVICE, OPERATIONS_METHODS),
                 self._admin_service(),
             )
         )

@@ -1,7 +1,9 @@
 """The emulator's resources, their JSON form, and atomic persistence to ``--data-dir``.
 
 Plain dataclasses rather than protobufs: the service layer owns the wire form, this module owns
-what is remembered. Key material lives only here (base64 in the state file) and is never logged.
+what is remembered. Key material lives only here (base64 in the state file) and is never logged:
+the AES key of symmetric versions, PKCS#8 DER private keys (RSA, EC, Ed25519), FIPS 203/204 seeds
+(ML-KEM, ML-DSA) and HMAC keys, as ``kmsflow_emulator.algorithms`` generates them.
 """
 
 from __future__ import annotations
@@ -51,6 +53,14 @@ class Version:
     material: bytes | None
     destroy_time: float | None = None
     destroy_event_time: float | None = None
+    # PENDING_GENERATION versions (asymmetric and post-quantum keys) become ENABLED at this time.
+    pending_until: float | None = None
+    # Imported versions: the ImportJob used, when, and SHA-256 of the material, so a re-import into
+    # this version (once DESTROYED or IMPORT_FAILED) can be refused unless the material is the same.
+    import_job: str | None = None
+    import_time: float | None = None
+    import_failure_reason: str | None = None
+    import_fingerprint: str | None = None
 
 
 @dataclass
@@ -65,9 +75,33 @@ class CryptoKey:
     next_rotation_time: float | None = None
     labels: dict[str, str] = field(default_factory=dict)
     primary_id: int | None = None
+    import_only: bool = False
     next_version_id: int = 1
     versions: dict[int, Version] = field(default_factory=dict)
     policy: Policy = field(default_factory=Policy)
+
+
+@dataclass
+class ImportJob:
+    """An ImportJob: its RSA wrapping key (PKCS#8 DER, erased once expired) and lifetime."""
+
+    name: str
+    import_method: int
+    protection_level: int
+    create_time: float
+    generate_time: float
+    expire_time: float
+    material: bytes | None
+
+
+@dataclass
+class RetiredResource:
+    """The record a deleted CryptoKey leaves; its name can never be reused."""
+
+    name: str
+    original_resource: str
+    resource_type: str
+    delete_time: float
 
 
 @dataclass
@@ -77,6 +111,11 @@ class State:
     key_rings: dict[str, KeyRing] = field(default_factory=dict)
     crypto_keys: dict[str, CryptoKey] = field(default_factory=dict)
     clock_offset: float = 0.0
+    import_jobs: dict[str, ImportJob] = field(default_factory=dict)
+    retired_resources: dict[str, RetiredResource] = field(default_factory=dict)
+    # Long-running operations (all complete when returned): name → serialized google.longrunning
+    # Operation, so GetOperation answers across restarts.
+    operations: dict[str, bytes] = field(default_factory=dict)
 
 
 def _policy_from(raw: dict[str, Any]) -> Policy:
@@ -116,7 +155,20 @@ def from_json(text: str) -> State:
         versions = {int(vid): _version_from(v) for vid, v in ck.pop("versions").items()}
         policy = _policy_from(ck.pop("policy"))
         crypto_keys[name] = CryptoKey(**ck, versions=versions, policy=policy)
-    return State(key_rings=key_rings, crypto_keys=crypto_keys, clock_offset=raw["clock_offset"])
+    import_jobs = {}
+    for name, job in raw.get("import_jobs", {}).items():
+        material = job.pop("material")
+        import_jobs[name] = ImportJob(**job, material=base64.b64decode(material) if material else None)
+    return State(
+        key_rings=key_rings,
+        crypto_keys=crypto_keys,
+        clock_offset=raw["clock_offset"],
+        import_jobs=import_jobs,
+        retired_resources={
+            name: RetiredResource(**r) for name, r in raw.get("retired_resources", {}).items()
+        },
+        operations={name: base64.b64decode(op) for name, op in raw.get("operations", {}).items()},
+    )
 
 
 def load(data_dir: Path) -> State:

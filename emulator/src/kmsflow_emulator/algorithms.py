@@ -1,0 +1,455 @@
+"""Cloud KMS algorithms beyond GOOGLE_SYMMETRIC_ENCRYPTION, composed from ``cryptography`` only.
+
+One ``Spec`` per ``CryptoKeyVersionAlgorithm`` the emulator serves: the purpose it belongs to, how
+its private material is generated and stored (PKCS#8 DER for RSA/EC/Ed25519, the FIPS 203/204 seed
+for ML-KEM/ML-DSA, raw key bytes for HMAC), and the one operation it supports. No cryptography is
+written here: every primitive is a ``cryptography`` call, this module only picks parameters the way
+Cloud KMS documents them (PSS salt = digest length, OAEP with MGF1 over the same hash and no label,
+ECDSA signatures DER-encoded, ML-DSA pure mode with an empty context).
+
+Material never leaves this module except as the bytes ``state`` persists; nothing here logs.
+"""
+
+from __future__ import annotations
+
+import hmac as _hmac
+import os
+from dataclasses import dataclass
+from typing import Any
+
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives import hashes, keywrap, serialization
+from cryptography.hazmat.primitives import hmac as hmac_primitive
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519, mldsa, mlkem, padding, rsa, utils, x25519
+from cryptography.hazmat.primitives.ciphers import Cipher, modes
+from cryptography.hazmat.primitives.ciphers import algorithms as ciphers
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from google.cloud.kms_v1.types import resources
+
+Algorithm = resources.CryptoKeyVersion.CryptoKeyVersionAlgorithm
+Purpose = resources.CryptoKey.CryptoKeyPurpose
+KeyFormat = resources.PublicKey.PublicKeyFormat
+
+_PUBLIC_KEY_PURPOSES = (Purpose.ASYMMETRIC_SIGN, Purpose.ASYMMETRIC_DECRYPT, Purpose.KEY_ENCAPSULATION)
+
+_HASHES: dict[str, type[hashes.HashAlgorithm]] = {
+    "sha1": hashes.SHA1,
+    "sha224": hashes.SHA224,
+    "sha256": hashes.SHA256,
+    "sha384": hashes.SHA384,
+    "sha512": hashes.SHA512,
+}
+
+
+class OperationError(ValueError):
+    """The input does not fit the algorithm (wrong digest, undecryptable ciphertext, ...)."""
+
+
+@dataclass(frozen=True)
+class Spec:
+    """How the emulator serves one algorithm.
+
+    ``kind`` is the family: "rsa_sign_pss", "rsa_sign_pkcs1", "rsa_sign_raw", "rsa_decrypt",
+    "ec_sign", "ed25519", "hmac", "ml_kem", "ml_dsa", "ml_dsa_mu", "raw_gcm", "raw_cbc",
+    "raw_ctr", "xwing". ``digest`` names the hash a
+    digest input must use (None: the algorithm signs data only); ``size`` is the RSA modulus bits,
+    the HMAC or AES key bytes, or the ML-KEM/ML-DSA parameter set.
+    """
+
+    algorithm: int
+    purpose: int
+    kind: str
+    digest: str | None = None
+    size: int = 0
+    curve: type[ec.EllipticCurve] | None = None
+
+    @property
+    def post_quantum(self) -> bool:
+        return self.kind in ("ml_kem", "ml_dsa", "ml_dsa_mu", "xwing")
+
+    @property
+    def asymmetric(self) -> bool:
+        """Versions are generated asynchronously (PENDING_GENERATION) and have a public key."""
+        return self.purpose in _PUBLIC_KEY_PURPOSES
+
+
+def _specs() -> dict[int, Spec]:
+    out: dict[int, Spec] = {}
+
+    def add(name: str, purpose: int, kind: str, **kw: Any) -> None:
+        algorithm = int(getattr(Algorithm, name))
+        out[algorithm] = Spec(algorithm=algorithm, purpose=purpose, kind=kind, **kw)
+
+    sign, decrypt = Purpose.ASYMMETRIC_SIGN, Purpose.ASYMMETRIC_DECRYPT
+    for bits, digest in ((2048, "sha256"), (3072, "sha256"), (4096, "sha256"), (4096, "sha512")):
+        suffix = f"{bits}_{digest.upper()}"
+        add(f"RSA_SIGN_PSS_{suffix}", sign, "rsa_sign_pss", digest=digest, size=bits)
+        add(f"RSA_SIGN_PKCS1_{suffix}", sign, "rsa_sign_pkcs1", digest=digest, size=bits)
+        add(f"RSA_DECRYPT_OAEP_{suffix}", decrypt, "rsa_decrypt", digest=digest, size=bits)
+    for bits in (2048, 3072, 4096):
+        add(f"RSA_SIGN_RAW_PKCS1_{bits}", sign, "rsa_sign_raw", size=bits)
+        add(f"RSA_DECRYPT_OAEP_{bits}_SHA1", decrypt, "rsa_decrypt", digest="sha1", size=bits)
+    add("EC_SIGN_P256_SHA256", sign, "ec_sign", digest="sha256", curve=ec.SECP256R1)
+    add("EC_SIGN_P384_SHA384", sign, "ec_sign", digest="sha384", curve=ec.SECP384R1)
+    add("EC_SIGN_SECP256K1_SHA256", sign, "ec_sign", digest="sha256", curve=ec.SECP256K1)
+    add("EC_SIGN_ED25519", sign, "ed25519")
+    for digest, key_bytes in (("sha1", 20), ("sha224", 28), ("sha256", 32), ("sha384", 48), ("sha512", 64)):
+        add(f"HMAC_{digest.upper()}", Purpose.MAC, "hmac", digest=digest, size=key_bytes)
+    for mode in ("GCM", "CBC", "CTR"):
+        for bits in (128, 256):
+            add(f"AES_{bits}_{mode}", Purpose.RAW_ENCRYPT_DECRYPT, f"raw_{mode.lower()}", size=bits // 8)
+    add("ML_KEM_768", Purpose.KEY_ENCAPSULATION, "ml_kem", size=768)
+    add("ML_KEM_1024", Purpose.KEY_ENCAPSULATION, "ml_kem", size=1024)
+    add("KEM_XWING", Purpose.KEY_ENCAPSULATION, "xwing")
+    for level in (44, 65, 87):
+        add(f"PQ_SIGN_ML_DSA_{level}", sign, "ml_dsa", size=level)
+        add(f"PQ_SIGN_ML_DSA_{level}_EXTERNAL_MU", sign, "ml_dsa_mu", digest="external_mu", size=level)
+    return out
+
+
+SPECS: dict[int, Spec] = _specs()
+
+# The algorithms a purpose admits in the emulator (GOOGLE_SYMMETRIC_ENCRYPTION is backend's own).
+ALGORITHMS_BY_PURPOSE: dict[int, list[int]] = {}
+for _spec in SPECS.values():
+    ALGORITHMS_BY_PURPOSE.setdefault(_spec.purpose, []).append(_spec.algorithm)
+
+_ML_KEM_PRIVATE: dict[int, Any] = {768: mlkem.MLKEM768PrivateKey, 1024: mlkem.MLKEM1024PrivateKey}
+_ML_DSA_PRIVATE: dict[int, Any] = {
+    44: mldsa.MLDSA44PrivateKey,
+    65: mldsa.MLDSA65PrivateKey,
+    87: mldsa.MLDSA87PrivateKey,
+}
+
+
+def spec_for(algorithm: int) -> Spec | None:
+    return SPECS.get(algorithm)
+
+
+# ----------------------------------------------------------------------------- key material
+
+
+def generate(spec: Spec) -> bytes:
+    """Fresh private material for ``spec``, in the form ``state`` persists."""
+    if spec.kind == "hmac" or spec.kind.startswith("raw_"):
+        return os.urandom(spec.size)
+    if spec.kind == "xwing":
+        return os.urandom(XWING_SEED_SIZE)
+    if spec.kind == "ml_kem":
+        return bytes(_ML_KEM_PRIVATE[spec.size].generate().private_bytes_raw())
+    if spec.kind in ("ml_dsa", "ml_dsa_mu"):
+        return bytes(_ML_DSA_PRIVATE[spec.size].generate().private_bytes_raw())
+    key: Any
+    if spec.kind.startswith("rsa"):
+        key = rsa.generate_private_key(public_exponent=65537, key_size=spec.size)
+    elif spec.kind == "ec_sign":
+        assert spec.curve is not None
+        key = ec.generate_private_key(spec.curve())
+    elif spec.kind == "ed25519":
+        key = ed25519.Ed25519PrivateKey.generate()
+    else:  # pragma: no cover - every Spec kind is handled above
+        raise AssertionError(spec.kind)
+    return bytes(
+        key.private_bytes(
+            serialization.Encoding.DER,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+
+
+def _private(spec: Spec, material: bytes) -> Any:
+    if spec.kind == "ml_kem":
+        return _ML_KEM_PRIVATE[spec.size].from_seed_bytes(material)
+    if spec.kind in ("ml_dsa", "ml_dsa_mu"):
+        return _ML_DSA_PRIVATE[spec.size].from_seed_bytes(material)
+    return serialization.load_der_private_key(material, password=None)
+
+
+def public_key(spec: Spec, material: bytes, key_format: int) -> bytes:
+    """The public key in ``key_format`` (PEM, DER, NIST_PQC or XWING_RAW_BYTES); the caller checked
+    compatibility."""
+    if spec.kind == "xwing":
+        return _xwing_expand(material)[2]
+    public = _private(spec, material).public_key()
+    if key_format == KeyFormat.NIST_PQC:
+        return bytes(public.public_bytes_raw())
+    encoding = serialization.Encoding.PEM if key_format == KeyFormat.PEM else serialization.Encoding.DER
+    return bytes(public.public_bytes(encoding, serialization.PublicFormat.SubjectPublicKeyInfo))
+
+
+def formats(spec: Spec) -> tuple[int, ...]:
+    """The ``PublicKeyFormat`` values GetPublicKey serves for ``spec`` (UNSPECIFIED means PEM)."""
+    if spec.kind == "xwing":
+        return (KeyFormat.XWING_RAW_BYTES,)
+    if spec.post_quantum:
+        return (KeyFormat.NIST_PQC,)
+    return (KeyFormat.PUBLIC_KEY_FORMAT_UNSPECIFIED, KeyFormat.PEM, KeyFormat.DER)
+
+
+# ----------------------------------------------------------------------------- operations
+
+
+def sign(spec: Spec, material: bytes, *, digest: bytes | None, data: bytes | None) -> bytes:
+    """Sign a digest (computed with ``spec.digest``) or data; exactly one of them is given."""
+    key = _private(spec, material)
+    if spec.kind == "ml_dsa":
+        assert data is not None
+        return bytes(key.sign(data))
+    if spec.kind == "ml_dsa_mu":
+        assert digest is not None
+        return bytes(key.sign_mu(digest))
+    if spec.kind == "ed25519":
+        assert data is not None
+        return bytes(key.sign(data))
+    if spec.kind == "rsa_sign_raw":
+        assert data is not None
+        try:
+            return bytes(key.sign(data, padding.PKCS1v15(), utils.NoDigestInfo()))
+        except ValueError as exc:
+            raise OperationError("The data is too long for this key's modulus.") from exc
+    assert spec.digest is not None
+    algorithm = _HASHES[spec.digest]()
+    if digest is None:
+        assert data is not None
+        hasher = hashes.Hash(algorithm)
+        hasher.update(data)
+        digest = hasher.finalize()
+    prehashed = utils.Prehashed(algorithm)
+    if spec.kind == "ec_sign":
+        return bytes(key.sign(digest, ec.ECDSA(prehashed)))
+    if spec.kind == "rsa_sign_pss":
+        pss = padding.PSS(mgf=padding.MGF1(_HASHES[spec.digest]()), salt_length=algorithm.digest_size)
+        return bytes(key.sign(digest, pss, prehashed))
+    if spec.kind == "rsa_sign_pkcs1":
+        return bytes(key.sign(digest, padding.PKCS1v15(), prehashed))
+    raise AssertionError(spec.kind)  # pragma: no cover
+
+
+def decrypt(spec: Spec, material: bytes, ciphertext: bytes) -> bytes:
+    """RSA-OAEP decryption (MGF1 with the same hash, empty label), as Cloud KMS does it."""
+    assert spec.digest is not None
+    oaep = padding.OAEP(
+        mgf=padding.MGF1(_HASHES[spec.digest]()), algorithm=_HASHES[spec.digest](), label=None
+    )
+    try:
+        return bytes(_private(spec, material).decrypt(ciphertext, oaep))
+    except ValueError as exc:
+        raise OperationError("Decryption failed.") from exc
+
+
+def decapsulate(spec: Spec, material: bytes, ciphertext: bytes) -> bytes:
+    if spec.kind == "xwing":
+        return _xwing_decapsulate(material, ciphertext)
+    try:
+        return bytes(_private(spec, material).decapsulate(ciphertext))
+    except ValueError as exc:
+        raise OperationError("Decapsulation failed: the ciphertext is invalid.") from exc
+
+
+# X-Wing (draft-connolly-cfrg-xwing-kem-08): ML-KEM-768 and X25519 from one 32-byte seed expanded
+# with SHAKE256, shared secret SHA3-256(ss_M || ss_X || ct_X || pk_X || label). Composed from
+# cryptography's ML-KEM, X25519, SHAKE256 and SHA3-256; checked against the draft's test vector.
+XWING_SEED_SIZE = 32
+XWING_CIPHERTEXT_SIZE = 1088 + 32
+_XWING_LABEL = b"\\.//^\\"
+
+
+def _digest(algorithm: hashes.HashAlgorithm, data: bytes) -> bytes:
+    hasher = hashes.Hash(algorithm)
+    hasher.update(data)
+    return bytes(hasher.finalize())
+
+
+def _xwing_expand(seed: bytes) -> tuple[Any, x25519.X25519PrivateKey, bytes]:
+    """(ML-KEM-768 private key, X25519 private key, public key pk_M || pk_X) from the seed."""
+    expanded = _digest(hashes.SHAKE256(digest_size=96), seed)
+    kem = mlkem.MLKEM768PrivateKey.from_seed_bytes(expanded[:64])
+    dh = x25519.X25519PrivateKey.from_private_bytes(expanded[64:96])
+    return kem, dh, bytes(kem.public_key().public_bytes_raw()) + dh.public_key().public_bytes_raw()
+
+
+def _xwing_decapsulate(seed: bytes, ciphertext: bytes) -> bytes:
+    if len(ciphertext) != XWING_CIPHERTEXT_SIZE:
+        raise OperationError(
+            f"Decapsulation failed: an X-Wing ciphertext is {XWING_CIPHERTEXT_SIZE} bytes, "
+            f"got {len(ciphertext)}."
+        )
+    kem, dh, public = _xwing_expand(seed)
+    ct_m, ct_x = ciphertext[:1088], ciphertext[1088:]
+    try:
+        ss_m = kem.decapsulate(ct_m)
+        ss_x = dh.exchange(x25519.X25519PublicKey.from_public_bytes(ct_x))
+    except ValueError as exc:
+        raise OperationError("Decapsulation failed: the ciphertext is invalid.") from exc
+    return _digest(hashes.SHA3_256(), ss_m + ss_x + ct_x + public[1184:] + _XWING_LABEL)
+
+
+def mac(spec: Spec, material: bytes, data: bytes) -> bytes:
+    assert spec.digest is not None
+    h = hmac_primitive.HMAC(material, _HASHES[spec.digest]())
+    h.update(data)
+    return bytes(h.finalize())
+
+
+def mac_verify(spec: Spec, material: bytes, data: bytes, tag: bytes) -> bool:
+    return _hmac.compare_digest(mac(spec, material, data), tag)
+
+
+# Raw symmetric encryption (RAW_ENCRYPT_DECRYPT): AES-GCM with a 12-byte IV the service generates
+# and a 16-byte tag appended; AES-CBC without padding and AES-CTR with a 16-byte IV (the initial
+# counter block), supplied by the caller or generated.
+GCM_IV_SIZE = 12
+GCM_TAG_LENGTH = 16
+BLOCK_IV_SIZE = 16
+
+
+def raw_iv_size(spec: Spec) -> int:
+    return GCM_IV_SIZE if spec.kind == "raw_gcm" else BLOCK_IV_SIZE
+
+
+def raw_tag_length(spec: Spec) -> int:
+    return GCM_TAG_LENGTH if spec.kind == "raw_gcm" else 0
+
+
+def raw_encrypt(spec: Spec, material: bytes, plaintext: bytes, aad: bytes, iv: bytes) -> bytes:
+    """Encrypt under ``iv`` (already checked or generated by the caller)."""
+    if spec.kind == "raw_gcm":
+        return bytes(AESGCM(material).encrypt(iv, plaintext, aad or None))
+    mode = modes.CBC(iv) if spec.kind == "raw_cbc" else modes.CTR(iv)
+    encryptor = Cipher(ciphers.AES(material), mode).encryptor()
+    return bytes(encryptor.update(plaintext) + encryptor.finalize())
+
+
+def raw_decrypt(spec: Spec, material: bytes, ciphertext: bytes, aad: bytes, iv: bytes) -> bytes:
+    if spec.kind == "raw_gcm":
+        try:
+            return bytes(AESGCM(material).decrypt(iv, ciphertext, aad or None))
+        except InvalidTag as exc:
+            raise OperationError("Decryption failed: the ciphertext is invalid.") from exc
+    mode = modes.CBC(iv) if spec.kind == "raw_cbc" else modes.CTR(iv)
+    decryptor = Cipher(ciphers.AES(material), mode).decryptor()
+    return bytes(decryptor.update(ciphertext) + decryptor.finalize())
+
+
+# ----------------------------------------------------------------------------- import
+
+
+ImportMethod = resources.ImportJob.ImportMethod
+
+# ImportMethod → (RSA bits, OAEP hash, whether an ephemeral AES-256 key wraps the material with KWP).
+IMPORT_METHODS: dict[int, tuple[int, str, bool]] = {
+    ImportMethod.RSA_OAEP_3072_SHA1_AES_256: (3072, "sha1", True),
+    ImportMethod.RSA_OAEP_4096_SHA1_AES_256: (4096, "sha1", True),
+    ImportMethod.RSA_OAEP_3072_SHA256_AES_256: (3072, "sha256", True),
+    ImportMethod.RSA_OAEP_4096_SHA256_AES_256: (4096, "sha256", True),
+    ImportMethod.RSA_OAEP_3072_SHA256: (3072, "sha256", False),
+    ImportMethod.RSA_OAEP_4096_SHA256: (4096, "sha256", False),
+}
+
+
+def new_wrapping_key(method: int) -> bytes:
+    """A fresh RSA wrapping key for an ImportJob, PKCS#8 DER."""
+    bits = IMPORT_METHODS[method][0]
+    key = rsa.generate_private_key(public_exponent=65537, key_size=bits)
+    return bytes(
+        key.private_bytes(
+            serialization.Encoding.DER, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
+    )
+
+
+def wrapping_public_key(material: bytes, der: bool = False) -> bytes:
+    """An ImportJob's public wrapping key, SubjectPublicKeyInfo in PEM (default) or DER."""
+    public = serialization.load_der_private_key(material, password=None).public_key()
+    encoding = serialization.Encoding.DER if der else serialization.Encoding.PEM
+    return bytes(public.public_bytes(encoding, serialization.PublicFormat.SubjectPublicKeyInfo))
+
+
+def unwrap(method: int, material: bytes, wrapped: bytes) -> bytes:
+    """Undo the ImportJob wrapping: RSA-OAEP (MGF1 same hash, empty label) of the key itself, or of
+    an ephemeral AES-256 key followed by the key under AES-KWP (RFC 5649, CKM_RSA_AES_KEY_WRAP)."""
+    bits, digest, with_aes = IMPORT_METHODS[method]
+    key = serialization.load_der_private_key(material, password=None)
+    assert isinstance(key, rsa.RSAPrivateKey)
+    oaep = padding.OAEP(mgf=padding.MGF1(_HASHES[digest]()), algorithm=_HASHES[digest](), label=None)
+    head = bits // 8
+    try:
+        if not with_aes:
+            return bytes(key.decrypt(wrapped, oaep))
+        if len(wrapped) <= head:
+            raise OperationError("The wrapped key is too short for this import method.")
+        ephemeral = key.decrypt(wrapped[:head], oaep)
+        if len(ephemeral) != 32:
+            raise OperationError("The ephemeral wrapping key must be an AES-256 key.")
+        return bytes(keywrap.aes_key_unwrap_with_padding(ephemeral, wrapped[head:]))
+    except (ValueError, keywrap.InvalidUnwrap) as exc:
+        raise OperationError("The wrapped key could not be unwrapped with this ImportJob's key.") from exc
+
+
+def imported_material(spec: Spec | None, key_bytes: bytes) -> bytes:
+    """Check unwrapped key material against the algorithm; return it in the form ``state`` keeps.
+
+    ``spec`` None is GOOGLE_SYMMETRIC_ENCRYPTION (a 32-byte AES key). Asymmetric keys arrive as
+    PKCS#8 DER and must be of the algorithm's type and size."""
+    if spec is None:
+        if len(key_bytes) != 32:
+            raise OperationError(f"GOOGLE_SYMMETRIC_ENCRYPTION takes a 32-byte key, got {len(key_bytes)}.")
+        return key_bytes
+    if spec.kind == "hmac" or spec.kind.startswith("raw_"):
+        if len(key_bytes) != spec.size:
+            raise OperationError(f"This algorithm takes a {spec.size}-byte key, got {len(key_bytes)}.")
+        return key_bytes
+    if spec.post_quantum:
+        raise OperationError("The kmsflow emulator does not import post-quantum keys.")
+    try:
+        key = serialization.load_der_private_key(key_bytes, password=None)
+    except (ValueError, TypeError) as exc:
+        raise OperationError("The key material is not a PKCS#8 DER private key.") from exc
+    if spec.kind.startswith("rsa"):
+        ok = isinstance(key, rsa.RSAPrivateKey) and key.key_size == spec.size
+    elif spec.kind == "ec_sign":
+        assert spec.curve is not None
+        ok = isinstance(key, ec.EllipticCurvePrivateKey) and key.curve.name == spec.curve().name
+    else:
+        ok = isinstance(key, ed25519.Ed25519PrivateKey)
+    if not ok:
+        raise OperationError("The key material does not match the algorithm (type or size).")
+    return bytes(
+        key.private_bytes(
+            serialization.Encoding.DER, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
+    )
+
+
+def digest_size(spec: Spec) -> int:
+    if spec.digest == "external_mu":
+        return 64
+    assert spec.digest is not None
+    return int(_HASHES[spec.digest]().digest_size)
+
+
+__all__ = [
+    "ALGORITHMS_BY_PURPOSE",
+    "SPECS",
+    "OperationError",
+    "Spec",
+    "decapsulate",
+    "decrypt",
+    "digest_size",
+    "formats",
+    "generate",
+    "imported_material",
+    "mac",
+    "mac_verify",
+    "new_wrapping_key",
+    "public_key",
+    "raw_decrypt",
+    "raw_encrypt",
+    "raw_iv_size",
+    "raw_tag_length",
+    "sign",
+    "spec_for",
+    "unwrap",
+    "wrapping_public_key",
+]
