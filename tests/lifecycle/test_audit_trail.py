@@ -13,10 +13,10 @@ from kmsflow.cli.audit import audit_command
 from kmsflow.envelope.aad import keyset_aad
 from kmsflow.kms import crypto
 from kmsflow.lifecycle import rewrap
-from kmsflow.lifecycle.erase import erase_tenant
-from kmsflow.lifecycle.restore import restore
-from kmsflow.lifecycle.rotation import rotate
-from kmsflow.lifecycle.shred import run_shred
+from kmsflow.lifecycle.retirement.erase import erase_tenant
+from kmsflow.lifecycle.retirement.restore import restore
+from kmsflow.lifecycle.retirement.rotation import rotate
+from kmsflow.lifecycle.retirement.shred import run_shred
 
 from .shredkit import World, make_world, version_n
 

@@ -15,7 +15,7 @@ from kmsflow.audit import AuditLog, read_events
 from kmsflow.envelope import Envelope
 from kmsflow.kms import resources
 from kmsflow.kms.errors import ConfirmationError, ErasureRefusedError, KeyVersionUnavailableError
-from kmsflow.lifecycle.erase import erase_tenant, prove_erasure
+from kmsflow.lifecycle.retirement.erase import erase_tenant, prove_erasure
 from kmsflow.spec import KeySpec
 
 from .shredkit import emu_now, provision, state, unwraps, version_n, write_spec

@@ -15,7 +15,7 @@ from kmsflow.envelope import Envelope
 from kmsflow.kms import resources
 from kmsflow.kms.errors import ConfirmationError, KmsGuardError
 from kmsflow.lifecycle import rewrap
-from kmsflow.lifecycle.shred import run_shred
+from kmsflow.lifecycle.retirement.shred import run_shred
 
 from .shredkit import DAY, World, emu_now, make_world, provision, state, version_n, write_spec
 

@@ -11,8 +11,8 @@ from kmsflow.audit import read_events
 from kmsflow.kms import resources
 from kmsflow.kms.errors import KeyVersionUnavailableError
 from kmsflow.lifecycle import rewrap
-from kmsflow.lifecycle.restore import restore
-from kmsflow.lifecycle.shred import run_shred
+from kmsflow.lifecycle.retirement.restore import restore
+from kmsflow.lifecycle.retirement.shred import run_shred
 
 from .shredkit import World, make_world, state, unwraps, version_n
 
@@ -99,7 +99,7 @@ def test_restored_and_enabled_version_gets_a_full_retention_again(world: World) 
 def test_shred_confirms_versions_destroyed_by_erasure(
     fresh_emulator: Any, tmp_path: Path, ring_id: str
 ) -> None:
-    from kmsflow.lifecycle.erase import erase_tenant
+    from kmsflow.lifecycle.retirement.erase import erase_tenant
 
     world = make_world(fresh_emulator, tmp_path, ring_id, extra={"tenant": "acme"})
     world.encrypt("a.enc")

@@ -22,7 +22,7 @@ from hypothesis.stateful import (
 from kmsflow.envelope import Envelope
 from kmsflow.kms import resources
 from kmsflow.lifecycle import rewrap
-from kmsflow.lifecycle.shred import run_shred
+from kmsflow.lifecycle.retirement.shred import run_shred
 
 from .shredkit import World, make_world, state, unwraps
 

@@ -12,18 +12,18 @@
 
 from kmsflow.lifecycle.cas import DirSync, RecordConflictError, RecordSnapshot, read_snapshot, swap
 from kmsflow.lifecycle.clean import CleanReport, TempOutcome, clean_stale_temps
-from kmsflow.lifecycle.erase import ErasureReport, erase_tenant, prove_erasure
 from kmsflow.lifecycle.reencryption import (
     EnvelopeOutcome,
     ReencryptNotSupportedError,
     ReencryptReport,
     reencrypt,
 )
-from kmsflow.lifecycle.restore import restore
+from kmsflow.lifecycle.retirement.erase import ErasureReport, erase_tenant, prove_erasure
+from kmsflow.lifecycle.retirement.report import KeyDecision, ShredReport, VersionDecision
+from kmsflow.lifecycle.retirement.restore import restore
+from kmsflow.lifecycle.retirement.rotation import rotate
+from kmsflow.lifecycle.retirement.shred import run_shred
 from kmsflow.lifecycle.rewrap import PrimaryCache, RewrapReport, rewrap, verify_unwraps
-from kmsflow.lifecycle.rotation import rotate
-from kmsflow.lifecycle.shred import run_shred
-from kmsflow.lifecycle.shred_report import KeyDecision, ShredReport, VersionDecision
 from kmsflow.lifecycle.targets import EnvelopeTarget, Issue, RunReport, collect
 
 __all__ = [

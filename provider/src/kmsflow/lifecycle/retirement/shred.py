@@ -72,7 +72,7 @@ from kmsflow.inventory import Inventory, scan
 from kmsflow.kms import resources
 from kmsflow.kms.errors import ConfirmationError, KmsError
 from kmsflow.kms.resources import CryptoKeyVersion, state_name
-from kmsflow.lifecycle.shred_report import KeyDecision, ScanSummary, ShredReport, VersionDecision
+from kmsflow.lifecycle.retirement.report import KeyDecision, ScanSummary, ShredReport, VersionDecision
 from kmsflow.spec.durations import format_duration
 from kmsflow.spec.model import CryptoKeySpec, KeySpec, Retention
 

@@ -26,7 +26,7 @@ too), then
   nothing written, the key discarded) -- all of them, not a sample, because "no other artifact was
   touched" is the claim; data files are not read (their keys are what erasure could have broken).
 
-Within the grace window ``kmsflow.lifecycle.restore.restore`` can still undo an erasure; run
+Within the grace window ``kmsflow.lifecycle.retirement.restore.restore`` can still undo an erasure; run
 :func:`prove_erasure` after ``destroy_time`` for the final (DESTROYED) proof, which it audits as
 ``erase-proved``. A key with automatic rotation will get a fresh version at its next rotation:
 that version never wrapped anything erased, so it does not weaken the erasure.
