@@ -18,11 +18,9 @@ authenticated, so a failure at the last byte of the last shard leaves nothing at
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import tink
-from google.api_core.retry import Retry
-from google.cloud import kms_v1
 
 from kmsflow.envelope import manifest
 from kmsflow.envelope.aad import data_aad
@@ -52,7 +50,10 @@ from kmsflow.envelope.record import EnvelopeRecord, FileEntry
 from kmsflow.envelope.staging import stage, write_failure
 from kmsflow.envelope.storage import TINK_CHUNK_SIZE, Location, resolve
 from kmsflow.envelope.streams import BinarySink, ChecksumReader, plaintext_pieces, write_behind
-from kmsflow.envelope.wrap import unwrap_key
+
+if TYPE_CHECKING:  # the KMS client (gRPC) is loaded by whoever made the client, not by inspect
+    from google.api_core.retry import Retry
+    from google.cloud import kms_v1
 
 
 class _NullSink:
@@ -138,6 +139,8 @@ class Envelope:
         so callers with their own deadline (an Airflow connection's) are not held to 60 s.
         """
         if self._key is None:
+            from kmsflow.envelope.wrap import unwrap_key
+
             key = unwrap_key(
                 client, self.record.key, self.record.envelope_id, self.record_location.url, retry=retry
             )
