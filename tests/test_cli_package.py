@@ -43,7 +43,7 @@ def test_help_and_argument_errors_do_not_load_the_kms_client() -> None:
     assert _python(code).strip() == "[]"
 
 
-HEAVY = ("grpc", "google.cloud.kms_v1", "fsspec")  # fsspec: only for URLs with a scheme
+HEAVY = ("grpc", "google.cloud.kms_v1", "fsspec", "tink")  # fsspec: URLs with a scheme; tink: unlocking
 
 
 def _loaded_by(argv: list[str], cwd: Path, env: dict[str, str] | None = None) -> tuple[int, list[str]]:
@@ -70,7 +70,7 @@ def test_commands_without_kms_calls_load_neither_grpc_nor_the_kms_client(
     kms: kms_v1.KeyManagementServiceClient, key: str, tmp_path: Path
 ) -> None:
     """``--help``, ``inspect``, ``audit``, ``clean`` and argument errors import only what they use
-    (local paths: no fsspec either)."""
+    (local paths: no fsspec either; no Tink before a key is unlocked)."""
     (tmp_path / "plain.txt").write_bytes(b"hello\n")
     envelope.encrypt(kms, key, str(tmp_path / "plain.txt"), str(tmp_path / "plain.enc"))
     AuditLog(str(tmp_path / "audit.log"), actor="test").append(
