@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import json
+import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
+from google.cloud import kms_v1
 
-from kmsflow import cli
+from kmsflow import cli, envelope
+from kmsflow.audit import Action, AuditLog
 from kmsflow.cli import exits
 from kmsflow.envelope.errors import IntegrityError, RecordInvalidError
 from kmsflow.kms.errors import KmsCredentialsError
@@ -36,6 +41,56 @@ def test_help_and_argument_errors_do_not_load_the_kms_client() -> None:
         "print(sorted(m for m in ('grpc', 'google.cloud.kms_v1') if m in sys.modules))"
     )
     assert _python(code).strip() == "[]"
+
+
+HEAVY = ("grpc", "google.cloud.kms_v1", "fsspec", "tink")  # fsspec: URLs with a scheme; tink: unlocking
+
+
+def _loaded_by(argv: list[str], cwd: Path, env: dict[str, str] | None = None) -> tuple[int, list[str]]:
+    """Run ``kmsflow *argv`` in a fresh interpreter; its exit code and which of ``HEAVY`` it loaded."""
+    code = (
+        "import contextlib, io, json, sys\n"
+        "from kmsflow.cli import main\n"
+        "out = io.StringIO()\n"
+        "with contextlib.redirect_stdout(out), contextlib.redirect_stderr(out):\n"
+        "    try:\n"
+        f"        rc = main({argv!r})\n"
+        "    except SystemExit as exc:\n"
+        "        rc = exc.code\n"
+        f"print(json.dumps([rc, [m for m in {HEAVY!r} if m in sys.modules]]))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=cwd, env=env
+    )
+    rc, loaded = json.loads(done.stdout.splitlines()[-1])
+    return rc, loaded
+
+
+def test_commands_without_kms_calls_load_neither_grpc_nor_the_kms_client(
+    kms: kms_v1.KeyManagementServiceClient, key: str, tmp_path: Path
+) -> None:
+    """``--help``, ``inspect``, ``audit``, ``clean`` and argument errors import only what they use
+    (local paths: no fsspec either; no Tink before a key is unlocked)."""
+    (tmp_path / "plain.txt").write_bytes(b"hello\n")
+    envelope.encrypt(kms, key, str(tmp_path / "plain.txt"), str(tmp_path / "plain.enc"))
+    AuditLog(str(tmp_path / "audit.log"), actor="test").append(
+        Action.DISABLE, f"{key}/cryptoKeyVersions/1", reason="test"
+    )
+    (tmp_path / "roots").mkdir()
+    env = {k: v for k, v in os.environ.items() if k != "KMS_EMULATOR_HOST"}
+    cases = {
+        ("--help",): exits.EXIT_OK,
+        ("inspect", "plain.enc"): exits.EXIT_OK,
+        ("inspect", "missing.enc"): exits.EXIT_NOT_FOUND,
+        ("audit", "audit.log"): exits.EXIT_OK,
+        ("audit", "--json", "--resource", key, "audit.log"): exits.EXIT_OK,
+        ("clean", "--dry-run", "roots"): exits.EXIT_OK,
+        ("clean", "roots"): exits.EXIT_OK,
+        ("decrypt", "plain.enc"): exits.EXIT_USAGE,  # argument error: DST missing
+        ("inventory", "--workers", "x", "roots"): exits.EXIT_USAGE,
+    }
+    for argv, expected in cases.items():
+        assert _loaded_by(list(argv), tmp_path, env) == (expected, []), argv
 
 
 def test_every_exit_code_is_in_the_help_table_once() -> None:

@@ -9,12 +9,35 @@ Invariant 4: events are scrubbed of anything that looks like bytes or key materi
 `kmsflow audit` (``kmsflow.cli.audit``) shows the log.
 """
 
-from kmsflow.audit.actions import Action
-from kmsflow.audit.actor import resolve_actor
-from kmsflow.audit.event import REDACTED, AuditEvent, looks_like_key_material, parse_time, scrub
-from kmsflow.audit.log import AuditLog, AuditLogError, read_events
-from kmsflow.audit.recorder import provision_recorder, record_rewrap, record_rotation
-from kmsflow.clock import format_time
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from kmsflow.audit.actions import Action
+    from kmsflow.audit.actor import resolve_actor
+    from kmsflow.audit.event import REDACTED, AuditEvent, looks_like_key_material, parse_time, scrub
+    from kmsflow.audit.log import AuditLog, AuditLogError, read_events
+    from kmsflow.audit.recorder import provision_recorder, record_rewrap, record_rotation
+    from kmsflow.clock import format_time
+else:  # each name is imported on first use (kmsflow.lazy): importing the package loads no module
+    from kmsflow.lazy import lazy_names
+
+    __getattr__, __dir__ = lazy_names(
+        __name__,
+        {
+            "kmsflow.audit.actions": ("Action",),
+            "kmsflow.audit.actor": ("resolve_actor",),
+            "kmsflow.audit.event": (
+                "REDACTED",
+                "AuditEvent",
+                "looks_like_key_material",
+                "parse_time",
+                "scrub",
+            ),
+            "kmsflow.audit.log": ("AuditLog", "AuditLogError", "read_events"),
+            "kmsflow.audit.recorder": ("provision_recorder", "record_rewrap", "record_rotation"),
+            "kmsflow.clock": ("format_time",),
+        },
+    )
 
 __all__ = [
     "REDACTED",

@@ -11,8 +11,6 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from kmsflow.kms.client import PRINCIPAL_ENV
-
 UNKNOWN = "unknown"
 
 
@@ -20,6 +18,8 @@ def resolve_actor(actor: str | None = None, *, credentials: Any = None) -> str:
     """The identity to record (see the module docstring for the order)."""
     if actor and actor.strip():
         return actor.strip()
+    from kmsflow.kms.client import PRINCIPAL_ENV  # here: that module loads gRPC, not for reading a log
+
     env = os.environ.get(PRINCIPAL_ENV, "").strip()
     if env:
         return env

@@ -1,9 +1,10 @@
 """The exit-code table of the ``kmsflow`` command: every code, defined once (docs/CLI.md lists them).
 
 Exceptions map to codes through :data:`EXIT_CODES` (most specific first). Its classes live in
-``kmsflow.envelope``, ``kmsflow.kms`` and ``kmsflow.audit``, whose packages import the Cloud KMS
-client (gRPC), so the table names them as text and imports them on first use: ``kmsflow --help``
-and argument errors never load them (``EXIT_CODES`` is resolved lazily, PEP 562).
+``kmsflow.envelope.errors``, ``kmsflow.audit.log`` and ``kmsflow.kms.errors``, which load neither
+gRPC nor the Cloud KMS client but do load pydantic (through the record model), so the table names
+them as text and imports them on first use: ``kmsflow --help`` and argument errors never load them
+(``EXIT_CODES`` is resolved lazily, PEP 562).
 """
 
 from __future__ import annotations

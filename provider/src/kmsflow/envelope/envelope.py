@@ -18,13 +18,8 @@ authenticated, so a failure at the last byte of the last shard leaves nothing at
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import tink
-from google.api_core.retry import Retry
-from google.cloud import kms_v1
-
-from kmsflow.envelope import manifest
 from kmsflow.envelope.aad import data_aad
 from kmsflow.envelope.errors import (
     DestinationExistsError,
@@ -34,7 +29,6 @@ from kmsflow.envelope.errors import (
     TamperedError,
     os_reason,
 )
-from kmsflow.envelope.keyset import DataKey
 from kmsflow.envelope.layout import (
     DATASET_RECORD,
     RESERVED_DIR,
@@ -52,7 +46,12 @@ from kmsflow.envelope.record import EnvelopeRecord, FileEntry
 from kmsflow.envelope.staging import stage, write_failure
 from kmsflow.envelope.storage import TINK_CHUNK_SIZE, Location, resolve
 from kmsflow.envelope.streams import BinarySink, ChecksumReader, plaintext_pieces, write_behind
-from kmsflow.envelope.wrap import unwrap_key
+
+if TYPE_CHECKING:  # gRPC, the KMS client and Tink are loaded to unlock a key, not by inspect
+    from google.api_core.retry import Retry
+    from google.cloud import kms_v1
+
+    from kmsflow.envelope.keyset import DataKey
 
 
 class _NullSink:
@@ -138,6 +137,9 @@ class Envelope:
         so callers with their own deadline (an Airflow connection's) are not held to 60 s.
         """
         if self._key is None:
+            from kmsflow.envelope import manifest
+            from kmsflow.envelope.wrap import unwrap_key
+
             key = unwrap_key(
                 client, self.record.key, self.record.envelope_id, self.record_location.url, retry=retry
             )
@@ -246,6 +248,8 @@ class Envelope:
     ) -> None:
         """Decrypt one file to ``out``, reading the ciphertext to EOF; raise unless all of it checks
         (its CRC32C too with ``check_crc``, see the module docstring)."""
+        import tink  # loaded already: the key was unlocked
+
         src = data_location(self.root, entry.path)
         name = src.url
         try:

@@ -12,13 +12,14 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import IO, Any
-
-import fsspec
+from typing import IO, TYPE_CHECKING, Any
 
 from kmsflow.envelope.errors import EnvelopeIOError, RecordInvalidError
 from kmsflow.envelope.record import MAX_RECORD_SIZE, record_too_large
 from kmsflow.envelope.walk import Tree, walk
+
+if TYPE_CHECKING:  # fsspec (and asyncio under it) is imported for a URL with a scheme, not for local paths
+    import fsspec
 
 STORAGE_EMULATOR_HOST_ENV = "STORAGE_EMULATOR_HOST"
 GCSFS_ZB_HNS_ENV = "GCSFS_EXPERIMENTAL_ZB_HNS_SUPPORT"
@@ -159,6 +160,8 @@ def resolve(url: str) -> Location:
         fs = gcs_filesystem()
         protocol = "gs"
     else:
+        import fsspec
+
         try:
             fs = fsspec.filesystem(protocol)
         except (ImportError, ValueError) as exc:

@@ -9,8 +9,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import cache
+from typing import TYPE_CHECKING
 
-from google.api_core import exceptions as gexc
+if TYPE_CHECKING:  # imported where a KMS error is translated: google.api_core.exceptions loads gRPC
+    from google.api_core import exceptions as gexc
 
 
 class KmsError(Exception):
@@ -70,6 +73,8 @@ def is_credentials_failure(exc: BaseException) -> bool:
     that looks like an outage; without this, it would be retried for the whole deadline and then
     reported as "KMS unavailable".
     """
+    from google.api_core import exceptions as gexc
+
     return isinstance(exc, gexc.GoogleAPICallError) and _PLUGIN_FAILED in str(exc)
 
 
@@ -137,22 +142,29 @@ class ImmutableFieldError(KmsError):
         )
 
 
-_TRANSLATIONS: tuple[tuple[type[gexc.GoogleAPICallError], type[KmsError]], ...] = (
-    (gexc.PermissionDenied, KmsPermissionError),
-    (gexc.Unauthenticated, KmsPermissionError),
-    (gexc.NotFound, KmsNotFoundError),
-    (gexc.FailedPrecondition, KeyVersionUnavailableError),
-    (gexc.InvalidArgument, KmsInvalidArgumentError),
-    (gexc.ServiceUnavailable, KmsTransientError),
-    (gexc.DeadlineExceeded, KmsTransientError),
-    (gexc.ResourceExhausted, KmsTransientError),
-    (gexc.AlreadyExists, KmsAlreadyExistsError),
-    (gexc.Aborted, KmsConflictError),
-)
+@cache
+def _translations() -> tuple[tuple[type[gexc.GoogleAPICallError], type[KmsError]], ...]:
+    """(google.api_core class, kmsflow class) pairs, most specific first."""
+    from google.api_core import exceptions as gexc
+
+    return (
+        (gexc.PermissionDenied, KmsPermissionError),
+        (gexc.Unauthenticated, KmsPermissionError),
+        (gexc.NotFound, KmsNotFoundError),
+        (gexc.FailedPrecondition, KeyVersionUnavailableError),
+        (gexc.InvalidArgument, KmsInvalidArgumentError),
+        (gexc.ServiceUnavailable, KmsTransientError),
+        (gexc.DeadlineExceeded, KmsTransientError),
+        (gexc.ResourceExhausted, KmsTransientError),
+        (gexc.AlreadyExists, KmsAlreadyExistsError),
+        (gexc.Aborted, KmsConflictError),
+    )
 
 
 def translate(exc: gexc.GoogleAPIError, action: str) -> KmsError:
     """The kmsflow error for a failed ``action`` (e.g. "decrypt with projects/.../cryptoKeys/k")."""
+    from google.api_core import exceptions as gexc
+
     message = getattr(exc, "message", None) or str(exc)
     if is_credentials_failure(exc):
         return credentials_error(f"{action}: {message}")
@@ -160,7 +172,7 @@ def translate(exc: gexc.GoogleAPIError, action: str) -> KmsError:
         cause = exc.cause
         detail = getattr(cause, "message", None) or str(cause)
         return KmsTransientError(f"{action}: gave up retrying: {detail}")
-    for source, target in _TRANSLATIONS:
+    for source, target in _translations():
         if isinstance(exc, source):
             return target(f"{action}: {message}")
     return KmsError(f"{action}: {message}")

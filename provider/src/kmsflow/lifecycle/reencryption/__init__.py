@@ -45,7 +45,28 @@ the order listed there); the crash tests run re-encrypt in a subprocess whose ho
 at a chosen step. Production callers pass nothing.
 """
 
-from kmsflow.lifecycle.reencryption.report import EnvelopeOutcome, ReencryptNotSupportedError, ReencryptReport
-from kmsflow.lifecycle.reencryption.run import reencrypt
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from kmsflow.lifecycle.reencryption.report import (
+        EnvelopeOutcome,
+        ReencryptNotSupportedError,
+        ReencryptReport,
+    )
+    from kmsflow.lifecycle.reencryption.run import reencrypt
+else:  # each name is imported on first use (kmsflow.lazy): importing the package loads no module
+    from kmsflow.lazy import lazy_names
+
+    __getattr__, __dir__ = lazy_names(
+        __name__,
+        {
+            "kmsflow.lifecycle.reencryption.report": (
+                "EnvelopeOutcome",
+                "ReencryptNotSupportedError",
+                "ReencryptReport",
+            ),
+            "kmsflow.lifecycle.reencryption.run": ("reencrypt",),
+        },
+    )
 
 __all__ = ["EnvelopeOutcome", "ReencryptNotSupportedError", "ReencryptReport", "reencrypt"]
