@@ -1,8 +1,8 @@
 """Pass-through streams: CRC32C the ciphertext as Tink reads or writes it, and write behind.
 
 Checksumming on the way through keeps every file to a single pass: no re-read for the checksum,
-constant memory. CRC32C (Castagnoli, hardware-accelerated in ``google-crc32c``) costs ~0.05 s per
-GiB: reads compute it inline, writes on the write-behind thread (off the thread that feeds Tink).
+constant memory. CRC32C (Castagnoli, hardware-accelerated in ``google-crc32c``) is cheap: reads
+compute it inline, writes on the write-behind thread (off the thread that feeds Tink).
 Authentication is Tink's job; the
 checksum lets storage-level tools compare a stored object with the record without any key (it is
 the same value GCS keeps as an object's ``crc32c``, see docs/FORMAT.md §2).
@@ -79,7 +79,7 @@ def write_through(encrypting: IO[bytes], data: bytes) -> None:
 
     The counterpart of :func:`plaintext_pieces`: a piece larger than the writer's 8 KiB buffer
     reaches Tink as a ``memoryview`` of the caller's bytes; handing Tink the ``bytes`` themselves
-    measured ~3-6 % less time per GiB in interleaved A/B runs (docs/BENCHMARKS.md). Nothing goes
+    is measurably faster (docs/BENCHMARKS.md). Nothing goes
     through the buffered writer, so its buffer stays empty and closing it still finalizes Tink's
     stream.
     """
@@ -155,8 +155,8 @@ class WriteBehind(io.RawIOBase):
     ``write`` and by :meth:`finish`; nothing after a failed write is written.
 
     With ``checksum=True`` it also counts what it wrote and computes its CRC32C (the ciphertext
-    checksum of the record), on the writing thread: that keeps ~0.05 s per GiB off the thread that
-    feeds Tink. ``count`` and :meth:`crc32c` are final once :meth:`finish` returned.
+    checksum of the record), on the writing thread: that keeps it off the thread that feeds Tink.
+    ``count`` and :meth:`crc32c` are final once :meth:`finish` returned.
     """
 
     def __init__(self, inner: BinarySink, *, checksum: bool = False) -> None:

@@ -75,8 +75,7 @@ READ_CHUNK = 64
 LOCAL_READERS = 4
 """Most threads reading the records of a root on a local disk or tmpfs. A local record read is a
 short system call, and parsing it is Python holding the GIL, so past a few threads more only
-contend: 50,000 records on this project's benchmark VM, page cache dropped, took 7.9 s with 2
-threads, 8.4 s with 4 and 11.2 s with 16 (docs/BENCHMARKS.md). Four still overlap a slow disk.
+contend (measured in docs/BENCHMARKS.md, "Rewrap and inventory"). Four still overlap a slow disk.
 Local paths on FUSE or network mounts (Cloud Storage FUSE, NFS) are read like object stores."""
 
 

@@ -272,8 +272,8 @@ def _prepare_chunk(
 
     Why phase by phase over the chunk rather than envelope by envelope: the work is the same, but
     running each piece of Python (record parsing, Tink, the gRPC client) back to back keeps it warm
-    in the CPU caches between KMS calls. Interleaved, the client spent ~1.6x the CPU per envelope,
-    and rewrap, which is bound by the client's CPU, ran that much slower (docs/BENCHMARKS.md).
+    in the CPU caches between KMS calls; interleaved, the client spends markedly more CPU per
+    envelope, and rewrap is bound by the client's CPU (figures: docs/BENCHMARKS.md, "Rewrap and inventory").
     For the same reason the two KMS phases do nothing but their KMS calls: the keyset is parsed in
     the check phase, and the record's new ``key`` is built in the re-seal phase.
     Each thread still has one KMS call in flight at a time, so KMS concurrency is unchanged.
