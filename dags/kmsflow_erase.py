@@ -31,7 +31,7 @@ from airflow.sdk.exceptions import AirflowSkipException
 
 from kmsflow.airflow.hooks.kms import KmsHook
 from kmsflow.airflow.tasks import erase as erase_tasks
-from kmsflow.airflow.tasks.common import default_spec_path, hook_scope, resolve_spec_path, run_label
+from kmsflow.airflow.tasks.common import hook_scope, resolve_spec_path, run_label, spec_path_param
 from kmsflow.airflow.tasks.payloads import EraseParams, ErasureReportPayload
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -47,12 +47,7 @@ log = logging.getLogger(__name__)
     tags=["kmsflow", "kms", "lifecycle", "erasure"],
     doc_md=__doc__,
     params={
-        "spec_path": Param(
-            default_spec_path(REPO_ROOT),
-            type="string",
-            title="Key spec",
-            description="YAML key spec; relative paths are resolved against the repository root.",
-        ),
+        "spec_path": spec_path_param(REPO_ROOT),
         "key": Param("", type="string", title="Tenant key", description="Key id (or full name) to erase."),
         "confirm_tenant": Param(
             "", type="string", title="Confirm tenant", description="Type the tenant name."

@@ -29,7 +29,7 @@ from airflow.sdk import Param, dag, task
 from airflow.sdk.exceptions import AirflowSkipException
 
 from kmsflow.airflow.hooks.kms import KmsHook
-from kmsflow.airflow.tasks.common import default_spec_path, hook_scope, resolve_spec_path, run_label
+from kmsflow.airflow.tasks.common import hook_scope, resolve_spec_path, run_label, spec_path_param
 from kmsflow.airflow.tasks.payloads import (
     ApplyPayload,
     ConvergedPayload,
@@ -57,13 +57,7 @@ log = logging.getLogger(__name__)
     tags=["kmsflow", "kms"],
     doc_md=__doc__,
     params={
-        "spec_path": Param(
-            default_spec_path(REPO_ROOT),
-            type="string",
-            title="Key spec",
-            description="YAML key spec; relative paths are resolved against the repository root "
-            "(default: $KMSFLOW_SPEC, else examples/specs/seed.yaml).",
-        ),
+        "spec_path": spec_path_param(REPO_ROOT),
         "dry_run": Param(
             False,
             type="boolean",

@@ -52,12 +52,12 @@ from airflow.sdk.exceptions import AirflowSkipException
 from kmsflow.airflow.hooks.kms import KmsHook
 from kmsflow.airflow.tasks.common import (
     audit_location,
-    default_spec_path,
     hook_scope,
     load_key_spec,
     open_audit,
     resolve_spec_path,
     run_label,
+    spec_path_param,
 )
 from kmsflow.airflow.tasks.payloads import (
     Batch,
@@ -128,12 +128,7 @@ def _reports(ti: Any, config: RunConfig) -> list[BatchReport]:
     tags=["kmsflow", "kms", "lifecycle"],
     doc_md=__doc__,
     params={
-        "spec_path": Param(
-            default_spec_path(REPO_ROOT),
-            type="string",
-            title="Key spec",
-            description="YAML key spec; relative paths are resolved against the repository root.",
-        ),
+        "spec_path": spec_path_param(REPO_ROOT),
         "key": Param(
             "",
             type="string",

@@ -45,11 +45,11 @@ from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
 from kmsflow.airflow.hooks.kms import KmsHook
 from kmsflow.airflow.tasks.common import (
-    default_spec_path,
     hook_scope,
     is_manual,
     resolve_spec_path,
     run_label,
+    spec_path_param,
 )
 from kmsflow.airflow.tasks.payloads import RestoredPayload, ShredParams, ShredReportPayload
 from kmsflow.airflow.tasks.shred import problems, resolve_dry_run, restore_version, shred
@@ -67,12 +67,7 @@ log = logging.getLogger(__name__)
     tags=["kmsflow", "kms", "lifecycle"],
     doc_md=__doc__,
     params={
-        "spec_path": Param(
-            default_spec_path(REPO_ROOT),
-            type="string",
-            title="Key spec",
-            description="YAML key spec; relative paths are resolved against the repository root.",
-        ),
+        "spec_path": spec_path_param(REPO_ROOT),
         "keys": Param(
             [],
             type="array",

@@ -14,6 +14,7 @@ from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
 
+from airflow.sdk import Param
 from airflow.sdk.exceptions import AirflowFailException
 
 from kmsflow.airflow.errors import airflow_errors
@@ -33,6 +34,17 @@ SPEC_ENV = "KMSFLOW_SPEC"
 def default_spec_path(repo_root: Path) -> str:
     """``KMSFLOW_SPEC`` if set, else the example spec shipped in the repository."""
     return os.environ.get(SPEC_ENV) or str(repo_root / "examples" / "specs" / "seed.yaml")
+
+
+def spec_path_param(repo_root: Path) -> Param:
+    """The ``spec_path`` param every kmsflow DAG takes (one form field, one meaning)."""
+    return Param(
+        default_spec_path(repo_root),
+        type="string",
+        title="Key spec",
+        description="YAML key spec; relative paths are resolved against the repository root "
+        f"(default: ${SPEC_ENV}, else examples/specs/seed.yaml).",
+    )
 
 
 def resolve_spec_path(value: str, repo_root: Path) -> Path:
