@@ -32,23 +32,10 @@ from kmsflow.envelope.record import (
 )
 from kmsflow.inventory import FindingKind, scan
 
+from .test_record_json import VALID as FILE_RECORD
+
 encrypt_module = importlib.import_module("kmsflow.envelope.encrypt")  # the package exports the function
-VERSION = "projects/p/locations/l/keyRings/r/cryptoKeys/k/cryptoKeyVersions/1"
-VALID: dict[str, Any] = {
-    "format": "kmsflow.envelope",
-    "version": 1,
-    "envelope_id": "0" * 32,
-    "kind": "dataset",
-    "created": "2026-11-30T10:00:00Z",
-    "key": {
-        "crypto_key": VERSION.split("/cryptoKeyVersions/")[0],
-        "crypto_key_version": VERSION,
-        "wrapped_keyset": "AAAA",
-        "wrapped_at": "2026-11-30T10:00:00Z",
-    },
-    "manifest": "AAAA",
-    "files": [],
-}
+VALID: dict[str, Any] = {**FILE_RECORD, "kind": "dataset", "files": []}
 
 
 def record_bytes(**changes: Any) -> bytes:
