@@ -204,3 +204,4 @@ def test_the_mounted_spec_lives_on_the_shared_volume() -> None:
     spec = load_spec(ROOT / "deploy" / "kmsflow-spec.yaml")
     places = [spec.audit_log or ""] + [root for _, key in spec.crypto_keys() for root in key.roots]
     assert places and all(place.startswith("/opt/airflow/kmsflow-data/") for place in places)
+    assert spec.unshared(places) == []  # declared shared: the CeleryExecutor deployment accepts it
