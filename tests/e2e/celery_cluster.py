@@ -350,13 +350,21 @@ class Cluster:
 
     def run_dag(self, dag_id: str, conf: dict[str, Any], timeout: float = 300) -> tuple[str, str]:
         """Trigger, wait for the end; (state, run_id)."""
+        run_id = self.trigger(dag_id, conf)
+        return self.wait_run(dag_id, run_id, timeout), run_id
+
+    def trigger(self, dag_id: str, conf: dict[str, Any]) -> str:
         out = self.airflow("dags", "trigger", dag_id, "-c", json.dumps(conf), "-o", "json")
-        run_id = next(json.loads(line) for line in out.splitlines() if line.startswith("["))[0]["dag_run_id"]
+        return str(
+            next(json.loads(line) for line in out.splitlines() if line.startswith("["))[0]["dag_run_id"]
+        )
+
+    def wait_run(self, dag_id: str, run_id: str, timeout: float) -> str:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             found = self.rows(f"select state from dag_run where dag_id = '{dag_id}' and run_id = '{run_id}'")
             if found and found[0][0] in ("success", "failed"):
-                return found[0][0], str(run_id)
+                return found[0][0]
             time.sleep(2)
         raise TimeoutError(f"{dag_id} run {run_id} did not finish in {timeout:.0f}s")
 
