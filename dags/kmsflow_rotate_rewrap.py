@@ -42,6 +42,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -250,7 +251,15 @@ def kmsflow_rotate_rewrap() -> None:
         """The mode's mapped task runs, the other one is skipped."""
         return BATCH_TASK_IDS[config["mode"]]
 
-    @task(multiple_outputs=False, map_index_template="{{ batch_label }}")
+    # A batch whose worker is lost (killed, machine gone) fails by heartbeat timeout and is retried,
+    # on any worker: re-wrapping converges (compare-and-swap; envelopes already on the primary are
+    # left as they are), so a retry finishes what the lost attempt started.
+    @task(
+        multiple_outputs=False,
+        map_index_template="{{ batch_label }}",
+        retries=2,
+        retry_delay=timedelta(seconds=30),
+    )
     def rewrap(
         batch: Batch,
         config: RunConfig,

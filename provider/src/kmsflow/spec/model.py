@@ -18,9 +18,11 @@ Semantics worth knowing:
 
 from __future__ import annotations
 
+import posixpath
 import re
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from datetime import timedelta
+from pathlib import PurePosixPath
 from typing import Annotated, Any
 
 from google.cloud import kms_v1
@@ -83,6 +85,19 @@ def _check_tenant(value: str) -> str:
     return value
 
 
+def _check_shared_path(value: str) -> str:
+    if "://" in value or not value.startswith("/"):
+        raise ValueError(f"must be an absolute local directory (got {shown(value)})")
+    return posixpath.normpath(value)
+
+
+def local_path(place: str) -> str | None:
+    """The local path a root or audit log names (``file://`` stripped); None on an object store."""
+    if place.startswith("file://"):
+        return place[len("file://") :]
+    return None if "://" in place else place
+
+
 def _choice(options: tuple[str, ...], summary: str | None = None) -> AfterValidator:
     def check(value: str) -> str:
         if value not in options:
@@ -119,6 +134,7 @@ Id = Annotated[str, AfterValidator(_check_id)]
 Member = Annotated[str, AfterValidator(_check_member)]
 Role = Annotated[str, AfterValidator(_check_role)]
 Iam = dict[Role, list[Member]]
+SharedPath = Annotated[str, AfterValidator(_check_shared_path)]
 
 
 class _Model(BaseModel):
@@ -200,6 +216,10 @@ class KeySpec(_Model):
     location: Id
     audit_log: Annotated[str, Field(min_length=1)] | None = None
     """Where kmsflow's audit log lives: a local JSON-lines file, or a ``gs://bucket/prefix``."""
+    shared_paths: list[SharedPath] = Field(default_factory=list)
+    """Local directories that are the same storage on every machine running kmsflow tasks (one
+    volume mounted at the same path on every worker). With a distributed Airflow executor, local
+    roots and a local audit log must lie under one of them (``kmsflow.airflow.tasks.common``)."""
     key_rings: list[KeyRingSpec] = Field(default_factory=list)
 
     @property
@@ -243,6 +263,26 @@ class KeySpec(_Model):
     def find_key(self, name: str) -> CryptoKeySpec | None:
         """The spec of the crypto key ``name`` (a full resource name), if the spec has it."""
         return next((key for key_name, key in self.crypto_keys() if key_name == name), None)
+
+    def roots(self) -> list[str]:
+        """Every key's roots, each once, sorted."""
+        return sorted({root for _, key in self.crypto_keys() for root in key.roots})
+
+    def unshared(self, places: Iterable[str]) -> list[str]:
+        """The local ``places`` (roots, audit log) that are not under a ``shared_paths`` directory:
+        on several machines each would be a different directory. A relative path counts (it is
+        relative to each worker's working directory); ``gs://`` and other object stores never do.
+        """
+        shared = [PurePosixPath(path) for path in self.shared_paths]
+        found = []
+        for place in places:
+            path = local_path(place)
+            if path is None:
+                continue
+            normal = PurePosixPath(posixpath.normpath(path)) if path.startswith("/") else None
+            if normal is None or not any(normal.is_relative_to(base) for base in shared):
+                found.append(place)
+        return found
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-safe form (durations as ``90d``); ``load_spec`` reads it back unchanged.

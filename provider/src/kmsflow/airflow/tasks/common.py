@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
@@ -29,6 +29,9 @@ log = logging.getLogger(__name__)
 MANUAL_RUN_TYPE = "manual"
 """``DagRunType.MANUAL``'s value: a person (UI form, CLI) or an API/CI call triggered the run."""
 SPEC_ENV = "KMSFLOW_SPEC"
+SINGLE_MACHINE_EXECUTORS = frozenset({"LocalExecutor", "SequentialExecutor", "DebugExecutor"})
+"""Executors whose tasks all run on the scheduler's machine; any other (Celery, Kubernetes, Edge, a
+custom one) may run each task on a different machine."""
 
 
 def default_spec_path(repo_root: Path) -> str:
@@ -82,6 +85,43 @@ def load_key_spec(spec_path: str | Path) -> KeySpec:
         raise AirflowFailException(f"cannot read the key spec {spec_path}: {exc}") from exc
 
 
+def distributed_executors() -> list[str]:
+    """The configured executors (``[core] executor``: comma separated, ``alias:module.Class``
+    allowed) that may run tasks on other machines, by class name; empty on one machine."""
+    from airflow.sdk.configuration import conf
+
+    found = []
+    for entry in (conf.get("core", "executor", fallback="") or "").split(","):
+        name = entry.strip().rsplit(":", 1)[-1].rsplit(".", 1)[-1]
+        if name and name not in SINGLE_MACHINE_EXECUTORS:
+            found.append(name)
+    return found
+
+
+def require_shared(spec: KeySpec, places: Iterable[str], *, what: str) -> None:
+    """Refuse local ``places`` (roots or the audit log) that differ per machine.
+
+    With a distributed executor each task may land on another worker, where a local directory is
+    another directory: a scan would prove "no references" over whatever that worker holds, and the
+    audit log (shred's soak clock) would split into one file per worker. Such places must be on an
+    object store (``gs://``) or under the spec's ``shared_paths:`` (a volume mounted at the same
+    path on every worker). Raised before any KMS call or write.
+    """
+    executors = distributed_executors()
+    if not executors:
+        return
+    unshared = spec.unshared(places)
+    if unshared:
+        many = len(unshared) > 1
+        raise AirflowFailException(
+            f"Airflow's {', '.join(executors)} runs tasks on several machines, where a local path is "
+            f"a different directory on each: the {what}{'s' if many else ''} {', '.join(unshared)} "
+            f"{'are' if many else 'is'} local and not under the key spec's 'shared_paths:'. Put "
+            f"{'them' if many else 'it'} on gs://, or, if a volume is mounted at that path on every "
+            "worker, list its directory under 'shared_paths:' in the key spec. Nothing was changed."
+        )
+
+
 def audit_location(spec: KeySpec, hook: KmsHook) -> str | None:
     """The spec's ``audit_log`` first, else the connection's ``audit_log`` extra.
 
@@ -108,6 +148,7 @@ def open_audit(spec: KeySpec, hook: KmsHook, run: str, *, required_for: str | No
                 "key spec or the 'audit_log' extra of the kmsflow connection. Nothing was changed."
             )
         return None
+    require_shared(spec, [location], what="audit log")
     offset = kms_now(hook) - utc_now()
     with airflow_errors():
         return AuditLog(location, actor=hook.actor(), run=run, clock=lambda: utc_now() + offset)

@@ -15,7 +15,7 @@ from airflow.sdk.exceptions import AirflowFailException
 
 from kmsflow.airflow.errors import airflow_errors, audit_errors
 from kmsflow.airflow.hooks.kms import KmsHook, within_deadline
-from kmsflow.airflow.tasks.common import audit_and_clock, load_key_spec
+from kmsflow.airflow.tasks.common import audit_and_clock, load_key_spec, require_shared
 from kmsflow.airflow.tasks.payloads import ErasureReportPayload, report_payload
 from kmsflow.lifecycle import ErasureReport, erase_tenant, prove_erasure
 
@@ -40,6 +40,7 @@ def erase(
     to be byte-identical and to unwrap.
     """
     spec = load_key_spec(spec_path)
+    require_shared(spec, spec.roots(), what="root")
     audit, now = audit_and_clock(spec, hook, run, action="erasure")
     with airflow_errors(), audit_errors():
         report = erase_tenant(
@@ -61,6 +62,7 @@ def erase(
 def prove(hook: KmsHook, spec_path: str, key: str, *, run: str) -> ErasureReport:
     """Re-run the proof (reads only, plus an ``erase-proved`` event once every version is DESTROYED)."""
     spec = load_key_spec(spec_path)
+    require_shared(spec, spec.roots(), what="root")
     audit, now = audit_and_clock(spec, hook, run, action="erasure proof")
     with airflow_errors(), audit_errors():
         report = prove_erasure(hook.get_conn(), spec, key, audit=audit, run_id=run, now=now)

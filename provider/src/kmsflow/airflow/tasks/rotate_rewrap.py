@@ -34,7 +34,7 @@ from airflow.sdk.exceptions import AirflowFailException
 
 from kmsflow.airflow.errors import airflow_errors, audit_errors
 from kmsflow.airflow.hooks.kms import KmsHook, within_deadline
-from kmsflow.airflow.tasks.common import load_key_spec, open_audit
+from kmsflow.airflow.tasks.common import load_key_spec, open_audit, require_shared
 from kmsflow.airflow.tasks.payloads import (
     Batch,
     BatchReport,
@@ -122,6 +122,7 @@ def prepare(
         raise AirflowFailException(
             "no roots to scan: the spec assigns no 'roots' to any key and none were given as a param"
         )
+    require_shared(spec, chosen_roots, what="root")
     return {
         "spec_path": str(spec_path),
         "mode": mode,

@@ -17,7 +17,7 @@ from airflow.sdk.exceptions import AirflowFailException
 
 from kmsflow.airflow.errors import airflow_errors, audit_errors
 from kmsflow.airflow.hooks.kms import KmsHook, within_deadline
-from kmsflow.airflow.tasks.common import audit_and_clock, load_key_spec
+from kmsflow.airflow.tasks.common import audit_and_clock, load_key_spec, require_shared
 from kmsflow.airflow.tasks.payloads import RestoredPayload, ShredReportPayload, report_payload
 from kmsflow.kms.errors import KmsError
 from kmsflow.kms.resources import VersionState
@@ -60,6 +60,7 @@ def shred(
         chosen = [name for name, _ in spec.select_keys(list(keys) if keys else None)]
     except ValueError as exc:
         raise AirflowFailException(str(exc)) from exc
+    require_shared(spec, spec.roots(), what="root")
     audit, now = audit_and_clock(spec, hook, run, action="kmsflow_shred")
     with airflow_errors(), audit_errors():
         report = run_shred(
