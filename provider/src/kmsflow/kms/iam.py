@@ -40,9 +40,22 @@ CONSUMER_ROLE = DECRYPTER_ROLE
 """Least privilege for a consumer: it can unwrap data keys, never create new ciphertexts."""
 
 KMS_ROLES: frozenset[str] = frozenset(
-    {ADMIN_ROLE, ENCRYPTER_ROLE, DECRYPTER_ROLE, ENCRYPTER_DECRYPTER_ROLE, VIEWER_ROLE}
+    {
+        ADMIN_ROLE,
+        ENCRYPTER_ROLE,
+        DECRYPTER_ROLE,
+        ENCRYPTER_DECRYPTER_ROLE,
+        VIEWER_ROLE,
+        "roles/cloudkms.cryptoOperator",
+        "roles/cloudkms.importer",
+        "roles/cloudkms.publicKeyViewer",
+        "roles/cloudkms.signer",
+        "roles/cloudkms.signerVerifier",
+        "roles/cloudkms.cryptoKeyDecapsulator",
+    }
 )
-"""The predefined Cloud KMS roles kmsflow knows (and the emulator enforces)."""
+"""The predefined Cloud KMS roles kmsflow knows (and the emulator enforces): the symmetric ones it
+provisions, and those of asymmetric, post-quantum, MAC and import keys."""
 
 MEMBER_PREFIXES = ("user:", "serviceAccount:", "group:", "domain:")
 _EMAIL = re.compile(r"^[^@\s:]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}$")
