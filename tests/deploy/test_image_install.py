@@ -36,17 +36,32 @@ print(json.dumps({
 """
 
 
-def repository_path(argument: str, copied: dict[str, str]) -> str:
-    """``/opt/kmsflow/provider[airflow]`` -> ``<repo>/provider[airflow]`` (via the COPY lines)."""
+def build_context(copied: dict[str, str], into: Path) -> Path:
+    """The Dockerfile's COPY sources, copied out of the repository as ``docker build`` would: the
+    build backend writes ``build/`` and ``*.egg-info`` next to what it builds, never into the tree."""
+    skip = shutil.ignore_patterns("build", "*.egg-info", "__pycache__")
+    for source in copied.values():
+        origin, target = ROOT / source, into / source
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if origin.is_dir():
+            shutil.copytree(origin, target, ignore=skip)
+        else:
+            shutil.copy2(origin, target)
+    return into
+
+
+def repository_path(argument: str, copied: dict[str, str], context: Path) -> str:
+    """``/opt/kmsflow/provider[airflow]`` -> ``<context>/provider[airflow]`` (via the COPY lines)."""
     for destination, source in copied.items():
         if argument == destination or argument.startswith(destination + "["):
-            return str(ROOT / source) + argument[len(destination) :]
+            return str(context / source) + argument[len(destination) :]
     return argument
 
 
 def test_provider_installs_as_in_the_dockerfile_and_the_dags_parse(tmp_path: Path) -> None:
     assert UV.exists(), f"{UV} missing: run scripts/bootstrap.sh"
     copied = copies(ROOT / "Dockerfile")
+    context = build_context(copied, tmp_path / "context")
     (install,) = pip_installs(ROOT / "Dockerfile")
     venv = tmp_path / "venv"
     # The registry settings (index, proxy, certificates) stay; no PYTHON* variable, VIRTUAL_ENV or
@@ -60,8 +75,8 @@ def test_provider_installs_as_in_the_dockerfile_and_the_dags_parse(tmp_path: Pat
         subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True, timeout=120)
         command = [str(UV), "pip", "install", "--quiet", "--python", str(venv / "bin" / "python")]
         for constraint in install.constraints:
-            command += ["--constraint", repository_path(constraint, copied)]
-        command += [repository_path(requirement, copied) for requirement in install.requirements]
+            command += ["--constraint", repository_path(constraint, copied, context)]
+        command += [repository_path(requirement, copied, context) for requirement in install.requirements]
         result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=420, check=False)
         assert result.returncode == 0, result.stderr[-3000:]
 

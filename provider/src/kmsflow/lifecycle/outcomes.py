@@ -1,6 +1,6 @@
 """What a lifecycle operation did to each thing it visited, named once.
 
-``StrEnum`` members are their strings: reports, XCom and JSON carry the same values as before, and
+``StrEnum`` members are their strings: reports, XCom and JSON carry their plain string values, and
 readers may compare with plain strings.
 """
 
