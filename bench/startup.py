@@ -30,11 +30,11 @@ import subprocess
 import sys
 import tempfile
 import time
-import uuid
 from pathlib import Path
 
+from envelope_throughput import make_key  # a fresh ENCRYPT_DECRYPT key on the emulator
+
 ROOT = Path(__file__).resolve().parents[1]
-LOCATION = "projects/bench/locations/us-central1"
 KIB = 1024
 
 IMPORT_ROWS = {
@@ -50,24 +50,6 @@ COMMANDS = ("--help", "inspect", "audit", "clean --dry-run", "encrypt", "decrypt
 
 def pythonpath(tree: Path) -> str:
     return f"{tree / 'provider' / 'src'}{os.pathsep}{tree / 'emulator' / 'src'}"
-
-
-def make_key(endpoint: str) -> str:
-    from google.cloud import kms_v1
-
-    from kmsflow.kms import new_kms_client
-
-    client = new_kms_client(endpoint=endpoint)
-    ring = f"startup-{uuid.uuid4().hex[:8]}"
-    client.create_key_ring(request={"parent": LOCATION, "key_ring_id": ring, "key_ring": {}})
-    key = client.create_crypto_key(
-        request={
-            "parent": f"{LOCATION}/keyRings/{ring}",
-            "crypto_key_id": "startup",
-            "crypto_key": {"purpose": kms_v1.CryptoKey.CryptoKeyPurpose.ENCRYPT_DECRYPT},
-        }
-    )
-    return str(key.name)
 
 
 def argv_for(command: str, work: Path, key: str, tag: str) -> list[str]:
