@@ -16,8 +16,8 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from cryptography.hazmat.primitives import hashes, keywrap, serialization
-from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
+from cryptography.hazmat.primitives import hashes, hpke, keywrap, serialization
+from cryptography.hazmat.primitives.asymmetric import ec, mldsa, mlkem, padding, rsa, x25519
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from google.api_core import exceptions
 from google.cloud import kms_v1
@@ -57,9 +57,32 @@ def import_key(kms: Client, ring: str, purpose: str, algorithm: str, level: str 
     ).name
 
 
+_HPKE_KEMS = {
+    "HPKE_KEM_ML_KEM_768_HKDF_SHA256_AES_256_GCM": hpke.KEM.MLKEM768,
+    "HPKE_KEM_ML_KEM_1024_HKDF_SHA256_AES_256_GCM": hpke.KEM.MLKEM1024,
+    "HPKE_KEM_XWING_HKDF_SHA256_AES_256_GCM": hpke.KEM.MLKEM768_X25519,
+}
+
+
+def hpke_public_key(method: str, raw: bytes) -> Any:
+    """The job's raw public key (FIPS 203 bytes, or X-Wing's pk_M || pk_X) as ``cryptography``'s."""
+    if method.startswith("HPKE_KEM_XWING"):
+        ml_kem, dh = raw[:1184], raw[1184:]
+        return hpke.MLKEM768X25519PublicKey(
+            mlkem.MLKEM768PublicKey.from_public_bytes(ml_kem), x25519.X25519PublicKey.from_public_bytes(dh)
+        )
+    if "1024" in method:
+        return mlkem.MLKEM1024PublicKey.from_public_bytes(raw)
+    return mlkem.MLKEM768PublicKey.from_public_bytes(raw)
+
+
 def wrap(job: Any, key_bytes: bytes) -> bytes:
-    """Wrap ``key_bytes`` for ``job`` as a Cloud KMS client does (CKM_RSA_AES_KEY_WRAP or RSA-OAEP)."""
+    """Wrap ``key_bytes`` for ``job`` as a Cloud KMS client does (CKM_RSA_AES_KEY_WRAP, RSA-OAEP, or
+    HPKE base mode with the job's KEM, HKDF-SHA256, AES-256-GCM and an empty info)."""
     method = kms_v1.ImportJob.ImportMethod(job.import_method).name
+    if method in _HPKE_KEMS:
+        suite = hpke.Suite(_HPKE_KEMS[method], hpke.KDF.HKDF_SHA256, hpke.AEAD.AES_256_GCM)
+        return suite.encrypt(key_bytes, hpke_public_key(method, job.public_key.data), info=b"")
     digest = _OAEP_HASH[method.split("_")[3]]
     public = serialization.load_pem_public_key(job.public_key.pem.encode())
     assert isinstance(public, rsa.RSAPublicKey)
@@ -115,6 +138,67 @@ def test_import_symmetric_key_with_every_method(kms: Client, ring: str, method: 
     assert kms.get_crypto_key(name=key).primary.name == version.name
     sealed = kms.encrypt(request={"name": key, "plaintext": b"byok"})
     assert kms.decrypt(request={"name": key, "ciphertext": sealed.ciphertext}).plaintext == b"byok"
+
+
+@pytest.mark.parametrize("method", sorted(_HPKE_KEMS))
+def test_import_with_post_quantum_hpke_methods(kms: Client, ring: str, method: str) -> None:
+    job = new_job(kms, ring, method)
+    assert job.state == JobState.ACTIVE
+    # The default wrapping key format of a KEM job is its raw bytes (GetImportJobRequest's reference).
+    expected = "XWING_RAW_BYTES" if "XWING" in method else "NIST_PQC"
+    assert kms_v1.PublicKey.PublicKeyFormat(job.public_key_format).name == expected
+    assert not job.public_key.pem and job.public_key.data
+    fetched = kms.get_import_job(request={"name": job.name, "public_key_format": expected})
+    assert fetched.public_key.data == job.public_key.data
+    with pytest.raises(exceptions.InvalidArgument, match="supported: " + expected):
+        kms.get_import_job(request={"name": job.name, "public_key_format": "PEM"})
+
+    key = import_key(kms, ring, "ENCRYPT_DECRYPT", "GOOGLE_SYMMETRIC_ENCRYPTION")
+    version = do_import(kms, key, job, "GOOGLE_SYMMETRIC_ENCRYPTION", os.urandom(32))
+    assert version.state == State.ENABLED
+    sealed = kms.encrypt(request={"name": key, "plaintext": b"pq byok"})
+    assert kms.decrypt(request={"name": key, "ciphertext": sealed.ciphertext}).plaintext == b"pq byok"
+
+    # A wrapping for another job's key, or a flipped byte, does not open: the version fails to import.
+    other = new_job(kms, ring, method)
+    tampered = bytearray(wrap(job, os.urandom(32)))
+    tampered[-1] ^= 1
+    for wrapped in (wrap(other, os.urandom(32)), bytes(tampered)):
+        failed = kms.import_crypto_key_version(
+            request={
+                "parent": key,
+                "import_job": job.name,
+                "algorithm": "GOOGLE_SYMMETRIC_ENCRYPTION",
+                "wrapped_key": wrapped,
+            }
+        )
+        assert failed.state == State.IMPORT_FAILED
+        assert "could not be unwrapped" in failed.import_failure_reason
+
+
+def test_import_post_quantum_keys_as_seeds(kms: Client, ring: str) -> None:
+    """ML-DSA and ML-KEM keys are imported as their FIPS 204/203 seeds and are then the caller's."""
+    job = new_job(kms, ring, "HPKE_KEM_ML_KEM_768_HKDF_SHA256_AES_256_GCM")
+
+    signer = mldsa.MLDSA65PrivateKey.generate()
+    signing = import_key(kms, ring, "ASYMMETRIC_SIGN", "PQ_SIGN_ML_DSA_65")
+    version = do_import(kms, signing, job, "PQ_SIGN_ML_DSA_65", signer.private_bytes_raw())
+    assert version.state == State.ENABLED
+    public = kms.get_public_key(request={"name": version.name, "public_key_format": "NIST_PQC"})
+    assert public.public_key.data == signer.public_key().public_bytes_raw()
+    signature = kms.asymmetric_sign(request={"name": version.name, "data": b"model"}).signature
+    signer.public_key().verify(signature, b"model")
+
+    kem_key = mlkem.MLKEM768PrivateKey.generate()
+    kem = import_key(kms, ring, "KEY_ENCAPSULATION", "ML_KEM_768")
+    version = do_import(kms, kem, job, "ML_KEM_768", kem_key.private_bytes_raw())
+    shared, ciphertext = kem_key.public_key().encapsulate()
+    assert kms.decapsulate(request={"name": version.name, "ciphertext": ciphertext}).shared_secret == shared
+
+    # A seed of the wrong length (or a PKCS#8 key where a seed is expected) fails to import.
+    wrong = do_import(kms, kem, job, "ML_KEM_768", os.urandom(32))
+    assert wrong.state == State.IMPORT_FAILED
+    assert "64-byte seed" in wrong.import_failure_reason
 
 
 def test_imported_keys_are_the_caller_s_keys(kms: Client, ring: str) -> None:
@@ -178,7 +262,7 @@ def test_import_jobs_get_list_and_errors(kms: Client, ring: str) -> None:
             }
         )
     with pytest.raises(exceptions.InvalidArgument, match="not supported"):
-        new_job(kms, ring, "HPKE_KEM_ML_KEM_768_HKDF_SHA256_AES_256_GCM")
+        new_job(kms, ring, "IMPORT_METHOD_UNSPECIFIED")
     with pytest.raises(exceptions.InvalidArgument, match="protection_level"):
         new_job(kms, ring, level="EXTERNAL")
 

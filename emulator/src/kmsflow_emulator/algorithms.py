@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from cryptography.exceptions import InvalidTag
-from cryptography.hazmat.primitives import hashes, keywrap, serialization
+from cryptography.hazmat.primitives import hashes, hpke, keywrap, serialization
 from cryptography.hazmat.primitives import hmac as hmac_primitive
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, mldsa, mlkem, padding, rsa, utils, x25519
 from cryptography.hazmat.primitives.ciphers import Cipher, modes
@@ -338,7 +338,7 @@ def raw_decrypt(spec: Spec, material: bytes, ciphertext: bytes, aad: bytes, iv: 
 ImportMethod = resources.ImportJob.ImportMethod
 
 # ImportMethod → (RSA bits, OAEP hash, whether an ephemeral AES-256 key wraps the material with KWP).
-IMPORT_METHODS: dict[int, tuple[int, str, bool]] = {
+_RSA_IMPORT: dict[int, tuple[int, str, bool]] = {
     ImportMethod.RSA_OAEP_3072_SHA1_AES_256: (3072, "sha1", True),
     ImportMethod.RSA_OAEP_4096_SHA1_AES_256: (4096, "sha1", True),
     ImportMethod.RSA_OAEP_3072_SHA256_AES_256: (3072, "sha256", True),
@@ -346,11 +346,34 @@ IMPORT_METHODS: dict[int, tuple[int, str, bool]] = {
     ImportMethod.RSA_OAEP_3072_SHA256: (3072, "sha256", False),
     ImportMethod.RSA_OAEP_4096_SHA256: (4096, "sha256", False),
 }
+# ImportMethod → the KEM's Spec (its wrapping key is generated and stored like a KEY_ENCAPSULATION
+# version's). The suite is HPKE (RFC 9180) base mode with HKDF-SHA256 and AES-256-GCM, from
+# ``cryptography``'s ``hpke`` module; its MLKEM768-X25519 KEM (draft-ietf-hpke-pq) is X-Wing.
+_HPKE_IMPORT: dict[int, tuple[Any, Spec]] = {
+    ImportMethod.HPKE_KEM_ML_KEM_768_HKDF_SHA256_AES_256_GCM: (
+        hpke.KEM.MLKEM768,
+        SPECS[Algorithm.ML_KEM_768],
+    ),
+    ImportMethod.HPKE_KEM_ML_KEM_1024_HKDF_SHA256_AES_256_GCM: (
+        hpke.KEM.MLKEM1024,
+        SPECS[Algorithm.ML_KEM_1024],
+    ),
+    ImportMethod.HPKE_KEM_XWING_HKDF_SHA256_AES_256_GCM: (
+        hpke.KEM.MLKEM768_X25519,
+        SPECS[Algorithm.KEM_XWING],
+    ),
+}
+HPKE_IMPORT_INFO = b""
+"""The HPKE ``info`` of an import wrapping. Cloud KMS's reference does not name one; the emulator
+uses the empty string (RFC 9180's default), so a wrapper needs nothing but the job's public key."""
+IMPORT_METHODS: tuple[int, ...] = (*_RSA_IMPORT, *_HPKE_IMPORT)
 
 
 def new_wrapping_key(method: int) -> bytes:
-    """A fresh RSA wrapping key for an ImportJob, PKCS#8 DER."""
-    bits = IMPORT_METHODS[method][0]
+    """A fresh wrapping key for an ImportJob: RSA as PKCS#8 DER, a KEM as its seed."""
+    if method in _HPKE_IMPORT:
+        return generate(_HPKE_IMPORT[method][1])
+    bits = _RSA_IMPORT[method][0]
     key = rsa.generate_private_key(public_exponent=65537, key_size=bits)
     return bytes(
         key.private_bytes(
@@ -359,17 +382,30 @@ def new_wrapping_key(method: int) -> bytes:
     )
 
 
-def wrapping_public_key(material: bytes, der: bool = False) -> bytes:
-    """An ImportJob's public wrapping key, SubjectPublicKeyInfo in PEM (default) or DER."""
+def wrapping_formats(method: int) -> tuple[int, ...]:
+    """The ``PublicKeyFormat`` values an ImportJob serves, the default first: PEM for RSA, the raw
+    FIPS 203 bytes for ML-KEM, the draft's raw bytes for X-Wing (GetImportJobRequest's reference)."""
+    if method in _HPKE_IMPORT:
+        return formats(_HPKE_IMPORT[method][1])
+    return (KeyFormat.PEM, KeyFormat.DER)
+
+
+def wrapping_public_key(method: int, material: bytes, key_format: int) -> bytes:
+    """An ImportJob's public wrapping key in ``key_format`` (one of :func:`wrapping_formats`)."""
+    if method in _HPKE_IMPORT:
+        return public_key(_HPKE_IMPORT[method][1], material, key_format)
     public = serialization.load_der_private_key(material, password=None).public_key()
-    encoding = serialization.Encoding.DER if der else serialization.Encoding.PEM
+    encoding = serialization.Encoding.DER if key_format == KeyFormat.DER else serialization.Encoding.PEM
     return bytes(public.public_bytes(encoding, serialization.PublicFormat.SubjectPublicKeyInfo))
 
 
 def unwrap(method: int, material: bytes, wrapped: bytes) -> bytes:
-    """Undo the ImportJob wrapping: RSA-OAEP (MGF1 same hash, empty label) of the key itself, or of
-    an ephemeral AES-256 key followed by the key under AES-KWP (RFC 5649, CKM_RSA_AES_KEY_WRAP)."""
-    bits, digest, with_aes = IMPORT_METHODS[method]
+    """Undo the ImportJob wrapping: HPKE single-shot open (enc || ciphertext), RSA-OAEP (MGF1 same
+    hash, empty label) of the key itself, or of an ephemeral AES-256 key followed by the key under
+    AES-KWP (RFC 5649, CKM_RSA_AES_KEY_WRAP)."""
+    if method in _HPKE_IMPORT:
+        return _hpke_open(method, material, wrapped)
+    bits, digest, with_aes = _RSA_IMPORT[method]
     key = serialization.load_der_private_key(material, password=None)
     assert isinstance(key, rsa.RSAPrivateKey)
     oaep = padding.OAEP(mgf=padding.MGF1(_HASHES[digest]()), algorithm=_HASHES[digest](), label=None)
@@ -387,6 +423,21 @@ def unwrap(method: int, material: bytes, wrapped: bytes) -> bytes:
         raise OperationError("The wrapped key could not be unwrapped with this ImportJob's key.") from exc
 
 
+def _hpke_open(method: int, material: bytes, wrapped: bytes) -> bytes:
+    kem, spec = _HPKE_IMPORT[method]
+    private: Any
+    if spec.kind == "xwing":
+        ml_kem, dh, _ = _xwing_expand(material)
+        private = hpke.MLKEM768X25519PrivateKey(ml_kem, dh)
+    else:
+        private = _private(spec, material)
+    suite = hpke.Suite(kem, hpke.KDF.HKDF_SHA256, hpke.AEAD.AES_256_GCM)
+    try:
+        return bytes(suite.decrypt(wrapped, private, info=HPKE_IMPORT_INFO))
+    except (ValueError, InvalidTag) as exc:
+        raise OperationError("The wrapped key could not be unwrapped with this ImportJob's key.") from exc
+
+
 def imported_material(spec: Spec | None, key_bytes: bytes) -> bytes:
     """Check unwrapped key material against the algorithm; return it in the form ``state`` keeps.
 
@@ -401,7 +452,7 @@ def imported_material(spec: Spec | None, key_bytes: bytes) -> bytes:
             raise OperationError(f"This algorithm takes a {spec.size}-byte key, got {len(key_bytes)}.")
         return key_bytes
     if spec.post_quantum:
-        raise OperationError("The kmsflow emulator does not import post-quantum keys.")
+        return _imported_seed(spec, key_bytes)
     try:
         key = serialization.load_der_private_key(key_bytes, password=None)
     except (ValueError, TypeError) as exc:
@@ -420,6 +471,20 @@ def imported_material(spec: Spec | None, key_bytes: bytes) -> bytes:
             serialization.Encoding.DER, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
         )
     )
+
+
+def _imported_seed(spec: Spec, key_bytes: bytes) -> bytes:
+    """Post-quantum keys are imported as the seed they are stored as: FIPS 203's 64-byte (d, z)
+    for ML-KEM, FIPS 204's 32-byte xi for ML-DSA, the draft's 32-byte seed for X-Wing."""
+    size = XWING_SEED_SIZE if spec.kind == "xwing" else 64 if spec.kind == "ml_kem" else 32
+    if len(key_bytes) != size:
+        raise OperationError(
+            f"{Algorithm(spec.algorithm).name} key material is its {size}-byte seed, "
+            f"got {len(key_bytes)} bytes."
+        )
+    if spec.kind != "xwing":
+        _private(spec, key_bytes)  # every seed of the right length expands to a key
+    return key_bytes
 
 
 def digest_size(spec: Spec) -> int:
@@ -451,5 +516,6 @@ __all__ = [
     "sign",
     "spec_for",
     "unwrap",
+    "wrapping_formats",
     "wrapping_public_key",
 ]

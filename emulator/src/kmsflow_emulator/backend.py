@@ -1141,12 +1141,13 @@ class Backend:
         if state == JobState.EXPIRED:
             out.expire_event_time.CopyFrom(_ts(job.expire_time))
         if state == JobState.ACTIVE and job.material is not None:
-            if key_format == KeyFormat.DER:
-                out.public_key.data = algorithms.wrapping_public_key(job.material, der=True)
-                out.public_key_format = KeyFormat.DER
+            key_format = key_format or algorithms.wrapping_formats(job.import_method)[0]
+            public = algorithms.wrapping_public_key(job.import_method, job.material, key_format)
+            if key_format == KeyFormat.PEM:
+                out.public_key.pem = public.decode()
             else:
-                out.public_key.pem = algorithms.wrapping_public_key(job.material).decode()
-                out.public_key_format = KeyFormat.PEM
+                out.public_key.data = public
+            out.public_key_format = key_format
         return out
 
     def CreateImportJob(self, req: Any, principal: str | None) -> Any:
@@ -1164,7 +1165,7 @@ class Backend:
             self._require(principal, "cloudkms.importJobs.create", req.parent)
             self._tick()
             self._key_ring(req.parent)
-        material = algorithms.new_wrapping_key(spec.import_method)  # RSA: outside the lock
+        material = algorithms.new_wrapping_key(spec.import_method)  # RSA is slow: outside the lock
         with self._lock:
             now = self._tick()
             name = f"{req.parent}/importJobs/{req.import_job_id}"
@@ -1191,12 +1192,18 @@ class Backend:
 
     def GetImportJob(self, req: Any, principal: str | None) -> Any:
         parent = names.import_job(req.name).parent
-        if req.public_key_format not in (0, KeyFormat.PEM, KeyFormat.DER):
-            raise invalid(f"public_key_format {KeyFormat(req.public_key_format).name} is not supported here.")
         with self._lock:
             self._require(principal, "cloudkms.importJobs.get", parent)
             now = self._tick()
-            return self._import_job_pb(self._import_job(req.name), now, req.public_key_format)
+            job = self._import_job(req.name)
+            served = algorithms.wrapping_formats(job.import_method)
+            if req.public_key_format not in (KeyFormat.PUBLIC_KEY_FORMAT_UNSPECIFIED, *served):
+                raise invalid(
+                    f"public_key_format {KeyFormat(req.public_key_format).name} is not supported for "
+                    f"{ImportMethod(job.import_method).name} (supported: "
+                    f"{', '.join(KeyFormat(f).name for f in served)})."
+                )
+            return self._import_job_pb(job, now, req.public_key_format)
 
     def ListImportJobs(self, req: Any, principal: str | None) -> Any:
         names.key_ring(req.parent)
