@@ -570,7 +570,7 @@ def test_iam_roles_for_the_new_rpcs(
         "signer": "roles/cloudkms.signer",
         "publicKeyViewer": "roles/cloudkms.publicKeyViewer",
         "decrypter": "roles/cloudkms.cryptoKeyDecrypter",
-        "decapsulator": "roles/cloudkms.cryptoKeyDecapsulator",
+        "decapsulator": "roles/cloudkms.decapsulator",
         "operator": "roles/cloudkms.cryptoOperator",
         "viewer": "roles/cloudkms.viewer",
     }
@@ -597,7 +597,7 @@ def test_iam_roles_for_the_new_rpcs(
         "signer": {"sign", "mac_sign"},
         "publicKeyViewer": {"public_key"},
         "decrypter": {"decrypt"},
-        "decapsulator": {"decapsulate"},
+        "decapsulator": {"decapsulate", "public_key"},
         "operator": set(calls),
         "viewer": set(),
     }

@@ -7,10 +7,10 @@ bytes) have no policy here, so only the ``--owner`` principal may do them when I
 The crypto roles carry the ``cloudkms.cryptoKeyVersions.*`` permissions the RPCs check:
 ``useToSign`` (AsymmetricSign, MacSign), ``useToVerify`` (MacVerify), ``viewPublicKey``
 (GetPublicKey), ``useToDecrypt`` (Decrypt, AsymmetricDecrypt), ``useToDecapsulate`` (Decapsulate).
-``roles/cloudkms.cryptoKeyDecapsulator`` is this emulator's name for a role holding only
-``useToDecapsulate``; ``cryptoOperator`` holds every ``useTo*`` and ``viewPublicKey``. Import jobs
-have no policy of their own here: ``cloudkms.importJobs.*`` is checked on their key ring
-(``importer`` holds ``useToImport``; ImportCryptoKeyVersion also needs
+``roles/cloudkms.decapsulator`` holds ``useToDecapsulate`` and ``viewPublicKey`` (a consumer of
+post-quantum envelopes needs nothing else); ``cryptoOperator`` holds every ``useTo*`` and
+``viewPublicKey``. Import jobs have no policy of their own here: ``cloudkms.importJobs.*`` is
+checked on their key ring (``importer`` holds ``useToImport``; ImportCryptoKeyVersion also needs
 ``cryptoKeyVersions.create`` on the key, or ``update`` to re-import into an existing version).
 """
 
@@ -72,8 +72,9 @@ ROLE_PERMISSIONS: dict[str, frozenset[str]] = {
             "cloudkms.cryptoKeyVersions.viewPublicKey",
         }
     ),
-    "roles/cloudkms.cryptoKeyDecapsulator": frozenset(
-        _LOCATIONS | {"cloudkms.cryptoKeyVersions.useToDecapsulate"}
+    "roles/cloudkms.decapsulator": frozenset(
+        _LOCATIONS
+        | {"cloudkms.cryptoKeyVersions.useToDecapsulate", "cloudkms.cryptoKeyVersions.viewPublicKey"}
     ),
     "roles/cloudkms.cryptoOperator": frozenset(
         _LOCATIONS

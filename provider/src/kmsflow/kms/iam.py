@@ -51,7 +51,7 @@ KMS_ROLES: frozenset[str] = frozenset(
         "roles/cloudkms.publicKeyViewer",
         "roles/cloudkms.signer",
         "roles/cloudkms.signerVerifier",
-        "roles/cloudkms.cryptoKeyDecapsulator",
+        "roles/cloudkms.decapsulator",
     }
 )
 """The predefined Cloud KMS roles kmsflow knows (and the emulator enforces): the symmetric ones it
