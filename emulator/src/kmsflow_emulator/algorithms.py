@@ -51,7 +51,7 @@ class Spec:
 
     ``kind`` is the family: "rsa_sign_pss", "rsa_sign_pkcs1", "rsa_sign_raw", "rsa_decrypt",
     "ec_sign", "ed25519", "hmac", "ml_kem", "ml_dsa", "ml_dsa_mu", "raw_gcm", "raw_cbc",
-    "raw_ctr", "xwing". ``digest`` names the hash a
+    "raw_ctr", "xwing", "aes_kwp". ``digest`` names the hash a
     digest input must use (None: the algorithm signs data only); ``size`` is the RSA modulus bits,
     the HMAC or AES key bytes, or the ML-KEM/ML-DSA parameter set.
     """
@@ -66,6 +66,11 @@ class Spec:
     @property
     def post_quantum(self) -> bool:
         return self.kind in ("ml_kem", "ml_dsa", "ml_dsa_mu", "xwing")
+
+    @property
+    def symmetric(self) -> bool:
+        """Material is the raw key bytes (HMAC, raw AES, AES key wrapping)."""
+        return self.kind in ("hmac", "aes_kwp") or self.kind.startswith("raw_")
 
     @property
     def asymmetric(self) -> bool:
@@ -98,6 +103,7 @@ def _specs() -> dict[int, Spec]:
     for mode in ("GCM", "CBC", "CTR"):
         for bits in (128, 256):
             add(f"AES_{bits}_{mode}", Purpose.RAW_ENCRYPT_DECRYPT, f"raw_{mode.lower()}", size=bits // 8)
+    add("AES_256_KWP", Purpose.AES_WRAPPING, "aes_kwp", size=32)
     add("ML_KEM_768", Purpose.KEY_ENCAPSULATION, "ml_kem", size=768)
     add("ML_KEM_1024", Purpose.KEY_ENCAPSULATION, "ml_kem", size=1024)
     add("KEM_XWING", Purpose.KEY_ENCAPSULATION, "xwing")
@@ -131,7 +137,7 @@ def spec_for(algorithm: int) -> Spec | None:
 
 def generate(spec: Spec) -> bytes:
     """Fresh private material for ``spec``, in the form ``state`` persists."""
-    if spec.kind == "hmac" or spec.kind.startswith("raw_"):
+    if spec.symmetric:
         return os.urandom(spec.size)
     if spec.kind == "xwing":
         return os.urandom(XWING_SEED_SIZE)
@@ -438,6 +444,20 @@ def _hpke_open(method: int, material: bytes, wrapped: bytes) -> bytes:
         raise OperationError("The wrapped key could not be unwrapped with this ImportJob's key.") from exc
 
 
+def trusted_wrap(wrapping: bytes, material: bytes) -> bytes:
+    """``material`` (in its import form) under an AES_256_KWP key: AES key wrap with padding,
+    RFC 5649 (ExportTrustedKeyWrappedCryptoKeyVersion)."""
+    return bytes(keywrap.aes_key_wrap_with_padding(wrapping, material))
+
+
+def trusted_unwrap(wrapping: bytes, wrapped: bytes) -> bytes:
+    """Undo :func:`trusted_wrap` (ImportTrustedKeyWrappedCryptoKeyVersion)."""
+    try:
+        return bytes(keywrap.aes_key_unwrap_with_padding(wrapping, wrapped))
+    except (ValueError, keywrap.InvalidUnwrap) as exc:
+        raise OperationError("The wrapped key could not be unwrapped with the importing key.") from exc
+
+
 def imported_material(spec: Spec | None, key_bytes: bytes) -> bytes:
     """Check unwrapped key material against the algorithm; return it in the form ``state`` keeps.
 
@@ -447,7 +467,7 @@ def imported_material(spec: Spec | None, key_bytes: bytes) -> bytes:
         if len(key_bytes) != 32:
             raise OperationError(f"GOOGLE_SYMMETRIC_ENCRYPTION takes a 32-byte key, got {len(key_bytes)}.")
         return key_bytes
-    if spec.kind == "hmac" or spec.kind.startswith("raw_"):
+    if spec.symmetric:
         if len(key_bytes) != spec.size:
             raise OperationError(f"This algorithm takes a {spec.size}-byte key, got {len(key_bytes)}.")
         return key_bytes
@@ -515,6 +535,8 @@ __all__ = [
     "raw_tag_length",
     "sign",
     "spec_for",
+    "trusted_unwrap",
+    "trusted_wrap",
     "unwrap",
     "wrapping_formats",
     "wrapping_public_key",

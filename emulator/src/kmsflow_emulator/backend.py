@@ -14,6 +14,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import os
+import re
 import threading
 import uuid
 from collections.abc import Callable, Sequence
@@ -61,7 +62,9 @@ _SERVED_PURPOSES = (
     Purpose.MAC,
     Purpose.KEY_ENCAPSULATION,
     Purpose.RAW_ENCRYPT_DECRYPT,
+    Purpose.AES_WRAPPING,
 )
+_SINGLE_TENANT_HSM = re.compile(r"^projects/[^/]+/locations/[^/]+/singleTenantHsmInstances/[^/]+$")
 MAX_HSM_RAW_PAYLOAD = 8 * 1024
 # The locations ListLocations always offers (any well-formed location id is accepted for key rings;
 # those in use are listed too).
@@ -126,6 +129,22 @@ def _check_algorithm(purpose: int, algorithm: int) -> None:
             f"Algorithm {Algorithm(algorithm).name} is not compatible with purpose "
             f"{Purpose(purpose).name} (the kmsflow emulator serves: "
             f"{', '.join(Algorithm(a).name for a in allowed)})."
+        )
+
+
+def _hsm_trusted(key: st.CryptoKey) -> bool:
+    """A key wrapping key is trusted when it lives in a single-tenant HSM: the emulator's stand-in
+    for the instance's quorum-approved trust (Cloud KMS: AES_WRAPPING at HSM_SINGLE_TENANT)."""
+    return key.purpose == Purpose.AES_WRAPPING and key.protection_level == Protection.HSM_SINGLE_TENANT
+
+
+def _check_trusted_wrapping(key: st.CryptoKey) -> None:
+    """``trusted_wrapping_enabled`` is valid for HSM_SINGLE_TENANT keys of any purpose but
+    ENCRYPT_DECRYPT (CryptoKeyVersion reference)."""
+    if key.protection_level != Protection.HSM_SINGLE_TENANT or key.purpose == Purpose.ENCRYPT_DECRYPT:
+        raise invalid(
+            "trusted_wrapping_enabled is only valid for HSM_SINGLE_TENANT keys whose purpose is not "
+            "ENCRYPT_DECRYPT."
         )
 
 
@@ -341,6 +360,8 @@ class Backend:
             import_time=_ts(version.import_time),
             import_failure_reason=version.import_failure_reason or "",
             reimport_eligible=version.import_job is not None,
+            trusted_wrapping_enabled=version.trusted_wrapping_enabled,
+            hsm_trusted=_hsm_trusted(key),
         )
 
     def _key_pb(self, key: st.CryptoKey) -> Any:
@@ -351,6 +372,7 @@ class Backend:
             labels=key.labels,
             destroy_scheduled_duration=_duration(key.destroy_scheduled_duration),
             import_only=key.import_only,
+            crypto_key_backend=key.crypto_key_backend,
         )
         out.version_template.algorithm = key.algorithm
         out.version_template.protection_level = key.protection_level
@@ -451,11 +473,21 @@ class Backend:
             algorithm = Algorithm.GOOGLE_SYMMETRIC_ENCRYPTION
         _check_algorithm(purpose, algorithm)
         protection = spec.version_template.protection_level or Protection.SOFTWARE
-        if protection not in (Protection.SOFTWARE, Protection.HSM):
+        if protection not in (Protection.SOFTWARE, Protection.HSM, Protection.HSM_SINGLE_TENANT):
             raise invalid(
-                f"The kmsflow emulator supports SOFTWARE and HSM protection, got "
+                f"The kmsflow emulator supports SOFTWARE, HSM and HSM_SINGLE_TENANT protection, got "
                 f"{Protection(protection).name}."
             )
+        single_tenant = protection == Protection.HSM_SINGLE_TENANT
+        if single_tenant != bool(spec.crypto_key_backend) or (
+            single_tenant and not _SINGLE_TENANT_HSM.match(spec.crypto_key_backend)
+        ):
+            raise invalid(
+                "HSM_SINGLE_TENANT keys, and only they, name their crypto_key_backend: "
+                "projects/*/locations/*/singleTenantHsmInstances/*."
+            )
+        if purpose == Purpose.AES_WRAPPING and not single_tenant:
+            raise invalid("AES_WRAPPING keys must have protection level HSM_SINGLE_TENANT.")
         period = _seconds(spec.rotation_period) if spec.HasField("rotation_period") else None
         next_time = _seconds(spec.next_rotation_time) if spec.HasField("next_rotation_time") else None
         self._check_rotation(period, next_time, purpose)
@@ -494,6 +526,7 @@ class Backend:
                 next_rotation_time=next_time,
                 labels=dict(spec.labels),
                 import_only=spec.import_only,
+                crypto_key_backend=spec.crypto_key_backend,
             )
             if not req.skip_initial_version_creation:
                 first = self._new_version(key, now, State.ENABLED, material)
@@ -603,12 +636,15 @@ class Backend:
         wanted = req.crypto_key_version.state or State.ENABLED
         if wanted not in (State.ENABLED, State.DISABLED):
             raise invalid("A new CryptoKeyVersion may only be created ENABLED or DISABLED.")
+        trusted = req.crypto_key_version.trusted_wrapping_enabled
         with self._lock:
             self._require(principal, "cloudkms.cryptoKeyVersions.create", req.parent)
             self._tick()
             algorithm = self._key(req.parent).algorithm
             if self._key(req.parent).import_only:
                 raise precondition(f"{req.parent} is import_only: its versions can only be imported.")
+            if trusted:
+                _check_trusted_wrapping(self._key(req.parent))
         # Generated outside the lock (RSA-4096 is slow); the key may change meanwhile, so re-check.
         material: bytes | None = new_material(algorithm)
         with self._lock:
@@ -617,6 +653,7 @@ class Backend:
             if key.algorithm != algorithm:
                 material = None
             version = self._new_version(key, now, wanted, material)
+            version.trusted_wrapping_enabled = trusted
             self._commit()
             return self._version_pb(key, version)
 
@@ -1232,6 +1269,94 @@ class Backend:
                 total_size=len(jobs),
             )
 
+    def _import_target(self, parent: str, version_name: str) -> int | None:
+        """The id of the version a request re-imports into, or None for a new version."""
+        if not version_name:
+            return None
+        parsed = names.version(version_name)
+        if parsed.parent != parent:
+            raise invalid(f"{version_name} is not a version of {parent}.")
+        return int(parsed.id)
+
+    @staticmethod
+    def _check_reimport(
+        key: st.CryptoKey, target_id: int, version_name: str, algorithm: int, trusted: bool
+    ) -> None:
+        """Re-import only into a DESTROYED or IMPORT_FAILED version imported the same way."""
+        target = key.versions.get(target_id)
+        if target is None:
+            raise not_found(version_name)
+        if target.import_time is None or (target.import_job is None) != trusted:
+            how = "with ImportTrustedKeyWrappedCryptoKeyVersion" if trusted else "from an ImportJob"
+            raise precondition(f"{version_name} was not imported {how}; it cannot be re-imported so.")
+        if target.state not in (State.DESTROYED, State.IMPORT_FAILED):
+            raise precondition(
+                f"{version_name} is {_state_name(target.state)}; only DESTROYED or "
+                "IMPORT_FAILED versions can be re-imported."
+            )
+        if target.algorithm != algorithm and target.import_fingerprint:
+            raise precondition("A re-import must use the version's original algorithm.")
+
+    @staticmethod
+    def _unwrapped(algorithm: int, unwrap: Callable[[], bytes]) -> tuple[bytes | None, str | None]:
+        """(material, None) when the wrapped key opens and fits ``algorithm``, else (None, why)."""
+        try:
+            return algorithms.imported_material(algorithms.spec_for(algorithm), unwrap()), None
+        except algorithms.OperationError as exc:
+            return None, str(exc)
+
+    def _record_import(
+        self,
+        parent: str,
+        target_id: int | None,
+        version_name: str,
+        algorithm: int,
+        unwrapped: tuple[bytes | None, str | None],
+        import_job: str | None,
+    ) -> Any:
+        """Store an import's outcome: an ENABLED version, or an IMPORT_FAILED one with its reason."""
+        material, failure = unwrapped
+        fingerprint = hashlib.sha256(material).hexdigest() if material is not None else None
+        with self._lock:
+            now = self._tick()
+            key = self._key(parent)
+            if target_id is not None:
+                version = key.versions[target_id]
+                if version.import_fingerprint and fingerprint and version.import_fingerprint != fingerprint:
+                    raise precondition(
+                        "The key material does not match the material previously imported into "
+                        f"{version_name}."
+                    )
+                version.algorithm = algorithm
+            else:
+                version = st.Version(
+                    id=key.next_version_id,
+                    state=State.IMPORT_FAILED,
+                    algorithm=algorithm,
+                    protection_level=key.protection_level,
+                    create_time=now,
+                    generate_time=None,
+                    material=None,
+                    trusted_wrapping_enabled=import_job is None,
+                )
+                key.versions[version.id] = version
+                key.next_version_id += 1
+            version.import_job = import_job
+            version.import_time = now
+            version.destroy_time = version.destroy_event_time = None
+            if material is None:
+                version.state, version.material = State.IMPORT_FAILED, None
+                version.import_failure_reason = failure
+            else:
+                version.state, version.material = State.ENABLED, material
+                version.generate_time = now
+                version.import_failure_reason = None
+                version.import_fingerprint = version.import_fingerprint or fingerprint
+                if key.purpose == Purpose.ENCRYPT_DECRYPT and key.primary_id is None:
+                    key.primary_id = version.id
+            self._commit()
+            return self._version_pb(key, version)
+
     def ImportCryptoKeyVersion(self, req: Any, principal: str | None) -> Any:
         names.crypto_key(req.parent)
         job_ring = names.import_job(req.import_job).parent
@@ -1240,12 +1365,7 @@ class Backend:
         wrapped = req.wrapped_key or req.rsa_aes_wrapped_key
         if not wrapped:
             raise invalid("wrapped_key is required.")
-        target_id: int | None = None
-        if req.crypto_key_version:
-            parsed = names.version(req.crypto_key_version)
-            if parsed.parent != req.parent:
-                raise invalid(f"{req.crypto_key_version} is not a version of {req.parent}.")
-            target_id = int(parsed.id)
+        target_id = self._import_target(req.parent, req.crypto_key_version)
         permission = "cloudkms.cryptoKeyVersions.update" if target_id else "cloudkms.cryptoKeyVersions.create"
         with self._lock:
             self._require(principal, "cloudkms.importJobs.useToImport", job_ring)
@@ -1265,68 +1385,77 @@ class Backend:
                     f"match the CryptoKey's {Protection(key.protection_level).name}."
                 )
             if target_id is not None:
-                target = key.versions.get(target_id)
-                if target is None:
-                    raise not_found(req.crypto_key_version)
-                if target.import_job is None:
-                    raise precondition(
-                        f"{req.crypto_key_version} was not imported; it cannot be re-imported."
-                    )
-                if target.state not in (State.DESTROYED, State.IMPORT_FAILED):
-                    raise precondition(
-                        f"{req.crypto_key_version} is {_state_name(target.state)}; only DESTROYED or "
-                        "IMPORT_FAILED versions can be re-imported."
-                    )
-                if target.algorithm != req.algorithm and target.import_fingerprint:
-                    raise precondition("A re-import must use the version's original algorithm.")
+                self._check_reimport(key, target_id, req.crypto_key_version, req.algorithm, trusted=False)
             method, wrapping_key = job.import_method, job.material
-        # Unwrapping (RSA) happens outside the lock.
-        spec = algorithms.spec_for(req.algorithm)
-        failure: str | None = None
-        material: bytes | None = None
-        try:
-            material = algorithms.imported_material(spec, algorithms.unwrap(method, wrapping_key, wrapped))
-        except algorithms.OperationError as exc:
-            failure = str(exc)
-        fingerprint = hashlib.sha256(material).hexdigest() if material is not None else None
+        # Unwrapping (RSA, HPKE) happens outside the lock.
+        unwrapped = self._unwrapped(req.algorithm, lambda: algorithms.unwrap(method, wrapping_key, wrapped))
+        return self._record_import(
+            req.parent, target_id, req.crypto_key_version, req.algorithm, unwrapped, req.import_job
+        )
+
+    # ----------------------------------------------------------------- trusted key wrapping
+
+    def _trusted_wrapping_key(self, name: str, principal: str | None) -> bytes:
+        """The material of an ENABLED, hsm_trusted AES_256_KWP version (``name`` may name its key:
+        then its newest ENABLED version, since AES_WRAPPING keys have no primary)."""
+        if names.kind_of(name) == "cryptoKey":
+            key = self._key(name)
+            enabled = [v for v in key.versions.values() if v.state == State.ENABLED]
+            if not enabled:
+                raise precondition(f"{name} has no ENABLED version to wrap with.")
+            version = max(enabled, key=lambda v: v.id)
+        else:
+            key, version = self._version(name)
+        self._require(principal, "cloudkms.cryptoKeyVersions.trustedImportExport", key.name)
+        if not _hsm_trusted(key):
+            raise precondition(f"{name} is not a trusted wrapping key (AES_WRAPPING at HSM_SINGLE_TENANT).")
+        if version.state != State.ENABLED or version.material is None:
+            raise precondition(f"{key.name}/cryptoKeyVersions/{version.id} is {_state_name(version.state)}.")
+        return version.material
+
+    def ExportTrustedKeyWrappedCryptoKeyVersion(self, req: Any, principal: str | None) -> Any:
+        names.version(req.name)
+        if not req.wrapping_key:
+            raise invalid("wrapping_key is required.")
         with self._lock:
-            now = self._tick()
+            self._tick()
+            key, version = self._version(req.name)
+            self._require(principal, "cloudkms.cryptoKeyVersions.trustedImportExport", key.name)
+            if not version.trusted_wrapping_enabled:
+                raise precondition(f"{req.name} does not have trusted_wrapping_enabled.")
+            if version.state != State.ENABLED or version.material is None:
+                raise precondition(f"{req.name} is {_state_name(version.state)}.")
+            material, wrapping = version.material, self._trusted_wrapping_key(req.wrapping_key, principal)
+        wrapped = algorithms.trusted_wrap(wrapping, material)
+        out = service.ExportTrustedKeyWrappedCryptoKeyVersionResponse.pb()(wrapped_key=wrapped)
+        out.wrapped_key_crc32c.value = crc32c(wrapped)
+        return out
+
+    def ImportTrustedKeyWrappedCryptoKeyVersion(self, req: Any, principal: str | None) -> Any:
+        names.crypto_key(req.parent)
+        if not req.algorithm:
+            raise invalid("algorithm is required.")
+        if not req.wrapped_key:
+            raise invalid("wrapped_key is required.")
+        if not req.importing_key:
+            raise invalid("importing_key is required.")
+        target_id = self._import_target(req.parent, req.crypto_key_version)
+        permission = "cloudkms.cryptoKeyVersions.update" if target_id else "cloudkms.cryptoKeyVersions.create"
+        with self._lock:
+            self._require(principal, permission, req.parent)
+            self._tick()
             key = self._key(req.parent)
+            _check_algorithm(key.purpose, req.algorithm)
+            _check_trusted_wrapping(key)
             if target_id is not None:
-                version = key.versions[target_id]
-                if version.import_fingerprint and fingerprint and version.import_fingerprint != fingerprint:
-                    raise precondition(
-                        "The key material does not match the material previously imported into "
-                        f"{req.crypto_key_version}."
-                    )
-                version.algorithm = req.algorithm
-            else:
-                version = st.Version(
-                    id=key.next_version_id,
-                    state=State.IMPORT_FAILED,
-                    algorithm=req.algorithm,
-                    protection_level=key.protection_level,
-                    create_time=now,
-                    generate_time=None,
-                    material=None,
-                )
-                key.versions[version.id] = version
-                key.next_version_id += 1
-            version.import_job = req.import_job
-            version.import_time = now
-            version.destroy_time = version.destroy_event_time = None
-            if material is None:
-                version.state, version.material = State.IMPORT_FAILED, None
-                version.import_failure_reason = failure
-            else:
-                version.state, version.material = State.ENABLED, material
-                version.generate_time = now
-                version.import_failure_reason = None
-                version.import_fingerprint = version.import_fingerprint or fingerprint
-                if key.purpose == Purpose.ENCRYPT_DECRYPT and key.primary_id is None:
-                    key.primary_id = version.id
-            self._commit()
-            return self._version_pb(key, version)
+                self._check_reimport(key, target_id, req.crypto_key_version, req.algorithm, trusted=True)
+            wrapping = self._trusted_wrapping_key(req.importing_key, principal)
+        unwrapped = self._unwrapped(
+            req.algorithm, lambda: algorithms.trusted_unwrap(wrapping, req.wrapped_key)
+        )
+        return self._record_import(
+            req.parent, target_id, req.crypto_key_version, req.algorithm, unwrapped, None
+        )
 
     # ----------------------------------------------------------------- delete, retired resources
 
@@ -1565,6 +1694,8 @@ for _rpc in (
     "GetImportJob",
     "ListImportJobs",
     "ImportCryptoKeyVersion",
+    "ExportTrustedKeyWrappedCryptoKeyVersion",
+    "ImportTrustedKeyWrappedCryptoKeyVersion",
     "DeleteCryptoKey",
     "DeleteCryptoKeyVersion",
     "ListRetiredResources",

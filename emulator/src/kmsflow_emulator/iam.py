@@ -48,6 +48,7 @@ ROLE_PERMISSIONS: dict[str, frozenset[str]] = {
             "cloudkms.cryptoKeyVersions.destroy",
             "cloudkms.cryptoKeyVersions.restore",
             "cloudkms.cryptoKeyVersions.delete",
+            "cloudkms.cryptoKeyVersions.trustedImportExport",
             "cloudkms.cryptoKeys.delete",
             "cloudkms.importJobs.create",
         }

@@ -61,6 +61,9 @@ class Version:
     import_time: float | None = None
     import_failure_reason: str | None = None
     import_fingerprint: str | None = None
+    # HSM_SINGLE_TENANT versions that may be exported under (and imported from) a trusted
+    # AES_WRAPPING key; set at creation or trusted import only, as in Cloud KMS.
+    trusted_wrapping_enabled: bool = False
 
 
 @dataclass
@@ -76,6 +79,9 @@ class CryptoKey:
     labels: dict[str, str] = field(default_factory=dict)
     primary_id: int | None = None
     import_only: bool = False
+    # The single-tenant HSM instance of an HSM_SINGLE_TENANT key (its name; the emulator keeps no
+    # instances of its own).
+    crypto_key_backend: str = ""
     next_version_id: int = 1
     versions: dict[int, Version] = field(default_factory=dict)
     policy: Policy = field(default_factory=Policy)
