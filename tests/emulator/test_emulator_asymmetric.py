@@ -22,6 +22,7 @@ from google.cloud import kms_v1
 from google.cloud.kms_v1.services.key_management_service.transports import (
     KeyManagementServiceGrpcTransport,
 )
+from pqcrypto.sign import slh_dsa_sha2_128s
 
 from kmsflow.kms import crc32c
 
@@ -57,6 +58,7 @@ SIGN_ALGORITHMS = [
     "PQ_SIGN_ML_DSA_44_EXTERNAL_MU",
     "PQ_SIGN_ML_DSA_65_EXTERNAL_MU",
     "PQ_SIGN_ML_DSA_87_EXTERNAL_MU",
+    "PQ_SIGN_SLH_DSA_SHA2_128S",
 ]
 DECRYPT_ALGORITHMS = [
     "RSA_DECRYPT_OAEP_2048_SHA256",
@@ -110,6 +112,9 @@ def verify(algorithm: str, served: kms_v1.PublicKey, signature: bytes, message: 
             key.verify_mu(signature, message)
         else:
             key.verify(signature, message)
+        return
+    if algorithm == "PQ_SIGN_SLH_DSA_SHA2_128S":
+        slh_dsa_sha2_128s.verify(served.public_key.data, message, signature)  # raises if invalid
         return
     key = serialization.load_pem_public_key(served.pem.encode())
     if algorithm == "EC_SIGN_ED25519":

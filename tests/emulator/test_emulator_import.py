@@ -21,6 +21,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, mldsa, mlkem, padding,
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from google.api_core import exceptions
 from google.cloud import kms_v1
+from pqcrypto.sign import slh_dsa_sha2_128s
 
 Client = kms_v1.KeyManagementServiceClient
 State = kms_v1.CryptoKeyVersion.CryptoKeyVersionState
@@ -194,6 +195,18 @@ def test_import_post_quantum_keys_as_seeds(kms: Client, ring: str) -> None:
     version = do_import(kms, kem, job, "ML_KEM_768", kem_key.private_bytes_raw())
     shared, ciphertext = kem_key.public_key().encapsulate()
     assert kms.decapsulate(request={"name": version.name, "ciphertext": ciphertext}).shared_secret == shared
+
+    # SLH-DSA keys arrive as their FIPS 205 private key, which carries the public key.
+    slh_public, slh_private = slh_dsa_sha2_128s.keygen()
+    slh = import_key(kms, ring, "ASYMMETRIC_SIGN", "PQ_SIGN_SLH_DSA_SHA2_128S")
+    version = do_import(kms, slh, job, "PQ_SIGN_SLH_DSA_SHA2_128S", slh_private)
+    served = kms.get_public_key(request={"name": version.name, "public_key_format": "NIST_PQC"})
+    assert served.public_key.data == slh_public
+    signature = kms.asymmetric_sign(request={"name": version.name, "data": b"weights"}).signature
+    slh_dsa_sha2_128s.verify(slh_public, b"weights", signature)
+    # A private half with another key's public half does not verify: refused.
+    mixed = slh_private[:32] + slh_dsa_sha2_128s.keygen()[0]
+    assert do_import(kms, slh, job, "PQ_SIGN_SLH_DSA_SHA2_128S", mixed).state == State.IMPORT_FAILED
 
     # A seed of the wrong length (or a PKCS#8 key where a seed is expected) fails to import.
     wrong = do_import(kms, kem, job, "ML_KEM_768", os.urandom(32))

@@ -51,7 +51,7 @@ class Spec:
 
     ``kind`` is the family: "rsa_sign_pss", "rsa_sign_pkcs1", "rsa_sign_raw", "rsa_decrypt",
     "ec_sign", "ed25519", "hmac", "ml_kem", "ml_dsa", "ml_dsa_mu", "raw_gcm", "raw_cbc",
-    "raw_ctr", "xwing", "aes_kwp". ``digest`` names the hash a
+    "raw_ctr", "xwing", "slh_dsa", "aes_kwp". ``digest`` names the hash a
     digest input must use (None: the algorithm signs data only); ``size`` is the RSA modulus bits,
     the HMAC or AES key bytes, or the ML-KEM/ML-DSA parameter set.
     """
@@ -65,7 +65,7 @@ class Spec:
 
     @property
     def post_quantum(self) -> bool:
-        return self.kind in ("ml_kem", "ml_dsa", "ml_dsa_mu", "xwing")
+        return self.kind in ("ml_kem", "ml_dsa", "ml_dsa_mu", "slh_dsa", "xwing")
 
     @property
     def symmetric(self) -> bool:
@@ -110,6 +110,9 @@ def _specs() -> dict[int, Spec]:
     for level in (44, 65, 87):
         add(f"PQ_SIGN_ML_DSA_{level}", sign, "ml_dsa", size=level)
         add(f"PQ_SIGN_ML_DSA_{level}_EXTERNAL_MU", sign, "ml_dsa_mu", digest="external_mu", size=level)
+    # Pure SLH-DSA only: pqcrypto signs HashSLH-DSA from the message, never from a given digest,
+    # so PQ_SIGN_HASH_SLH_DSA_SHA2_128S_SHA256 (a digest input) cannot be served faithfully.
+    add("PQ_SIGN_SLH_DSA_SHA2_128S", sign, "slh_dsa", size=128)
     return out
 
 
@@ -145,6 +148,8 @@ def generate(spec: Spec) -> bytes:
         return bytes(_ML_KEM_PRIVATE[spec.size].generate().private_bytes_raw())
     if spec.kind in ("ml_dsa", "ml_dsa_mu"):
         return bytes(_ML_DSA_PRIVATE[spec.size].generate().private_bytes_raw())
+    if spec.kind == "slh_dsa":
+        return bytes(_slh_dsa().keygen()[1])
     key: Any
     if spec.kind.startswith("rsa"):
         key = rsa.generate_private_key(public_exponent=65537, key_size=spec.size)
@@ -172,11 +177,22 @@ def _private(spec: Spec, material: bytes) -> Any:
     return serialization.load_der_private_key(material, password=None)
 
 
+def _slh_dsa() -> Any:
+    """SLH-DSA-SHA2-128s (FIPS 205) from ``pqcrypto`` (RustCrypto's implementation): ``cryptography``
+    has no SLH-DSA. Imported on first use, so the rest of the emulator never needs it."""
+    from pqcrypto.sign import slh_dsa_sha2_128s
+
+    return slh_dsa_sha2_128s
+
+
 def public_key(spec: Spec, material: bytes, key_format: int) -> bytes:
     """The public key in ``key_format`` (PEM, DER, NIST_PQC or XWING_RAW_BYTES); the caller checked
     compatibility."""
     if spec.kind == "xwing":
         return _xwing_expand(material)[2]
+    if spec.kind == "slh_dsa":
+        # FIPS 205 encodes SK as SK.seed || SK.prf || PK.seed || PK.root and PK as its second half.
+        return material[len(material) // 2 :]
     public = _private(spec, material).public_key()
     if key_format == KeyFormat.NIST_PQC:
         return bytes(public.public_bytes_raw())
@@ -198,6 +214,9 @@ def formats(spec: Spec) -> tuple[int, ...]:
 
 def sign(spec: Spec, material: bytes, *, digest: bytes | None, data: bytes | None) -> bytes:
     """Sign a digest (computed with ``spec.digest``) or data; exactly one of them is given."""
+    if spec.kind == "slh_dsa":
+        assert data is not None
+        return bytes(_slh_dsa().sign(material, data))
     key = _private(spec, material)
     if spec.kind == "ml_dsa":
         assert data is not None
@@ -496,6 +515,8 @@ def imported_material(spec: Spec | None, key_bytes: bytes) -> bytes:
 def _imported_seed(spec: Spec, key_bytes: bytes) -> bytes:
     """Post-quantum keys are imported as the seed they are stored as: FIPS 203's 64-byte (d, z)
     for ML-KEM, FIPS 204's 32-byte xi for ML-DSA, the draft's 32-byte seed for X-Wing."""
+    if spec.kind == "slh_dsa":
+        return _imported_slh_dsa(key_bytes)
     size = XWING_SEED_SIZE if spec.kind == "xwing" else 64 if spec.kind == "ml_kem" else 32
     if len(key_bytes) != size:
         raise OperationError(
@@ -504,6 +525,25 @@ def _imported_seed(spec: Spec, key_bytes: bytes) -> bytes:
         )
     if spec.kind != "xwing":
         _private(spec, key_bytes)  # every seed of the right length expands to a key
+    return key_bytes
+
+
+def _imported_slh_dsa(key_bytes: bytes) -> bytes:
+    """An SLH-DSA key is imported as its FIPS 205 private key (64 bytes for SHA2-128s), which holds
+    the public key: a test signature must verify under it, or the halves do not belong together."""
+    scheme = _slh_dsa()
+    if len(key_bytes) != scheme.SECRET_KEY_SIZE:
+        raise OperationError(
+            f"PQ_SIGN_SLH_DSA_SHA2_128S key material is its {scheme.SECRET_KEY_SIZE}-byte private key, "
+            f"got {len(key_bytes)} bytes."
+        )
+    probe = b"kmsflow-emulator import check"
+    try:
+        scheme.verify(key_bytes[len(key_bytes) // 2 :], probe, scheme.sign(key_bytes, probe))
+    except Exception as exc:  # pqcrypto's InvalidSignatureError and malformed-key errors
+        raise OperationError(
+            "The SLH-DSA private key is inconsistent (its public half does not verify)."
+        ) from exc
     return key_bytes
 
 
