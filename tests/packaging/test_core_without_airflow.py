@@ -45,8 +45,8 @@ def test_consumer_venv_without_airflow(tmp_path: Path) -> None:
     install = [str(uv), "pip", "install", "--quiet", "--python", str(python)]
     subprocess.run([*install, "-r", str(ROOT / "requirements" / "core-lock.txt")], check=True)
     subprocess.run([*install, "--no-deps", str(ROOT / "provider")], check=True)
-    # The round trip runs against the emulator (a dev/test distribution; its dependencies are all
-    # core dependencies too, so core-lock.txt has them).
+    # The round trip runs against the emulator (a dev/test distribution; its dependencies are core
+    # dependencies too, so core-lock.txt has them, but pqcrypto, which only SLH-DSA keys import).
     subprocess.run([*install, "--no-deps", str(ROOT / "emulator")], check=True)
     script = (ROOT / "tests" / "packaging" / "consumer_roundtrip.py").read_text()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW", "KMS_EMULATOR"))}
