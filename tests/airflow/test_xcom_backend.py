@@ -177,6 +177,26 @@ def test_plain_values_written_before_the_backend_still_read(
     assert pull(push("still encrypted")) == "still encrypted"
 
 
+def test_pulling_warns_once_while_rendered_fields_are_kept(
+    xcom_root: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    ref = push("v")
+    xcom._warn_if_rendered_fields_kept.cache_clear()
+    monkeypatch.setenv("AIRFLOW__CORE__MAX_TEMPLATED_FIELD_LENGTH", "4096")
+    with caplog.at_level("WARNING", logger="kmsflow.airflow.xcom"):
+        pull(ref)
+        pull(ref)
+    [warning] = caplog.records
+    assert "max_templated_field_length" in warning.message
+
+    caplog.clear()
+    xcom._warn_if_rendered_fields_kept.cache_clear()
+    monkeypatch.setenv("AIRFLOW__CORE__MAX_TEMPLATED_FIELD_LENGTH", "0")
+    with caplog.at_level("WARNING", logger="kmsflow.airflow.xcom"):
+        pull(ref)
+    assert caplog.records == []
+
+
 def test_reference_as_json_text_reads(xcom_root: Path) -> None:
     ref = push("v")
     assert pull(json.dumps(ref)) == "v"

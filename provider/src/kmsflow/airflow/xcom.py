@@ -31,6 +31,7 @@ authentication (``TamperedError`` → ``AirflowFailException``).
 from __future__ import annotations
 
 import json
+import logging
 import os
 import uuid
 from collections.abc import Iterator
@@ -52,6 +53,8 @@ from kmsflow.envelope.encrypt import encrypt_bytes
 from kmsflow.envelope.envelope import Envelope
 from kmsflow.envelope.layout import SIDECAR_SUFFIX
 from kmsflow.envelope.storage import resolve
+
+log = logging.getLogger(__name__)
 
 SECTION = "kmsflow"
 REFERENCE_VERSION = 1
@@ -245,6 +248,7 @@ class EncryptedXComBackend(BaseXCom):
                 )
             context, value = _unframe(envelope.read_bytes(client, retry=retry), url)
         _check_context(context, reference, url)
+        _warn_if_rendered_fields_kept()
         return BaseXCom.deserialize_value(_Stored(value))
 
     @classmethod
@@ -332,6 +336,21 @@ class EncryptedXComBackend(BaseXCom):
                 run_id=run_id,
                 include_prior_dates=include_prior_dates,
             )
+
+
+@cache
+def _warn_if_rendered_fields_kept() -> None:
+    """Once per process: Airflow stores each task's rendered template fields in the metadata
+    database, and a TaskFlow task's arguments (``op_args``/``op_kwargs``) are rendered *with the
+    pulled XCom values*; only ``[core] max_templated_field_length = 0`` keeps them out."""
+    from airflow.sdk.configuration import conf
+
+    if conf.getint("core", "max_templated_field_length", fallback=4096) > 0:
+        log.warning(
+            "EncryptedXComBackend: [core] max_templated_field_length > 0, so Airflow stores the "
+            "rendered arguments of this task (which may hold the decrypted XCom values) in the "
+            "metadata database; set it to 0 to keep them out (docs/AIRFLOW.md, Encrypted XCom)"
+        )
 
 
 @dataclass(frozen=True)
