@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -15,6 +16,7 @@ from kmsflow.airflow.xcom import EncryptedXComBackend
 from kmsflow.kms import resources
 from kmsflow.lifecycle import rewrap
 from kmsflow.lifecycle.retirement.shred import run_shred
+from kmsflow.spec import load_spec
 
 CONTEXT: dict[str, Any] = {"dag_id": "d", "run_id": "r", "map_index": -1, "key": "return_value"}
 
@@ -75,3 +77,17 @@ def test_xcom_values_block_shredding_until_purged(world: World) -> None:
 
     EncryptedXComBackend.purge(Stored(refs[1]))
     assert shred(world).decision(v1).outcome == "disabled"  # type: ignore[union-attr]
+
+
+def test_example_spec_makes_xcom_path_a_root_of_xcom_key() -> None:
+    """examples/specs/xcom.yaml: the configuration its header shows names the spec's key, and the
+    xcom_path it shows is that key's root (what makes the shred proof see the XCom envelopes)."""
+    path = Path(__file__).resolve().parents[2] / "examples" / "specs" / "xcom.yaml"
+    shown = {}
+    for line in path.read_text().splitlines():
+        match = re.match(r"#.*\b(xcom_key|xcom_path)\s*=\s*(\S+)", line)
+        if match:
+            shown[match[1]] = match[2]
+    [(name, key)] = list(load_spec(str(path)).crypto_keys())
+    assert shown["xcom_key"] == name
+    assert key.roots == [shown["xcom_path"]]
