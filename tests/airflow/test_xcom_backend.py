@@ -132,6 +132,21 @@ def test_reference_copied_to_another_run_fails_when_pulled(xcom_root: Path) -> N
         assert pull(other_run) == "from run 1"
 
 
+@pytest.mark.parametrize("plaintext", [b"an ordinary artifact", xcom.FRAME_MAGIC + b"{not json"])
+def test_envelope_that_is_not_an_xcom_value_is_refused(xcom_root: Path, key: str, plaintext: bytes) -> None:
+    """A valid envelope (someone holding the key encrypted it) in the value's place, its reference
+    edited to match: still not an XCom value."""
+    from kmsflow.airflow.xcom import _kms
+    from kmsflow.envelope.encrypt import encrypt_bytes
+
+    ref = push("v")
+    other = str(Path(ref["url"]).parent / "other.xcom")
+    client, _ = _kms("kmsflow_default")
+    record = encrypt_bytes(client, key, plaintext, other)
+    with pytest.raises(XComMismatchError, match="not an XCom value"):
+        pull({**ref, "url": other, "envelope_id": record.envelope_id})
+
+
 @pytest.mark.parametrize(
     "url",
     [

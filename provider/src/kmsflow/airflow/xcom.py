@@ -47,6 +47,7 @@ from airflow.sdk.exceptions import AirflowFailException
 from google.api_core.retry import Retry
 from google.cloud import kms_v1
 
+from kmsflow.airflow.errors import airflow_errors
 from kmsflow.airflow.hooks.kms import KmsHook
 from kmsflow.airflow.operators.artifacts import artifact_errors, artifact_url
 from kmsflow.envelope.encrypt import encrypt_bytes
@@ -137,7 +138,7 @@ def _kms(conn_id: str) -> tuple[kms_v1.KeyManagementServiceClient, Retry]:
     """One client per connection per process: a task process pushes and pulls through one channel
     instead of opening one per value (Airflow 3 runs each task in its own process)."""
     hook = KmsHook(conn_id)
-    with artifact_errors("encrypt"):
+    with airflow_errors():
         return hook.get_conn(), hook.retry()
 
 
@@ -157,8 +158,11 @@ def _frame(context: XComContext, value: Any) -> bytes:
 def _unframe(data: bytes, url: str) -> tuple[dict[str, Any], Any]:
     if not data.startswith(FRAME_MAGIC):
         raise XComMismatchError(f"{url}: an envelope, but not an XCom value (no {FRAME_MAGIC!r} frame)")
-    body = json.loads(data[len(FRAME_MAGIC) :])
-    return body["context"], body["value"]
+    try:
+        body = json.loads(data[len(FRAME_MAGIC) :])
+        return body["context"], body["value"]
+    except (ValueError, KeyError, TypeError):
+        raise XComMismatchError(f"{url}: an envelope, but its frame is not an XCom value") from None
 
 
 _expected: ContextVar[dict[str, Any] | None] = ContextVar("kmsflow_xcom_expected", default=None)
@@ -200,9 +204,8 @@ class EncryptedXComBackend(BaseXCom):
         map_index: int | None = None,
     ) -> XComReference:
         """Encrypt ``value`` into a new envelope under ``xcom_path``; return its reference."""
-        if None in (key, task_id, dag_id, run_id):
+        if key is None or task_id is None or dag_id is None or run_id is None:
             raise XComConfigError("EncryptedXComBackend: an XCom needs its key, dag, run and task ids")
-        assert key is not None and task_id is not None and dag_id is not None and run_id is not None
         config = settings()
         context = XComContext(
             dag_id=dag_id,
@@ -253,8 +256,9 @@ class EncryptedXComBackend(BaseXCom):
 
     @classmethod
     def purge(cls, xcom: Any, *args: Any) -> None:
-        """Delete the envelope a reference names (its record first: a record is what counts as a
-        reference to a key version, data without one is inert ciphertext)."""
+        """Delete the envelope a reference names, record first: a purge cut short leaves
+        ciphertext no record names (a blocking ``data_without_record`` inventory finding until it
+        is removed), never a record that names a key version without its data."""
         reference = as_reference(getattr(xcom, "value", None))
         if reference is None:
             return
