@@ -18,11 +18,14 @@ from __future__ import annotations
 import json
 import subprocess
 import time
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
+from urllib.parse import quote
 
 import pytest
-from celery_cluster import HERE, OWNER, Cluster, postgres_bin
+from celery_cluster import HERE, OWNER, Cluster, free_port, postgres_bin
 
 from kmsflow.envelope import Envelope, gcs_filesystem
 from kmsflow.inventory import scan
@@ -64,6 +67,11 @@ def cluster(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[C
                 "AIRFLOW_CONN_KMSFLOW_DEFAULT": json.dumps(connection),
                 "STORAGE_EMULATOR_HOST": running.gcs_host,
                 "KMSFLOW_E2E_MARKER": MARKER,
+                # The REST API as the UI calls it, without a login: any token is an admin's.
+                "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS": "True",
+                # A loaded machine (shared CI) answers the worker's Execution API calls slowly.
+                "AIRFLOW__WORKERS__EXECUTION_API_TIMEOUT": "60",
+                "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(free_port()),
             },
             workers=("w1",),
         )
@@ -110,6 +118,19 @@ def whole_database(cluster: Cluster) -> str:
     return dump.stdout
 
 
+def api_xcom(cluster: Cluster, run_id: str, task_id: str, key: str) -> dict[str, Any]:
+    """The XCom entry as the UI fetches it (deserialized and stringified for display)."""
+    base = f"http://127.0.0.1:{cluster.api_port}"
+    with urllib.request.urlopen(f"{base}/auth/token", timeout=30) as answer:
+        token = json.load(answer)["access_token"]
+    path = f"/api/v2/dags/{DAG_ID}/dagRuns/{quote(run_id, safe='')}/taskInstances/{task_id}/xcomEntries/{key}"
+    request = urllib.request.Request(
+        f"{base}{path}?deserialize=true&stringify=true", headers={"Authorization": f"Bearer {token}"}
+    )
+    with urllib.request.urlopen(request, timeout=30) as answer:
+        return dict(json.load(answer))
+
+
 def task_logs(tmp_path: Path) -> str:
     return "\n".join(p.read_text(errors="replace") for p in (tmp_path / "airflow" / "logs").rglob("*.log"))
 
@@ -140,6 +161,9 @@ def test_encrypted_xcom_on_a_real_scheduler(cluster: tuple[Cluster, str], tmp_pa
         assert reference["url"].startswith(XCOM_PATH + "/")
         references[(task_id, map_index, xcom_key)] = reference
     assert MARKER not in whole_database(airflow)
+    shown = api_xcom(airflow, run_id, "produce", "return_value")  # what the UI's XCom view shows
+    assert MARKER not in json.dumps(shown)
+    assert references[("produce", -1, "return_value")]["envelope_id"] in str(shown["value"])
     assert MARKER not in task_logs(tmp_path)
 
     # Data + record per row, nothing else: flaky's first try's value was purged before its second.
