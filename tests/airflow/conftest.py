@@ -43,9 +43,13 @@ from airflow.sdk.bases.operator import ExecutorSafeguard  # noqa: E402
 # Operators' execute() is called directly in most tests; this is the switch Airflow's own tests use.
 ExecutorSafeguard.test_mode = True
 
+from envelope.conftest import gcs_bucket, gcs_emulator  # noqa: E402  (the GCS emulator fixtures)
+
 from kmsflow.airflow.hooks.kms import KmsHook  # noqa: E402
 
 CONN_ENV = "AIRFLOW_CONN_KMSFLOW_DEFAULT"
+
+__all__ = ["gcs_bucket", "gcs_emulator"]
 
 
 @pytest.fixture(autouse=True)

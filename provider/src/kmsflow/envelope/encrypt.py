@@ -15,8 +15,10 @@ Order of work, and why:
 
 from __future__ import annotations
 
+import io
 import os
 import secrets
+from typing import IO
 
 import tink
 from google.api_core.retry import Retry
@@ -95,12 +97,80 @@ def encrypt(
     else:
         raise SourceNotFoundError(f"{source.url}: no such file or directory")
     _check_destination(source, dest, kind)
+    label = f"encrypt {source.name}"
+    return _seal(client, key_name, kind, sizes, _LocationSource(source), dest, progress, label, retry)
 
+
+def encrypt_bytes(
+    client: kms_v1.KeyManagementServiceClient,
+    key_name: str,
+    data: bytes,
+    dst: str | Location,
+    *,
+    retry: Retry | None = None,
+) -> EnvelopeRecord:
+    """Encrypt ``data`` (held in memory) into a new file envelope at ``dst``; return its record.
+
+    The envelope is exactly what :func:`encrypt` makes of a file holding ``data`` (``kmsflow
+    decrypt`` reads it, inventory and rewrap handle it), and the plaintext never touches storage:
+    for values that only ever exist in memory, such as the XCom backend's.
+    """
+    dest = resolve(dst) if isinstance(dst, str) else dst
+    _check_destination(None, dest, "file")
+    sizes = {"": len(data)}
+    return _seal(client, key_name, "file", sizes, _BytesSource(data), dest, NoProgress(), "", retry)
+
+
+class _LocationSource:
+    """The plaintext files of :func:`encrypt`: read from storage."""
+
+    def __init__(self, root: Location) -> None:
+        self.root = root
+
+    def url(self, rel: str) -> str:
+        return data_location(self.root, rel).url
+
+    def open(self, rel: str) -> IO[bytes]:
+        return data_location(self.root, rel).open_read()
+
+    def owns(self, exc: OSError, rel: str) -> bool:
+        """Whether ``exc`` was raised reading this source (else it came from the destination)."""
+        return exc.filename is None or exc.filename == data_location(self.root, rel).path
+
+
+class _BytesSource:
+    """The plaintext of :func:`encrypt_bytes`: one file, in memory."""
+
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+
+    def url(self, rel: str) -> str:
+        return "(memory)"
+
+    def open(self, rel: str) -> IO[bytes]:
+        return io.BytesIO(self.data)
+
+    def owns(self, exc: OSError, rel: str) -> bool:
+        return False
+
+
+def _seal(
+    client: kms_v1.KeyManagementServiceClient,
+    key_name: str,
+    kind: str,
+    sizes: dict[str, int],
+    source: _LocationSource | _BytesSource,
+    dest: Location,
+    progress: Progress,
+    label: str,
+    retry: Retry | None,
+) -> EnvelopeRecord:
+    """Steps 2-4 of the module docstring: wrap a fresh key, stream every file, write the record."""
     envelope_id = new_envelope_id()
     key = DataKey.generate()
     wrap = wrap_key(client, key_name, key, envelope_id, retry=retry)
 
-    progress.start(sum(sizes.values()), f"encrypt {source.name}")
+    progress.start(sum(sizes.values()), label)
     entries: list[FileEntry] = []
     with stage(dest, tree=(kind == "dataset")) as staging:
         for rel in sizes:
@@ -136,12 +206,17 @@ def _dataset_files(source: Location, omitted: list[Obstacle] | None) -> dict[str
     return sizes
 
 
-def _check_destination(source: Location, dest: Location, kind: str) -> None:
+def _check_destination(source: Location | None, dest: Location, kind: str) -> None:
     """Refuse a destination that exists, lies inside the source, or lies inside an envelope."""
     for out in (dest, record_location(dest, kind)):
         if out.exists():
             raise DestinationExistsError(f"{out.url}: already exists; choose a new destination or remove it")
-    if kind == "dataset" and source.is_local == dest.is_local and _inside(dest, source):
+    if (
+        kind == "dataset"
+        and source is not None
+        and source.is_local == dest.is_local
+        and _inside(dest, source)
+    ):
         raise InvalidDestinationError(
             f"{dest.url}: inside the source {source.url}; choose a destination outside it"
         )
@@ -179,18 +254,17 @@ def _encrypt_file(
     key: DataKey,
     envelope_id: str,
     rel: str,
-    source: Location,
+    source: _LocationSource | _BytesSource,
     dest: Location,
     staging: Staging,
     progress: Progress,
 ) -> FileEntry:
-    src_loc = data_location(source, rel)
     dst_loc = data_location(dest, rel)
     plain = 0
     sink: WriteBehind | None = None
     try:
         with (
-            src_loc.open_read() as fin,
+            source.open(rel) as fin,
             staging.writer(dst_loc) as fout,
             write_behind(fout, checksum=True) as sink,
             key.primitive.new_encrypting_stream(sink, data_aad(envelope_id, rel)) as enc,
@@ -209,10 +283,9 @@ def _encrypt_file(
             f"{dst_loc.url}: Tink error {exc.__class__.__name__} while writing ciphertext"
         ) from None
     except OSError as exc:
-        ours = exc.filename is not None and exc.filename != src_loc.path
         written = sink is not None and sink.error is exc
-        if ours or written:
+        if written or not source.owns(exc, rel):
             raise write_failure(dst_loc.url, exc, "encrypting") from None
-        raise EnvelopeIOError(f"{src_loc.url}: {os_reason(exc)} while encrypting") from None
+        raise EnvelopeIOError(f"{source.url(rel)}: {os_reason(exc)} while encrypting") from None
     assert sink is not None
     return FileEntry(path=rel, size=plain, ciphertext_size=sink.count, ciphertext_crc32c=sink.crc32c())

@@ -18,11 +18,13 @@ authenticated, so a failure at the last byte of the last shard leaves nothing at
 
 from __future__ import annotations
 
+import io
 from typing import TYPE_CHECKING, Any
 
 from kmsflow.envelope.aad import data_aad
 from kmsflow.envelope.errors import (
     DestinationExistsError,
+    EnvelopeError,
     EnvelopeIOError,
     InvalidDestinationError,
     RecordNotFoundError,
@@ -235,6 +237,20 @@ class Envelope:
                             self._decrypt_file(key, entry, behind, target.url, progress, check_crc=False)
                     except OSError as exc:  # the last pieces failed to write (a full disk, a 412)
                         raise write_failure(target.url, exc, "writing plaintext") from None
+
+    def read_bytes(self, client: kms_v1.KeyManagementServiceClient, *, retry: Retry | None = None) -> bytes:
+        """Decrypt a file envelope into memory; return its plaintext once every byte authenticated.
+
+        For values that must never touch storage as plaintext (the XCom backend's); the size held
+        in memory is the authenticated record's. ``retry`` as for :meth:`unlock`.
+        """
+        if self.record.kind != "file":
+            raise EnvelopeError(f"{self.url}: a dataset envelope; only a file envelope reads into memory")
+        key = self.unlock(client, retry=retry)
+        (entry,) = self.record.files
+        out = io.BytesIO()
+        self._decrypt_file(key, entry, out, "(memory)", NoProgress(), check_crc=False)
+        return out.getvalue()
 
     def _decrypt_file(
         self,

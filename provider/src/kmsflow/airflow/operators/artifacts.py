@@ -344,6 +344,17 @@ class _ArtifactOperator(KmsBaseOperator):
         with airflow_errors():
             return self.hook.get_conn()
 
+    lineage_action: Literal["encrypt", "decrypt"]
+
+    def get_openlineage_facets_on_complete(self, task_instance: Any) -> Any:
+        """OpenLineage, when its provider is installed: the source and the destination as datasets,
+        the envelope's id and exact CryptoKeyVersion as the run facet ``kmsflow_envelope``
+        (:mod:`kmsflow.airflow.lineage`; no key material)."""
+        from kmsflow.airflow.lineage import artifact_lineage
+
+        src_url = artifact_url(self.src)
+        return artifact_lineage(self.lineage_action, src_url, self.destination(src_url))
+
     def kms_retry(self) -> Retry:
         """The connection's (or ``deadline=``'s) retry policy for the envelope's one KMS call.
 
@@ -378,6 +389,7 @@ class EncryptArtifactOperator(_ArtifactOperator):
     """
 
     template_fields: Sequence[str] = (*_ArtifactOperator.template_fields, "key_name")
+    lineage_action = "encrypt"
 
     def __init__(self, *, key_name: str, skip_unsupported: bool = False, **kwargs: Any) -> None:
         super().__init__(**kwargs)
@@ -434,6 +446,8 @@ class DecryptArtifactOperator(_ArtifactOperator):
     once (no retry can fix them). XCom: ``{src, dst, kind, envelope_id, crypto_key, key_version,
     file_count}``.
     """
+
+    lineage_action = "decrypt"
 
     def derived_name(self, source_name: str) -> str:
         if self.suffix and source_name.endswith(self.suffix) and len(source_name) > len(self.suffix):
