@@ -34,12 +34,12 @@ from typing import TYPE_CHECKING, Any
 from kmsflow.envelope.aad import commitment_info
 from kmsflow.envelope.errors import (
     DestinationExistsError,
-    EnvelopeError,
     EnvelopeIOError,
-    IntegrityError,
     RecordInvalidError,
-    RecordNotFoundError,
+    SignatureError,
+    SignatureNotFoundError,
     TamperedError,
+    UnsupportedSignerError,
     os_reason,
 )
 from kmsflow.envelope.layout import signature_location
@@ -71,18 +71,6 @@ DIGESTS: dict[str, str | None] = {
     "PQ_SIGN_ML_DSA_87": None,
 }
 """The Cloud KMS algorithms kmsflow signs with, and the digest KMS is sent (None: the message)."""
-
-
-class SignatureError(IntegrityError):
-    """The signature does not verify, is by another key, or is of another envelope or other bytes."""
-
-
-class SignatureNotFoundError(RecordNotFoundError):
-    """The envelope has no signature record."""
-
-
-class UnsupportedSignerError(EnvelopeError):
-    """The key is not an ``ASYMMETRIC_SIGN`` key of an algorithm kmsflow signs with."""
 
 
 @dataclass(frozen=True)
