@@ -215,7 +215,7 @@ def sign_statement(
     if response.signature_crc32c != crc32c(response.signature):
         raise KmsIntegrityError(f"{action}: the signature was corrupted in transit")
     signature = bytes(response.signature)
-    if not _valid(signer, signature, message):
+    if not signature_valid(signer, signature, message):
         raise KmsIntegrityError(f"{action}: the signature KMS returned does not verify with its public key")
     return SignatureRecord(encoded, signature)
 
@@ -296,7 +296,7 @@ def verify_signature(
             f"not by {public.version_name} ({public.algorithm})"
         )
     message = signed_message(signed.statement)
-    if public.algorithm not in DIGESTS or not _valid(public, signed.signature, message):
+    if public.algorithm not in DIGESTS or not signature_valid(public, signed.signature, message):
         raise SignatureError(f"{envelope.url}: the signature does not verify with {public.version_name}")
     problem = statement.differences(envelope.record)
     if problem is not None:
@@ -347,7 +347,7 @@ def _check_ciphertext(envelope: Envelope, entry: SignedFile) -> None:
         raise SignatureError(f"{loc.url}: ciphertext differs from what was signed (file modified or swapped)")
 
 
-def _valid(public: PublicKey, signature: bytes, message: bytes) -> bool:
+def signature_valid(public: PublicKey, signature: bytes, message: bytes) -> bool:
     """Whether ``signature`` over ``message`` verifies with ``public`` (``cryptography``)."""
     from cryptography.exceptions import InvalidSignature
     from cryptography.hazmat.primitives import hashes, serialization
