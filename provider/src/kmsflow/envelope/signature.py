@@ -127,6 +127,9 @@ def signing_key(client: kms_v1.KeyManagementServiceClient, key: str) -> PublicKe
 
     ``key`` is a CryptoKeyVersion, or a CryptoKey: then its newest ENABLED version signs (signing
     keys have no primary; rotating one is creating a new version, which signs from then on).
+    IAM: ``roles/cloudkms.publicKeyViewer`` for the public key (every signature is checked with it
+    before it is written) besides ``roles/cloudkms.signer``; a CryptoKey name also needs
+    ``cloudkms.cryptoKeyVersions.list`` (``roles/cloudkms.viewer``) to find its versions.
     """
     version = key if is_version_name(key) else _newest_enabled(client, key)
     public = fetch_public_key(client, version)
