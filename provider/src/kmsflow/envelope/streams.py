@@ -1,4 +1,5 @@
-"""Pass-through streams: CRC32C the ciphertext as Tink reads or writes it, and write behind.
+"""Pass-through streams: CRC32C (and, for signing, SHA-256) the ciphertext as Tink reads or writes
+it, and write behind.
 
 Checksumming on the way through keeps every file to a single pass: no re-read for the checksum,
 constant memory. CRC32C (Castagnoli, hardware-accelerated in ``google-crc32c``) is cheap: reads
