@@ -235,6 +235,12 @@ def test_reencrypt_leaves_a_signature_that_no_longer_applies(
     sign_envelope(kms, env, signer, replace=True)  # re-signing is the remedy
     verify_signature(env, signer, client=kms)
 
+    # A local dataset is replaced as a whole directory: its old signature record went with it.
+    encrypt(kms, key, str(dataset(tmp_path)), str(tmp_path / "ds"), sign_with=signer)
+    reencrypt(kms, [str(tmp_path / "ds")])
+    with pytest.raises(SignatureNotFoundError):
+        verify_signature(Envelope.open(str(tmp_path / "ds")), signer, client=kms)
+
 
 def test_hostile_signature_records(
     kms: kms_v1.KeyManagementServiceClient, key: str, signer: str, tmp_path: Path

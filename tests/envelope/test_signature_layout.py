@@ -7,6 +7,7 @@ from __future__ import annotations
 import filecmp
 from pathlib import Path
 
+import pytest
 from google.cloud import kms_v1
 
 from kmsflow.envelope import Envelope, decrypt, encrypt, verify
@@ -106,3 +107,23 @@ def test_gcs_signed_envelopes(
     inventory = scan([f"gs://{gcs_bucket}"])
     assert inventory.complete and inventory.findings == ()
     assert len(inventory.envelopes) == 2
+
+
+def test_gcs_reencrypt_of_a_signed_dataset_leaves_a_signature_that_no_longer_applies(
+    kms: kms_v1.KeyManagementServiceClient, key: str, ring_id: str, gcs_bucket: str, tmp_path: Path
+) -> None:
+    from kmsflow.envelope.errors import SignatureError
+    from kmsflow.lifecycle import reencrypt
+
+    signer = make_signing_key(kms, ring_id, "EC_SIGN_P256_SHA256")
+    url = f"gs://{gcs_bucket}/ds"
+    encrypt(kms, key, str(dataset(tmp_path)), url, sign_with=signer)
+    report = reencrypt(kms, [url])
+    assert report.to_dict()["reencrypted"] == 1, report.to_dict()
+    env = Envelope.open(url)
+    verify(kms, url)
+    # GCS re-encrypt rolls the staged objects over the live ones; the old signature object stays.
+    with pytest.raises(SignatureError, match="signs envelope"):
+        verify_signature(env, signer, client=kms)
+    sign_envelope(kms, env, signer, replace=True)
+    verify_signature(env, signer, client=kms)
