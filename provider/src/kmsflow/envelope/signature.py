@@ -24,8 +24,6 @@ Cloud KMS signs data for ML-DSA).
 
 from __future__ import annotations
 
-import base64
-import binascii
 import hashlib
 import json
 from dataclasses import dataclass
@@ -43,7 +41,7 @@ from kmsflow.envelope.errors import (
     os_reason,
 )
 from kmsflow.envelope.layout import signature_location
-from kmsflow.envelope.record import EnvelopeRecord, encode_b64
+from kmsflow.envelope.record import EnvelopeRecord, decode_b64, encode_b64
 from kmsflow.envelope.statement import SignedFile, Signer, Statement, parse, signed_message
 from kmsflow.kms.public_key import PublicKey, fetch_public_key, is_crypto_key_name, is_version_name, load
 
@@ -104,19 +102,13 @@ class SignatureRecord:
         if set(body) != {"format", "version", "statement", "signature"}:
             fields = "format, version, statement, signature"
             raise RecordInvalidError(f"{where}: signature record fields must be exactly {fields}")
+        statement, signature = body["statement"], body["signature"]
         try:
-            return cls(_b64(body["statement"]), _b64(body["signature"]))
+            if not isinstance(statement, str) or not isinstance(signature, str):
+                raise ValueError("not text")
+            return cls(decode_b64(statement), decode_b64(signature))
         except ValueError:
-            raise RecordInvalidError(f"{where}: statement and signature must be standard base64") from None
-
-
-def _b64(value: Any) -> bytes:
-    if not isinstance(value, str):
-        raise ValueError("not text")
-    try:
-        return base64.b64decode(value.encode("ascii"), validate=True)
-    except (binascii.Error, UnicodeEncodeError):
-        raise ValueError("not base64") from None
+            raise RecordInvalidError(f"{where}: statement and signature must be canonical base64") from None
 
 
 # ----------------------------------------------------------------------------- signing

@@ -32,14 +32,17 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from kmsflow.envelope.aad import SIGNATURE_LABEL
 from kmsflow.envelope.errors import RecordInvalidError
-from kmsflow.envelope.record import MAX_RECORD_FILES, EnvelopeRecord, Timestamp, decode_b64
+from kmsflow.envelope.record import (
+    ENVELOPE_ID,
+    MAX_RECORD_FILES,
+    VERSION_NAME,
+    EnvelopeRecord,
+    Timestamp,
+    decode_b64,
+)
 
 STATEMENT_FORMAT = "kmsflow.signed-envelope"
 _SHA256_HEX = re.compile(r"^[0-9a-f]{64}$")
-_ENVELOPE_ID = re.compile(r"^[0-9a-f]{32}$")
-_VERSION_NAME = re.compile(
-    r"^projects/[^/]+/locations/[^/]+/keyRings/[^/]+/cryptoKeys/[^/]+/cryptoKeyVersions/[^/]+$"
-)
 
 
 class SignedFile(BaseModel):
@@ -71,7 +74,7 @@ class Signer(BaseModel):
     @field_validator("crypto_key_version")
     @classmethod
     def _version(cls, value: str) -> str:
-        if not _VERSION_NAME.match(value):
+        if not VERSION_NAME.match(value):
             raise ValueError("must be a full CryptoKeyVersion resource name")
         return value
 
@@ -93,7 +96,7 @@ class Statement(BaseModel):
     @field_validator("envelope_id")
     @classmethod
     def _id(cls, value: str) -> str:
-        if not _ENVELOPE_ID.match(value):
+        if not ENVELOPE_ID.match(value):
             raise ValueError("must be 32 lowercase hex characters")
         return value
 

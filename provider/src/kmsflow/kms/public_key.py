@@ -23,6 +23,7 @@ import threading
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from kmsflow.kms.crc import crc32c
 from kmsflow.kms.errors import KmsIntegrityError
 
 if TYPE_CHECKING:
@@ -108,7 +109,6 @@ def fetch_public_key(client: kms_v1.KeyManagementServiceClient, version_name: st
     from google.api_core import exceptions as gexc
     from google.cloud import kms_v1
 
-    from kmsflow.kms.crc import crc32c
     from kmsflow.kms.crypto import default_retry
     from kmsflow.kms.errors import translate
 
@@ -181,9 +181,8 @@ def is_version_name(name: str) -> bool:
 
 
 def _crc32c_b64(data: bytes) -> str:
-    import google_crc32c
-
-    return base64.b64encode(int(google_crc32c.value(data)).to_bytes(4, "big")).decode("ascii")
+    """The CRC32C of ``data`` as GCS and the envelope record spell one: base64 of 4 big-endian bytes."""
+    return base64.b64encode(crc32c(data).to_bytes(4, "big")).decode("ascii")
 
 
 _LOCK = threading.Lock()
