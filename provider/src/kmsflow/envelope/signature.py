@@ -283,7 +283,7 @@ def verify_signature(
     signed = read_signature(envelope)
     where = signature_location(envelope.root, envelope.record.kind).url
     statement = parse(signed.statement, where)
-    public = _public_key(signer, statement, client)
+    public = _public_key(envelope.url, signer, statement, client)
     claimed = statement.signer
     if (claimed.crypto_key_version, claimed.algorithm) != (public.version_name, public.algorithm):
         raise SignatureError(
@@ -312,14 +312,18 @@ def verify_signature(
 
 
 def _public_key(
-    signer: str | PublicKey, statement: Statement, client: kms_v1.KeyManagementServiceClient | None
+    where: str,
+    signer: str | PublicKey,
+    statement: Statement,
+    client: kms_v1.KeyManagementServiceClient | None,
 ) -> PublicKey:
+    """The public key ``signer`` names; for a CryptoKey, that of its version the statement names."""
     if isinstance(signer, PublicKey):
         return signer
     if is_crypto_key_name(signer):
         version = statement.signer.crypto_key_version
         if version.rsplit("/cryptoKeyVersions/", 1)[0] != signer:
-            raise SignatureError(f"signed by {version}, which is not a version of {signer}")
+            raise SignatureError(f"{where}: signed by {version}, which is not a version of {signer}")
         if client is None:
             raise UnsupportedSignerError(f"{signer}: a key name needs a KMS client; give a public key file")
         return fetch_public_key(client, version)
