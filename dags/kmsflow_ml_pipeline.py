@@ -14,13 +14,18 @@ envelopes; the **consumer** connection (``kmsflow_consumer``, e.g. ``serviceAcco
 3. **encrypt_dataset** (the whole shard directory = ONE envelope, one KMS call) and
    **encrypt_files** (``EncryptArtifactOperator.partial(...).expand(src=[model, metrics])``: one file
    envelope each), all as the producer. Every envelope is an asset event (alias
-   ``kmsflow-ml-artifacts``) whose extra names the envelope id and the exact key version;
+   ``kmsflow-ml-artifacts``) whose extra names the envelope id and the exact key version. With the
+   ``signing_key`` param (an ``ASYMMETRIC_SIGN`` CryptoKeyVersion; the producer needs
+   ``roles/cloudkms.signer`` and ``publicKeyViewer`` on it) each envelope is also signed;
 4. **cleanup_staging** (teardown): removes the plaintext staging directory — also when training or
    encryption failed, as long as prepare ran;
 5. **check_least_privilege**: the producer must be *refused* decrypting (verify writes nothing) and
    the consumer refused encrypting; either succeeding fails the run: over-broad grants are a finding;
 6. **score** (consumer): decrypts the three envelopes into a temporary directory, loads the model,
    re-scores it on the decrypted shards and requires exactly the metrics recorded at training time.
+   With ``signing_key`` it first requires each envelope's signature by that version
+   (``kmsflow decrypt --signer``; the consumer needs ``publicKeyViewer`` on it), so a model
+   encrypted by anyone else who can encrypt under the key is refused before it is unpickled.
    The temporary plaintext is removed when the task ends, successfully or not.
 
 Plaintext exists only in the staging directory (removed by the teardown) and inside ``score``'s
@@ -32,7 +37,8 @@ up — it holds plaintext briefly).
 The model is stored with ``pickle`` (skops is not installed here). Unpickling runs code, so it is
 acceptable only because ``score`` unpickles bytes that just authenticated as an envelope under the
 key, i.e. written by a holder of ``cryptoKeyEncrypter`` (the producer): the trust boundary is that
-role. Prefer skops/ONNX for models crossing teams.
+role — or, with ``signing_key``, the holder of the signing key. Prefer skops/ONNX for models
+crossing teams.
 """
 
 from __future__ import annotations
@@ -84,6 +90,13 @@ log = logging.getLogger(__name__)
             title="Consumer connection",
             description="kmsflow connection of the identity that decrypts (cryptoKeyDecrypter only).",
         ),
+        "signing_key": Param(
+            "",
+            type="string",
+            title="Signing key version",
+            description="ASYMMETRIC_SIGN CryptoKeyVersion the producer signs every envelope with and the "
+            "consumer requires the signature of; empty: envelopes are not signed.",
+        ),
     },
 )
 def kmsflow_ml_pipeline() -> None:
@@ -122,13 +135,16 @@ def kmsflow_ml_pipeline() -> None:
     ) -> ScorePayload:
         """As the consumer: decrypt to a temp dir, load the model, re-score, compare with metrics."""
         assert params is not None
-        return steps.score(dataset, files, consumer_conn_id=params["consumer_conn_id"])
+        return steps.score(
+            dataset, files, consumer_conn_id=params["consumer_conn_id"], signer=params["signing_key"] or None
+        )
 
     prepared = prepare()
     files = train(prepared["staging"])
     encrypt_dataset = EncryptArtifactOperator(
         task_id="encrypt_dataset",
         key_name="{{ params.key_name }}",
+        sign_with="{{ params.signing_key }}",
         kmsflow_conn_id="{{ params.producer_conn_id }}",
         src=prepared["dataset_src"],
         dst=prepared["dataset_dst"],
@@ -137,6 +153,7 @@ def kmsflow_ml_pipeline() -> None:
     encrypt_files = EncryptArtifactOperator.partial(
         task_id="encrypt_files",
         key_name="{{ params.key_name }}",
+        sign_with="{{ params.signing_key }}",
         kmsflow_conn_id="{{ params.producer_conn_id }}",
         dst_dir=prepared["output"],
         outlets=[ARTIFACTS],

@@ -16,7 +16,7 @@ from typing import Any
 
 from kmsflow.cli.args import Parser
 from kmsflow.cli.audit import add_audit
-from kmsflow.cli.envelope import add_decrypt, add_encrypt, add_inspect, add_verify
+from kmsflow.cli.envelope import add_decrypt, add_encrypt, add_inspect, add_sign, add_verify
 from kmsflow.cli.exits import EXIT_INTERNAL, EXIT_INTERRUPTED, exit_code_for, exit_code_table
 from kmsflow.cli.lifecycle import add_clean, add_inventory, add_reencrypt, add_rewrap
 from kmsflow.cli.signals import Terminated, terminated, terminating_signals_raise
@@ -28,6 +28,7 @@ COMMANDS: tuple[Register, ...] = (
     add_decrypt,
     add_verify,
     add_inspect,
+    add_sign,
     add_inventory,
     add_rewrap,
     add_reencrypt,

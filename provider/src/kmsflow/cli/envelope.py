@@ -1,4 +1,4 @@
-"""``kmsflow encrypt``, ``decrypt``, ``verify`` and ``inspect``: one envelope at a time.
+"""``kmsflow encrypt``, ``decrypt``, ``verify``, ``inspect`` and ``sign``: one envelope at a time.
 
 The KMS client and the envelope library are imported by the handlers, not with this module, so
 ``kmsflow --help`` and argument errors stay fast."""
@@ -38,10 +38,14 @@ def _cmd_encrypt(args: argparse.Namespace) -> int:
 
     omitted: list[Obstacle] | None = [] if args.skip_unsupported else None
     with _kms_with_progress(args) as (client, progress):
-        record = envelope.encrypt(client, args.key, args.src, args.dst, progress=progress, omitted=omitted)
+        record = envelope.encrypt(
+            client, args.key, args.src, args.dst, progress=progress, omitted=omitted, sign_with=args.sign_with
+        )
     for left_out in omitted or []:  # always shown: the user must know what is not in the envelope
         sys.stderr.write(printable(f"kmsflow: skipped {left_out.rel}: {left_out.detail}") + "\n")
-    note(args, f"encrypted {len(record.files)} file(s) into {args.dst} under {record.key.crypto_key_version}")
+    signed = f", signed with {args.sign_with}" if args.sign_with else ""
+    version = record.key.crypto_key_version
+    note(args, f"encrypted {len(record.files)} file(s) into {args.dst} under {version}{signed}")
     return EXIT_OK
 
 
@@ -49,17 +53,56 @@ def _cmd_decrypt(args: argparse.Namespace) -> int:
     from kmsflow import envelope
 
     with _kms_with_progress(args) as (client, progress):
-        record = envelope.decrypt(client, args.src, args.dst, progress=progress)
-    note(args, f"decrypted {len(record.files)} file(s) into {args.dst}")
+        env = envelope.Envelope.open(args.src)
+        if args.signer is not None:  # the key commitment too: the data key is at hand
+            envelope.verify_signature(env, args.signer, client=client, key=env.unlock(client))
+        env.decrypt(client, args.dst, progress=progress)
+    signed = f", signed by {args.signer}" if args.signer else ""
+    note(args, f"decrypted {len(env.record.files)} file(s) into {args.dst}{signed}")
     return EXIT_OK
 
 
 def _cmd_verify(args: argparse.Namespace) -> int:
     from kmsflow import envelope
 
+    if args.signer is not None:
+        return _verify_signature(args)
     with _kms_with_progress(args) as (client, progress):
         record = envelope.verify(client, args.src, progress=progress)
     note(args, f"ok: {len(record.files)} file(s), envelope {record.envelope_id} authenticated")
+    return EXIT_OK
+
+
+def _verify_signature(args: argparse.Namespace) -> int:
+    """``verify --signer``: the signature, the record and every ciphertext against what was signed.
+
+    With a public key file no KMS client is even created: a consumer needs no credentials."""
+    from kmsflow import envelope
+    from kmsflow.kms.public_key import is_crypto_key_name, is_version_name
+
+    env = envelope.Envelope.open(args.src)
+    if is_crypto_key_name(args.signer) or is_version_name(args.signer):
+        from kmsflow.kms.client import new_kms_client
+
+        with new_kms_client() as client:
+            statement = envelope.verify_signature(env, args.signer, client=client)
+    else:
+        statement = envelope.verify_signature(env, args.signer)
+    note(
+        args,
+        f"ok: {len(statement.files)} file(s) of envelope {statement.envelope_id} signed by "
+        f"{statement.signer.crypto_key_version} ({statement.signer.algorithm})",
+    )
+    return EXIT_OK
+
+
+def _cmd_sign(args: argparse.Namespace) -> int:
+    from kmsflow import envelope
+
+    with _kms_with_progress(args) as (client, progress):
+        env = envelope.Envelope.open(args.src)
+        statement = envelope.sign_envelope(client, env, args.key, replace=args.replace, progress=progress)
+    note(args, f"signed envelope {statement.envelope_id} with {statement.signer.crypto_key_version}")
     return EXIT_OK
 
 
@@ -87,6 +130,12 @@ def add_encrypt(sub: Any) -> None:
         "devices, broken links, unreadable directories) and name each on stderr; without it they fail "
         f"the command (exit {EXIT_SOURCE_INCOMPLETE})",
     )
+    p.add_argument(
+        "--sign-with",
+        metavar="SIGN_KEY",
+        help="also sign the new envelope with this ASYMMETRIC_SIGN CryptoKey (its newest enabled version) "
+        "or CryptoKeyVersion",
+    )
     p.set_defaults(func=_cmd_encrypt)
 
 
@@ -94,6 +143,9 @@ def add_decrypt(sub: Any) -> None:
     p = sub.add_parser("decrypt", parents=[common()], help="decrypt an envelope (all or nothing)")
     p.add_argument("src", metavar="SRC", help="the envelope: the DST that encrypt was given")
     p.add_argument("dst", metavar="DST", help="plaintext output path (must not exist)")
+    p.add_argument(
+        "--signer", metavar="KEY_OR_PUBKEY_FILE", help=_SIGNER_HELP + "; checked before decrypting"
+    )
     p.set_defaults(func=_cmd_decrypt)
 
 
@@ -102,7 +154,35 @@ def add_verify(sub: Any) -> None:
         "verify", parents=[common()], help="authenticate every byte of an envelope without writing plaintext"
     )
     p.add_argument("src", metavar="SRC", help="the envelope")
+    p.add_argument(
+        "--signer",
+        metavar="KEY_OR_PUBKEY_FILE",
+        help=_SIGNER_HELP + "; checks the signature instead, offline (no KMS call with a file)",
+    )
     p.set_defaults(func=_cmd_verify)
+
+
+_SIGNER_HELP = (
+    "require the envelope's signature by this public key file (kmsflow pubkey export), "
+    "CryptoKeyVersion, or CryptoKey (any of its versions)"
+)
+
+
+def add_sign(sub: Any) -> None:
+    p = sub.add_parser(
+        "sign",
+        parents=[common()],
+        help="sign an existing envelope with a Cloud KMS signing key (authenticates every byte first)",
+    )
+    p.add_argument(
+        "--key",
+        required=True,
+        metavar="SIGN_KEY",
+        help="ASYMMETRIC_SIGN CryptoKey (its newest enabled version signs) or CryptoKeyVersion",
+    )
+    p.add_argument("--replace", action="store_true", help="replace an existing signature record")
+    p.add_argument("src", metavar="ENVELOPE", help="the envelope: the DST that encrypt was given")
+    p.set_defaults(func=_cmd_sign)
 
 
 def add_inspect(sub: Any) -> None:

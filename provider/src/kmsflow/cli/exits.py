@@ -38,21 +38,27 @@ EXIT_SIGTERM = EXIT_SIGNAL_BASE + signal.SIGTERM  # 143
 ExitRow = tuple[type[BaseException], int, str]
 
 # Where the classes named below are defined (imported on first use).
-_MODULES = ("kmsflow.envelope.errors", "kmsflow.audit.log", "kmsflow.kms.errors")
+_MODULES = ("kmsflow.envelope.errors", "kmsflow.audit.log", "kmsflow.kms.errors", "kmsflow.kms.public_key")
 
 # (class, code, meaning); most specific first: the first matching class decides the code.
 _BY_EXCEPTION: tuple[tuple[str, int, str], ...] = (
-    ("IntegrityError", EXIT_TAMPERED, "envelope failed authentication (tampered, truncated, swapped)"),
+    (
+        "IntegrityError",
+        EXIT_TAMPERED,
+        "envelope failed authentication (tampered, truncated, swapped) or its signature did not verify",
+    ),
     ("RecordNotFoundError", EXIT_NOT_FOUND, "not found: SRC or its envelope record is missing"),
     ("SourceNotFoundError", EXIT_NOT_FOUND, "SRC does not exist"),
     ("DestinationExistsError", EXIT_EXISTS, "DST already exists (kmsflow never overwrites)"),
     ("InvalidDestinationError", EXIT_USAGE, "usage error: DST inside SRC or inside an envelope"),
+    ("UnsupportedSignerError", EXIT_USAGE, "usage error: not a key kmsflow signs with"),
     (
         "SourceIncompleteError",
         EXIT_SOURCE_INCOMPLETE,
         "SRC holds entries that cannot be encrypted as files (see --skip-unsupported)",
     ),
     ("RecordInvalidError", EXIT_RECORD_INVALID, "record unreadable or of a newer format version"),
+    ("PublicKeyError", EXIT_RECORD_INVALID, "public key file unreadable or invalid"),
     ("InvalidPathError", EXIT_RECORD_INVALID, "unusable relative path in the dataset or record"),
     ("EnvelopeIOError", EXIT_IO, "reading or writing storage failed (disk full, network, permission)"),
     ("EnvelopeError", EXIT_INTERNAL, "other envelope error"),

@@ -6,6 +6,11 @@ Three domains, separated by a fixed label so that no ciphertext of one kind can 
 * the authenticated manifest (Tink AAD)         ``kmsflow/v1 \\0 manifest \\0 <envelope id>``
 * each data file (Tink AAD)                     ``kmsflow/v1 \\0 data \\0 <envelope id> \\0 <relpath>``
 
+and two labels of signed envelopes (``kmsflow.envelope.signature``), in the same name space:
+
+* the data key commitment (HKDF info)           ``kmsflow/v1 \\0 commitment \\0 <envelope id>``
+* the message a signing key signs               ``kmsflow/v1 \\0 signature \\0 <SHA-512 of the statement>``
+
 (spaces added for reading only). The envelope id is 32 lowercase hex characters; the relative path
 is UTF-8 with ``/`` separators, and is empty for a single-file envelope. NUL cannot occur in a path
 or an id, so the encoding is unambiguous. Binding the id and the relative path, and nothing about
@@ -32,3 +37,13 @@ def manifest_aad(envelope_id: str) -> bytes:
 def data_aad(envelope_id: str, relpath: str) -> bytes:
     """AAD for the Tink stream of the file at ``relpath`` ('' for a single-file envelope)."""
     return _PREFIX + b"data\x00" + envelope_id.encode("ascii") + b"\x00" + relpath.encode("utf-8")
+
+
+def commitment_info(envelope_id: str) -> bytes:
+    """HKDF ``info`` of the data key commitment a signed statement carries (docs/FORMAT.md §10)."""
+    return _PREFIX + b"commitment\x00" + envelope_id.encode("ascii")
+
+
+SIGNATURE_LABEL = _PREFIX + b"signature\x00"
+"""What the message a signing key signs starts with: a signature made by kmsflow can never be
+taken for one the same key made over anything else, unless that too begins with this label."""

@@ -11,6 +11,12 @@ Order of work, and why:
 3. stream every file through Tink streaming AEAD (AAD = envelope id + relative path) into staged
    outputs, counting and checksumming (CRC32C) the ciphertext on the way (one pass, constant memory);
 4. seal the record's fields into the manifest, write the record last, publish atomically.
+
+With ``sign_with`` the signing key is resolved and its public key fetched in step 2 (a wrong key
+fails before any byte is streamed), step 3 also hashes each ciphertext (SHA-256, on the same
+write-behind thread as the CRC32C), and step 4 signs the statement (one KMS AsymmetricSign) and
+writes the signature record before the envelope record, in the same staging: a signed envelope
+appears with its signature or not at all (``kmsflow.envelope.signature``).
 """
 
 from __future__ import annotations
@@ -25,7 +31,7 @@ from google.api_core.retry import Retry
 from google.cloud import kms_v1
 
 from kmsflow.clock import record_time
-from kmsflow.envelope import manifest
+from kmsflow.envelope import manifest, signature
 from kmsflow.envelope.aad import data_aad
 from kmsflow.envelope.errors import (
     DatasetTooLargeError,
@@ -38,11 +44,13 @@ from kmsflow.envelope.errors import (
 )
 from kmsflow.envelope.keyset import DataKey
 from kmsflow.envelope.layout import (
+    SIGNATURE_SUFFIX,
     check_normalization,
     check_relpath,
     data_location,
     enclosing_envelope,
     record_location,
+    signature_location,
 )
 from kmsflow.envelope.progress import NoProgress, Progress
 from kmsflow.envelope.record import (
@@ -73,6 +81,7 @@ def encrypt(
     progress: Progress | None = None,
     retry: Retry | None = None,
     omitted: list[Obstacle] | None = None,
+    sign_with: str | None = None,
 ) -> EnvelopeRecord:
     """Encrypt ``src`` (a file or a directory) into a new envelope at ``dst``; return its record.
 
@@ -85,6 +94,9 @@ def encrypt(
     :class:`SourceIncompleteError` before any KMS call, because a user who deletes the plaintext
     after a successful encrypt would lose what was left out. Pass a list as ``omitted`` to leave
     such entries out instead: each is appended to it, for the caller to report.
+
+    ``sign_with`` (a signing CryptoKey or CryptoKeyVersion) also signs the new envelope: two more
+    KMS calls (GetPublicKey, once per version and process, and AsymmetricSign).
     """
     source = resolve(src) if isinstance(src, str) else src
     dest = resolve(dst) if isinstance(dst, str) else dst
@@ -98,7 +110,9 @@ def encrypt(
         raise SourceNotFoundError(f"{source.url}: no such file or directory")
     _check_destination(source, dest, kind)
     label = f"encrypt {source.name}"
-    return _seal(client, key_name, kind, sizes, _LocationSource(source), dest, progress, label, retry)
+    return _seal(
+        client, key_name, kind, sizes, _LocationSource(source), dest, progress, label, retry, sign_with
+    )
 
 
 def encrypt_bytes(
@@ -118,7 +132,7 @@ def encrypt_bytes(
     dest = resolve(dst) if isinstance(dst, str) else dst
     _check_destination(None, dest, "file")
     sizes = {"": len(data)}
-    return _seal(client, key_name, "file", sizes, _BytesSource(data), dest, NoProgress(), "", retry)
+    return _seal(client, key_name, "file", sizes, _BytesSource(data), dest, NoProgress(), "", retry, None)
 
 
 class _LocationSource:
@@ -164,17 +178,26 @@ def _seal(
     progress: Progress,
     label: str,
     retry: Retry | None,
+    sign_with: str | None,
 ) -> EnvelopeRecord:
-    """Steps 2-4 of the module docstring: wrap a fresh key, stream every file, write the record."""
+    """Steps 2-4 of the module docstring: wrap a fresh key, stream every file, write the record
+    (and with ``sign_with``, its signature record)."""
     envelope_id = new_envelope_id()
     key = DataKey.generate()
     wrap = wrap_key(client, key_name, key, envelope_id, retry=retry)
+    signer = signature.signing_key(client, sign_with) if sign_with is not None else None
 
     progress.start(sum(sizes.values()), label)
     entries: list[FileEntry] = []
+    sha256: dict[str, str] = {}
     with stage(dest, tree=(kind == "dataset")) as staging:
         for rel in sizes:
-            entries.append(_encrypt_file(key, envelope_id, rel, source, dest, staging, progress))
+            entry, digest = _encrypt_file(
+                key, envelope_id, rel, source, dest, staging, progress, digest=signer is not None
+            )
+            entries.append(entry)
+            if digest is not None:
+                sha256[rel] = digest
         fields = {
             "envelope_id": envelope_id,
             "kind": kind,
@@ -183,6 +206,11 @@ def _seal(
             "files": [e.model_dump(mode="json") for e in entries],
         }
         record = manifest.seal(key, fields)
+        if signer is not None:
+            statement = signature.make_statement(record, sha256, key, signer)
+            signed = signature.sign_statement(client, signer, statement, retry=retry)
+            with staging.writer(signature_location(dest, kind)) as f:
+                f.write(signed.to_json())
         with staging.writer(record_location(dest, kind)) as f:
             f.write(record.to_json())
     return record
@@ -207,8 +235,13 @@ def _dataset_files(source: Location, omitted: list[Obstacle] | None) -> dict[str
 
 
 def _check_destination(source: Location | None, dest: Location, kind: str) -> None:
-    """Refuse a destination that exists, lies inside the source, or lies inside an envelope."""
-    for out in (dest, record_location(dest, kind)):
+    """Refuse a destination that exists, is named like a signature record, lies inside the source,
+    or lies inside an envelope."""
+    if dest.name.endswith(SIGNATURE_SUFFIX):
+        raise InvalidDestinationError(
+            f"{dest.url}: names ending in {SIGNATURE_SUFFIX} are kmsflow signature records; choose another"
+        )
+    for out in (dest, record_location(dest, kind), signature_location(dest, kind)):
         if out.exists():
             raise DestinationExistsError(f"{out.url}: already exists; choose a new destination or remove it")
     if (
@@ -258,7 +291,11 @@ def _encrypt_file(
     dest: Location,
     staging: Staging,
     progress: Progress,
-) -> FileEntry:
+    *,
+    digest: bool,
+) -> tuple[FileEntry, str | None]:
+    """One file through Tink into ``staging``: its record entry, and its ciphertext SHA-256 (hex)
+    with ``digest``."""
     dst_loc = data_location(dest, rel)
     plain = 0
     sink: WriteBehind | None = None
@@ -266,7 +303,7 @@ def _encrypt_file(
         with (
             source.open(rel) as fin,
             staging.writer(dst_loc) as fout,
-            write_behind(fout, checksum=True) as sink,
+            write_behind(fout, checksum=True, digest=digest) as sink,
             key.primitive.new_encrypting_stream(sink, data_aad(envelope_id, rel)) as enc,
         ):
             for block in chunks(fin, TINK_CHUNK_SIZE):
@@ -288,4 +325,5 @@ def _encrypt_file(
             raise write_failure(dst_loc.url, exc, "encrypting") from None
         raise EnvelopeIOError(f"{source.url(rel)}: {os_reason(exc)} while encrypting") from None
     assert sink is not None
-    return FileEntry(path=rel, size=plain, ciphertext_size=sink.count, ciphertext_crc32c=sink.crc32c())
+    entry = FileEntry(path=rel, size=plain, ciphertext_size=sink.count, ciphertext_crc32c=sink.crc32c())
+    return entry, sink.sha256() if digest else None

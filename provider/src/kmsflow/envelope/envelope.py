@@ -149,10 +149,11 @@ class Envelope:
             self._key = key
         return self._key
 
-    def _check_listing(self) -> None:
-        """A dataset's directory holds exactly the files its record lists, plus its record (and
-        at most an interrupted rewrap's temp) under ``_kmsflow/``: nothing missing, nothing
-        smuggled in, nothing a reader cannot open as a file."""
+    def check_listing(self) -> None:
+        """A dataset's directory holds exactly the files its record lists, plus its record, its
+        signature record (and the temp of an interrupted write of either) under ``_kmsflow/``:
+        nothing missing, nothing smuggled in, nothing a reader cannot open as a file; else
+        :class:`TamperedError`."""
         if self.record.kind != "dataset":
             return
         tree = self.root.tree()
@@ -191,17 +192,23 @@ class Envelope:
         *,
         progress: Progress | None = None,
         retry: Retry | None = None,
+        digests: dict[str, str] | None = None,
     ) -> None:
         """Authenticate every byte of the envelope; write no plaintext anywhere.
 
-        ``retry`` as for :meth:`unlock`.
+        ``retry`` as for :meth:`unlock`. With ``digests``, each file's ciphertext SHA-256 (hex) is
+        put there under its path, computed on the same read (what signing needs).
         """
         key = self.unlock(client, retry=retry)
-        self._check_listing()
+        self.check_listing()
         progress = progress or NoProgress()
         progress.start(self.record.plaintext_size, f"verify {self.root.name}")
         for entry in self.record.files:
-            self._decrypt_file(key, entry, _NullSink(), "(verify)", progress, check_crc=True)
+            digest = self._decrypt_file(
+                key, entry, _NullSink(), "(verify)", progress, check_crc=True, digest=digests is not None
+            )
+            if digests is not None and digest is not None:
+                digests[entry.path] = digest
 
     def decrypt(
         self,
@@ -225,7 +232,7 @@ class Envelope:
                 "break it (and sit among ciphertext): choose a destination outside it"
             )
         key = self.unlock(client, retry=retry)
-        self._check_listing()
+        self.check_listing()
         progress = progress or NoProgress()
         progress.start(self.record.plaintext_size, f"decrypt {self.root.name}")
         with stage(dest, tree=(self.record.kind == "dataset"), plaintext=True) as staging:
@@ -261,9 +268,11 @@ class Envelope:
         progress: Progress,
         *,
         check_crc: bool,
-    ) -> None:
+        digest: bool = False,
+    ) -> str | None:
         """Decrypt one file to ``out``, reading the ciphertext to EOF; raise unless all of it checks
-        (its CRC32C too with ``check_crc``, see the module docstring)."""
+        (its CRC32C too with ``check_crc``, see the module docstring). Returns the ciphertext's
+        SHA-256 (hex) with ``digest``, else None."""
         import tink  # loaded already: the key was unlocked
 
         src = data_location(self.root, entry.path)
@@ -276,7 +285,7 @@ class Envelope:
             raise EnvelopeIOError(f"{name}: cannot read ({os_reason(exc)})") from None
         plain = 0
         with raw:
-            reader = ChecksumReader(raw, checksum=check_crc)
+            reader = ChecksumReader(raw, checksum=check_crc, digest=digest)
             aad = data_aad(self.record.envelope_id, entry.path)
             try:
                 with key.primitive.new_decrypting_stream(reader, aad) as dec:
@@ -307,6 +316,7 @@ class Envelope:
             raise TamperedError(f"{name}: size differs from the envelope record")
         if check_crc and reader.crc32c() != entry.ciphertext_crc32c:
             raise TamperedError(f"{name}: ciphertext CRC32C differs from the envelope record")
+        return reader.sha256() if digest else None
 
 
 def inspect(src: str | Location) -> dict[str, Any]:

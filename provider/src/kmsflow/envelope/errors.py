@@ -37,6 +37,18 @@ class TamperedError(IntegrityError):
     """A file or the record was modified, truncated, extended, swapped, renamed, removed or added."""
 
 
+class SignatureError(IntegrityError):
+    """The signature does not verify, is by another key, or is of another envelope or other bytes."""
+
+
+class SignatureNotFoundError(RecordNotFoundError):
+    """The envelope has no signature record."""
+
+
+class UnsupportedSignerError(EnvelopeError):
+    """The key is not an ``ASYMMETRIC_SIGN`` key of an algorithm kmsflow signs with."""
+
+
 class SourceIncompleteError(EnvelopeError):
     """The source directory holds entries that cannot go into an envelope as files (a link to a
     directory, a special file, a broken link, a directory that cannot be listed); encrypting

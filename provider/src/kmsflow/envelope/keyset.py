@@ -160,6 +160,22 @@ class DataKey:
         primitive = self._one_segment[segment] = handle.primitive(streaming_aead.StreamingAead)
         return primitive
 
+    def commitment(self, info: bytes) -> bytes:
+        """32 bytes that commit to this key without revealing it: HKDF-SHA256 (``cryptography``)
+        of the raw AES key of the keyset, no salt, ``info`` (``aad.commitment_info``).
+
+        Why: a signed statement carries it (``kmsflow.envelope.statement``), so whoever unwraps the
+        key can tell it is the key the signer encrypted with. HKDF output is pseudorandom: it tells
+        nothing about the key, and with a label no Tink stream uses as its ``info`` it is
+        independent of every key Tink derives from the same key value. It depends on the key alone,
+        so re-wrapping (same keyset under another KMS version) leaves it unchanged.
+        """
+        from cryptography.hazmat.primitives import hashes
+        from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
+        raw = _streaming_key(self._proto()).key_value
+        return HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=info).derive(raw)
+
     def _proto(self) -> tink_pb2.Keyset:
         if self._keyset is None:
             self._keyset = tink_pb2.Keyset.FromString(self.serialize())

@@ -5,6 +5,10 @@
 * A **dataset** envelope ``DST/`` mirrors the source tree (same relative paths, ciphertext instead
   of plaintext) and holds its record at ``DST/_kmsflow/envelope.json``; everything under
   ``DST/_kmsflow/`` is reserved for kmsflow, so copying the directory copies the whole envelope.
+* A signed envelope also has a **signature record** (``kmsflow.envelope.signature``): beside a file
+  envelope's sidecar as ``DST.kmsflow.sig.json``, in a dataset's ``DST/_kmsflow/signature.json``.
+  It names no key version that decrypts anything, so it never counts as a reference, and no
+  reader needs it to decrypt.
 """
 
 from __future__ import annotations
@@ -21,6 +25,8 @@ from kmsflow.envelope.storage import Location
 SIDECAR_SUFFIX = ".kmsflow.json"
 RESERVED_DIR = "_kmsflow"
 DATASET_RECORD = f"{RESERVED_DIR}/envelope.json"
+SIGNATURE_SUFFIX = ".kmsflow.sig.json"
+DATASET_SIGNATURE = f"{RESERVED_DIR}/signature.json"
 
 TEMP_SUFFIX = ".tmp"
 """A staging directory of ciphertext (encrypt's dataset tree, a re-encrypt staging directory)."""
@@ -96,8 +102,12 @@ def owner_name(name: str) -> str | None:
 
 def reserved_entry_allowed(name: str) -> bool:
     """True for what may live in a dataset's ``_kmsflow/`` (a ``/``-separated path below it): the
-    record, and the new record an interrupted rewrap left behind. Anything else is not the format."""
-    return "/" not in name and (name == DATASET_RECORD.rsplit("/", 1)[-1] or is_temp_name(name))
+    record, the signature record, and the temp an interrupted write of either left behind.
+    Anything else is not the format."""
+    return "/" not in name and (name in _RESERVED_ENTRIES or is_temp_name(name))
+
+
+_RESERVED_ENTRIES = (DATASET_RECORD.rsplit("/", 1)[-1], DATASET_SIGNATURE.rsplit("/", 1)[-1])
 
 
 def enclosing_envelope(dst: Location) -> Location | None:
@@ -125,6 +135,20 @@ def record_location(dst: Location, kind: str) -> Location:
     if kind == "dataset":
         return dst.child(DATASET_RECORD)
     return dst.sibling(dst.name + SIDECAR_SUFFIX)
+
+
+def signature_location(dst: Location, kind: str) -> Location:
+    """Where the signature record of the envelope at ``dst`` lives."""
+    if kind == "dataset":
+        return dst.child(DATASET_SIGNATURE)
+    return dst.sibling(dst.name + SIGNATURE_SUFFIX)
+
+
+def signature_relpath(envelope_rel: str, kind: str) -> str:
+    """:func:`signature_location` as a ``/``-separated path relative to a scanned root."""
+    if kind == "dataset":
+        return f"{envelope_rel}/{DATASET_SIGNATURE}" if envelope_rel else DATASET_SIGNATURE
+    return envelope_rel + SIGNATURE_SUFFIX
 
 
 def data_location(root: Location, relpath: str) -> Location:

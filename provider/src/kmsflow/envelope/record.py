@@ -30,10 +30,12 @@ from kmsflow.envelope.errors import RecordInvalidError, UnsupportedFormatError
 
 FORMAT_NAME = "kmsflow.envelope"
 RECORD_MEDIA_TYPE = "application/json"
-_ENVELOPE_ID = re.compile(r"^[0-9a-f]{32}$")
-_VERSION_NAME = re.compile(
+ENVELOPE_ID = re.compile(r"^[0-9a-f]{32}$")
+"""An envelope id: 32 lowercase hex characters (128 random bits)."""
+VERSION_NAME = re.compile(
     r"^projects/[^/]+/locations/[^/]+/keyRings/[^/]+/cryptoKeys/[^/]+/cryptoKeyVersions/[^/]+$"
 )
+"""A full CryptoKeyVersion resource name."""
 _TIMESTAMP = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}Z")
 _TIMESTAMP_PROBLEM = "must be a valid UTC time spelled YYYY-MM-DDTHH:MM:SSZ"
 
@@ -103,7 +105,7 @@ class KeyWrap(BaseModel):
     @field_validator("crypto_key_version")
     @classmethod
     def _version(cls, value: str) -> str:
-        if not _VERSION_NAME.match(value):
+        if not VERSION_NAME.match(value):
             raise ValueError("must be a full CryptoKeyVersion resource name")
         return value
 
@@ -134,7 +136,7 @@ class EnvelopeRecord(BaseModel):
     @field_validator("envelope_id")
     @classmethod
     def _id(cls, value: str) -> str:
-        if not _ENVELOPE_ID.match(value):
+        if not ENVELOPE_ID.match(value):
             raise ValueError("must be 32 lowercase hex characters")
         return value
 

@@ -1,4 +1,5 @@
-"""Pass-through streams: CRC32C the ciphertext as Tink reads or writes it, and write behind.
+"""Pass-through streams: CRC32C (and, for signing, SHA-256) the ciphertext as Tink reads or writes
+it, and write behind.
 
 Checksumming on the way through keeps every file to a single pass: no re-read for the checksum,
 constant memory. CRC32C (Castagnoli, hardware-accelerated in ``google-crc32c``) is cheap: reads
@@ -26,6 +27,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import hashlib
 import io
 import os
 import queue
@@ -97,11 +99,12 @@ class ChecksumReader(io.RawIOBase):
     holds the GIL, and it can only confirm bytes Tink already authenticated.
     """
 
-    def __init__(self, inner: IO[bytes], *, checksum: bool = True) -> None:
+    def __init__(self, inner: IO[bytes], *, checksum: bool = True, digest: bool = False) -> None:
         super().__init__()
         self._inner = inner
         self._checksum = checksum
         self._crc = 0
+        self._sha256 = hashlib.sha256() if digest else None
         self.count = 0
         self.error: OSError | None = None
         self.interrupt: BaseException | None = None
@@ -115,6 +118,8 @@ class ChecksumReader(io.RawIOBase):
             if data:
                 if self._checksum:
                     self._crc = google_crc32c.extend(self._crc, data)
+                if self._sha256 is not None:
+                    self._sha256.update(data)
                 self.count += len(data)
         except OSError as exc:
             self.error = exc
@@ -143,6 +148,10 @@ class ChecksumReader(io.RawIOBase):
             raise ValueError("ChecksumReader was created with checksum=False")
         return crc32c_base64(self._crc)
 
+    def sha256(self) -> str:
+        """SHA-256 of everything read, lowercase hex (``digest=True`` only)."""
+        return _hex_digest(self._sha256)
+
 
 class WriteBehind(io.RawIOBase):
     """Writes to ``inner`` in order, on a helper thread once more than 4 MiB went through.
@@ -159,11 +168,12 @@ class WriteBehind(io.RawIOBase):
     ``count`` and :meth:`crc32c` are final once :meth:`finish` returned.
     """
 
-    def __init__(self, inner: BinarySink, *, checksum: bool = False) -> None:
+    def __init__(self, inner: BinarySink, *, checksum: bool = False, digest: bool = False) -> None:
         super().__init__()
         self._inner = inner
         self._checksum = checksum
         self._crc = 0
+        self._sha256 = hashlib.sha256() if digest else None
         self.count = 0
         self._seen = 0
         self._batch: list[bytes] = []
@@ -227,12 +237,18 @@ class WriteBehind(io.RawIOBase):
             self.count += len(piece)
             if self._checksum:
                 self._crc = google_crc32c.extend(self._crc, piece)
+            if self._sha256 is not None:
+                self._sha256.update(piece)
 
     def crc32c(self) -> str:
         """CRC32C of everything written, as GCS spells it (``checksum=True``; after :meth:`finish`)."""
         if not self._checksum:
             raise ValueError("WriteBehind was created without checksum=True")
         return crc32c_base64(self._crc)
+
+    def sha256(self) -> str:
+        """SHA-256 of everything written, lowercase hex (``digest=True``; after :meth:`finish`)."""
+        return _hex_digest(self._sha256)
 
     def _run(self) -> None:
         while (pieces := self._queue.get()) is not None:
@@ -261,6 +277,12 @@ class WriteBehind(io.RawIOBase):
 
     def close(self) -> None:  # leave ``inner`` open: the staging layer finalizes it
         super().close()
+
+
+def _hex_digest(sha256: Any) -> str:
+    if sha256 is None:
+        raise ValueError("created without digest=True")
+    return str(sha256.hexdigest())
 
 
 def _as_interrupt(exc: BaseException) -> BaseException | None:
@@ -301,10 +323,10 @@ def _writev_all(fd: int, pieces: list[bytes]) -> None:
 
 
 @contextlib.contextmanager
-def write_behind(inner: BinarySink, *, checksum: bool = False) -> Iterator[WriteBehind]:
+def write_behind(inner: BinarySink, *, checksum: bool = False, digest: bool = False) -> Iterator[WriteBehind]:
     """A :class:`WriteBehind` over ``inner``: drained (errors raised) on a normal exit, aborted on an
     exception, so the helper thread never outlives the block and never writes after a failure."""
-    behind = WriteBehind(inner, checksum=checksum)
+    behind = WriteBehind(inner, checksum=checksum, digest=digest)
     try:
         yield behind
     except BaseException:

@@ -18,8 +18,11 @@ components from the root down, the first match deciding:
    only data its envelope's record decrypts). A record that parses inside a temp directory (a
    staged envelope, or an envelope someone renamed to look like a temp) is counted as a reference
    marked ``in_temp``: it names a version, and the name alone proves nothing;
-3. ``X.kmsflow.json`` outside any dataset is the sidecar record of the **file** envelope ``X``;
-4. anything else is **data without record**.
+3. ``X.kmsflow.json`` outside any dataset is the sidecar record of the **file** envelope ``X``,
+   and ``X.kmsflow.sig.json`` beside it (``_kmsflow/signature.json`` in a dataset) its signature
+   record: never read (it names no version that decrypts anything), so a hostile or missing one
+   changes nothing here;
+4. anything else is **data without record** (a signature record without its envelope too).
 
 What the listing itself could not account for (unlistable directories, special files, broken
 symbolic links, links to directories outside every root: :mod:`kmsflow.inventory.listing`) is
@@ -52,6 +55,7 @@ from kmsflow.envelope.layout import (
     is_temp_name,
     owner_name,
     reserved_entry_allowed,
+    signature_relpath,
 )
 from kmsflow.envelope.record import MAX_RECORD_SIZE, EnvelopeRecord
 from kmsflow.envelope.record_io import parse_record, read_record_bytes
@@ -157,6 +161,8 @@ def _scan_root(
     replacing = {_staged_owner(top) for top in temps if _join(top, REENCRYPT_COMMIT) in listing.files}
     for outcome in outcomes:
         cand = outcome.candidate
+        if not cand.nested:
+            covered.add(signature_relpath(cand.data_rel, cand.kind))
         if outcome.record is None:
             if cand.nested:
                 continue  # not a record: the enclosing dataset's data (its ciphertext, normally)

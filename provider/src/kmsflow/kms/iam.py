@@ -9,6 +9,8 @@ audit-log noise.
 Roles: ``KMS_ROLES`` lists the predefined Cloud KMS roles kmsflow manages. Least privilege: producers
 (pipelines that only write encrypted artifacts) get ``ENCRYPTER_ROLE``; consumers (services that only
 read them) get ``DECRYPTER_ROLE``; neither needs ``roles/cloudkms.cryptoKeyEncrypterDecrypter``.
+Signers of artifacts get ``SIGNER_ROLE`` and ``PUBLIC_KEY_VIEWER_ROLE`` on a signing key, verifiers
+``PUBLIC_KEY_VIEWER_ROLE`` only.
 """
 
 from __future__ import annotations
@@ -38,6 +40,11 @@ PRODUCER_ROLE = ENCRYPTER_ROLE
 """Least privilege for a producer: it can wrap data keys, never unwrap them."""
 CONSUMER_ROLE = DECRYPTER_ROLE
 """Least privilege for a consumer: it can unwrap data keys, never create new ciphertexts."""
+SIGNER_ROLE = "roles/cloudkms.signer"
+"""Signing with an ``ASYMMETRIC_SIGN`` key (kmsflow's signers also get :data:`PUBLIC_KEY_VIEWER_ROLE`:
+every signature is checked with the public key before it is written)."""
+PUBLIC_KEY_VIEWER_ROLE = "roles/cloudkms.publicKeyViewer"
+"""Reading a version's public key: all a verifier of signatures needs (none with a public key file)."""
 
 KMS_ROLES: frozenset[str] = frozenset(
     {
@@ -48,8 +55,8 @@ KMS_ROLES: frozenset[str] = frozenset(
         VIEWER_ROLE,
         "roles/cloudkms.cryptoOperator",
         "roles/cloudkms.importer",
-        "roles/cloudkms.publicKeyViewer",
-        "roles/cloudkms.signer",
+        PUBLIC_KEY_VIEWER_ROLE,
+        SIGNER_ROLE,
         "roles/cloudkms.signerVerifier",
         "roles/cloudkms.decapsulator",
     }

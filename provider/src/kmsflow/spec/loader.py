@@ -93,7 +93,8 @@ def _problems(error: ValidationError) -> list[str]:
 
 
 def check(spec: KeySpec) -> list[str]:
-    """Rules across fields: unique ids, an algorithm the purpose accepts. Empty when valid."""
+    """Rules across fields: unique ids, an algorithm the purpose accepts, signers and verifiers only
+    on signing keys. Empty when valid."""
     problems: list[str] = []
     rings: dict[str, int] = {}
     for r, ring in enumerate(spec.key_rings):
@@ -117,6 +118,11 @@ def check(spec: KeySpec) -> list[str]:
                     f"{where}.algorithm: {key.purpose} keys need {' or '.join(allowed)} "
                     f"(got {key.algorithm!r})"
                 )
+            for field in ("signers", "verifiers"):
+                if key.purpose != "ASYMMETRIC_SIGN" and field in key.model_fields_set:
+                    problems.append(
+                        f"{where}.{field}: only ASYMMETRIC_SIGN keys sign (purpose is {key.purpose})"
+                    )
     return problems
 
 

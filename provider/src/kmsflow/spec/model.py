@@ -12,8 +12,9 @@ Semantics worth knowing:
 - ``destroy_scheduled_duration`` and ``labels`` left out are not managed (KMS default / whatever is
   there); given, they are authoritative (labels) or checked (the duration is immutable).
 - IAM is authoritative per listed role: for every role named under ``iam`` (or implied by
-  ``producers``/``consumers`` when those are given, even empty) the members become exactly those
-  listed; roles the spec does not name are left alone.
+  ``producers``/``consumers``, or ``signers``/``verifiers`` of an ``ASYMMETRIC_SIGN`` key, when
+  those are given, even empty) the members become exactly those listed; roles the spec does not
+  name are left alone.
 """
 
 from __future__ import annotations
@@ -28,7 +29,14 @@ from typing import Annotated, Any
 from google.cloud import kms_v1
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, PlainSerializer
 
-from kmsflow.kms.iam import CONSUMER_ROLE, PRODUCER_ROLE, member_problem, role_problem
+from kmsflow.kms.iam import (
+    CONSUMER_ROLE,
+    PRODUCER_ROLE,
+    PUBLIC_KEY_VIEWER_ROLE,
+    SIGNER_ROLE,
+    member_problem,
+    role_problem,
+)
 from kmsflow.kms.resources import KeySettings
 from kmsflow.shown import shown
 from kmsflow.spec.durations import format_duration, parse_duration
@@ -170,6 +178,10 @@ class CryptoKeySpec(_Model):
     iam: Iam = Field(default_factory=dict)
     producers: list[Member] = Field(default_factory=list)
     consumers: list[Member] = Field(default_factory=list)
+    signers: list[Member] = Field(default_factory=list)
+    """Who signs artifacts with this ``ASYMMETRIC_SIGN`` key: signer and publicKeyViewer roles."""
+    verifiers: list[Member] = Field(default_factory=list)
+    """Who checks signatures by this key's name: publicKeyViewer (a public key file needs none)."""
     roots: list[Annotated[str, Field(min_length=1)]] = Field(default_factory=list)
     tenant: Annotated[str, AfterValidator(_check_tenant)] | None = None
     retention: Retention = Field(default_factory=Retention)
@@ -186,15 +198,19 @@ class CryptoKeySpec(_Model):
         )
 
     def wanted_iam(self) -> dict[str, set[str]]:
-        """The roles this key's spec owns and their exact members (``producers``/``consumers``
-        folded into the least-privilege roles; named even when empty, so removal works)."""
+        """The roles this key's spec owns and their exact members (``producers``/``consumers``,
+        ``signers``/``verifiers`` folded into the least-privilege roles; named even when empty, so
+        removal works)."""
         wanted = {role: set(members) for role, members in self.iam.items()}
-        for field, role, members in (
-            ("producers", PRODUCER_ROLE, self.producers),
-            ("consumers", CONSUMER_ROLE, self.consumers),
+        for field, roles, members in (
+            ("producers", (PRODUCER_ROLE,), self.producers),
+            ("consumers", (CONSUMER_ROLE,), self.consumers),
+            ("signers", (SIGNER_ROLE, PUBLIC_KEY_VIEWER_ROLE), self.signers),
+            ("verifiers", (PUBLIC_KEY_VIEWER_ROLE,), self.verifiers),
         ):
             if field in self.model_fields_set or members:
-                wanted.setdefault(role, set()).update(members)
+                for role in roles:
+                    wanted.setdefault(role, set()).update(members)
         return wanted
 
 

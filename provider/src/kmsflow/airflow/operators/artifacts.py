@@ -59,7 +59,9 @@ from kmsflow.envelope import (
     EnvelopeRecord,
     StagingAbortedError,
     encrypt,
+    verify_signature,
 )
+from kmsflow.envelope.signature import signing_key
 from kmsflow.envelope.staging import AbortScope, abort_scope
 from kmsflow.envelope.walk import Obstacle
 from kmsflow.kms.errors import KmsPermissionError
@@ -70,8 +72,10 @@ ArtifactPath = str | ObjectStoragePath | os.PathLike[str]
 DEFAULT_SUFFIX = ".enc"
 _LOCAL_PROTOCOLS = ("", "file", "local")
 _ROLE_HINT = {
-    "encrypt": "roles/cloudkms.cryptoKeyEncrypter",
-    "decrypt": "roles/cloudkms.cryptoKeyDecrypter",
+    "encrypt": "roles/cloudkms.cryptoKeyEncrypter (and, to sign, roles/cloudkms.signer and "
+    "roles/cloudkms.publicKeyViewer on the signing key)",
+    "decrypt": "roles/cloudkms.cryptoKeyDecrypter (and, to check a signer given by key name, "
+    "roles/cloudkms.publicKeyViewer on it)",
 }
 
 
@@ -143,7 +147,9 @@ def artifact_errors(action: Literal["encrypt", "decrypt"]) -> Iterator[None]:
     * ``EnvelopeIOError`` (disk full, network, object-store hiccup) → ``AirflowException``: the
       task's ``retries`` may succeed, and a failed attempt left nothing at the destination.
     * every other ``EnvelopeError`` (tampered/altered envelope, destination exists, source or record
-      missing, invalid record) → ``AirflowFailException``: the same input gives the same answer.
+      missing, invalid record, a signature that does not verify or is missing) →
+      ``AirflowFailException``: the same input gives the same answer (an unusable public key
+      file too, through :func:`~kmsflow.airflow.errors.airflow_errors`).
     * KMS permission denied → ``AirflowFailException`` naming the role the connection's identity
       lacks; other KMS errors as :func:`~kmsflow.airflow.errors.airflow_errors` (transient
       past the deadline → retryable, everything else → fail).
@@ -204,6 +210,7 @@ def encrypt_artifact(
     log: Any = None,
     retry: Retry | None = None,
     skip_unsupported: bool = False,
+    sign_with: str | None = None,
 ) -> dict[str, Any]:
     """Encrypt ``src`` (file or directory) into a new envelope at ``dst``; a small XCom-safe summary.
 
@@ -211,11 +218,15 @@ def encrypt_artifact(
     ``retry=hook.retry()`` so the KMS call honours the connection's ``deadline`` (None: 60 s).
     A source directory holding what cannot go in as a file (a link to a directory, a FIFO, an
     unreadable directory) fails the task, unless ``skip_unsupported``: then each entry left out is
-    logged as a warning and listed under ``omitted`` (relative path and why).
+    logged as a warning and listed under ``omitted`` (relative path and why). ``sign_with`` (a
+    signing CryptoKey or CryptoKeyVersion) also signs the envelope; the summary then names the
+    version that signed as ``signed_by``.
     """
     src_url, dst_url = artifact_url(src), artifact_url(dst)
     omitted: list[Obstacle] | None = [] if skip_unsupported else None
     with artifact_errors("encrypt"):
+        # The version is resolved here to report it; encrypt finds its public key cached.
+        signed_by = signing_key(client, sign_with).version_name if sign_with else None
         record = encrypt(
             client,
             key_name,
@@ -224,12 +235,15 @@ def encrypt_artifact(
             progress=LogProgress(log) if log else None,
             retry=retry,
             omitted=omitted,
+            sign_with=signed_by,
         )
     left_out = [{"path": o.rel, "kind": str(o.kind)} for o in omitted or []]
     for entry in left_out:
         if log is not None:
             log.warning("Left out of %s: %s (%s)", dst_url, entry["path"], entry["kind"])
     result = {"src": src_url, **summary(record, dst_url), "plaintext_bytes": record.plaintext_size}
+    if signed_by is not None:
+        result["signed_by"] = signed_by
     return {**result, "omitted": left_out} if skip_unsupported else result
 
 
@@ -240,16 +254,26 @@ def decrypt_artifact(
     *,
     log: Any = None,
     retry: Retry | None = None,
+    signer: str | None = None,
 ) -> dict[str, Any]:
     """Decrypt the envelope at ``src`` to ``dst`` (nothing appears unless every byte authenticated).
 
-    ``retry`` as for :func:`encrypt_artifact`.
+    ``retry`` as for :func:`encrypt_artifact`. ``signer`` (a public key file, a signing
+    CryptoKeyVersion, or a CryptoKey: any of its versions) must have signed the envelope, key
+    commitment included, before anything is decrypted; the summary then names ``signed_by``.
     """
     src_url, dst_url = artifact_url(src), artifact_url(dst)
     with artifact_errors("decrypt"):
         envelope = Envelope.open(src_url)
+        statement = None
+        if signer is not None:
+            key = envelope.unlock(client, retry=retry)
+            statement = verify_signature(envelope, signer, client=client, key=key)
         envelope.decrypt(client, dst_url, progress=LogProgress(log) if log else None, retry=retry)
-    return {"src": src_url, **summary(envelope.record, dst_url)}
+    result = {"src": src_url, **summary(envelope.record, dst_url)}
+    if statement is not None:
+        result["signed_by"] = statement.signer.crypto_key_version
+    return result
 
 
 def summary(record: EnvelopeRecord, dst_url: str) -> dict[str, Any]:
@@ -383,18 +407,26 @@ class EncryptArtifactOperator(_ArtifactOperator):
     :param skip_unsupported: leave out of a dataset what cannot go in as a file (links to
         directories, FIFOs, sockets, devices, broken links, unreadable directories), logging each;
         by default they fail the task, since deleting the source afterwards would lose them.
+    :param sign_with: also sign the envelope with this ``ASYMMETRIC_SIGN`` CryptoKeyVersion, or
+        CryptoKey (its newest enabled version; listing them needs ``roles/cloudkms.viewer`` too)
+        (docs/FORMAT.md §10); the connection's identity needs ``roles/cloudkms.signer`` and
+        ``roles/cloudkms.publicKeyViewer`` on it. Templated.
 
     XCom: ``{src, dst, kind, envelope_id, crypto_key, key_version, file_count, plaintext_bytes}``,
-    plus ``omitted`` (``[{path, kind}]``) with ``skip_unsupported``.
+    plus ``signed_by`` (the signing version) with ``sign_with``, and ``omitted`` (``[{path, kind}]``)
+    with ``skip_unsupported``.
     """
 
-    template_fields: Sequence[str] = (*_ArtifactOperator.template_fields, "key_name")
+    template_fields: Sequence[str] = (*_ArtifactOperator.template_fields, "key_name", "sign_with")
     lineage_action = "encrypt"
 
-    def __init__(self, *, key_name: str, skip_unsupported: bool = False, **kwargs: Any) -> None:
+    def __init__(
+        self, *, key_name: str, skip_unsupported: bool = False, sign_with: str | None = None, **kwargs: Any
+    ) -> None:
         super().__init__(**kwargs)
         self.key_name = key_name
         self.skip_unsupported = skip_unsupported
+        self.sign_with = sign_with
 
     def derived_name(self, source_name: str) -> str:
         return source_name + self.suffix
@@ -413,6 +445,7 @@ class EncryptArtifactOperator(_ArtifactOperator):
                     log=self.log,
                     retry=self.kms_retry(),
                     skip_unsupported=self.skip_unsupported,
+                    sign_with=self.sign_with or None,
                 )
         finally:
             self.hook.close()
@@ -427,6 +460,8 @@ class EncryptArtifactOperator(_ArtifactOperator):
             result["plaintext_bytes"],
             result["key_version"],
         )
+        if "signed_by" in result:
+            self.log.info("Signed envelope %s with %s", result["envelope_id"], result["signed_by"])
         self.emit_asset_events(context, dst_url, _event_extra(result))
         return result
 
@@ -441,13 +476,22 @@ class DecryptArtifactOperator(_ArtifactOperator):
     :param suffix: stripped from the envelope name with ``dst_dir`` (default ``.enc``).
     :param outlets: as for :class:`EncryptArtifactOperator` (default: an Asset for a literal ``dst``).
     :param kmsflow_conn_id: the consumer's connection (needs ``roles/cloudkms.cryptoKeyDecrypter``).
+    :param signer: require the envelope's signature by this public key file, signing
+        CryptoKeyVersion, or CryptoKey (any of its versions), checked with the key commitment
+        before anything is decrypted (docs/FORMAT.md §10). Templated.
 
-    A tampered envelope, a missing permission or a disabled/destroyed key version fails the task at
-    once (no retry can fix them). XCom: ``{src, dst, kind, envelope_id, crypto_key, key_version,
-    file_count}``.
+    A tampered envelope, a missing or foreign signature, a missing permission or a
+    disabled/destroyed key version fails the task at once (no retry can fix them). XCom: ``{src,
+    dst, kind, envelope_id, crypto_key, key_version, file_count}``, plus ``signed_by`` with
+    ``signer``.
     """
 
+    template_fields: Sequence[str] = (*_ArtifactOperator.template_fields, "signer")
     lineage_action = "decrypt"
+
+    def __init__(self, *, signer: str | None = None, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.signer = signer
 
     def derived_name(self, source_name: str) -> str:
         if self.suffix and source_name.endswith(self.suffix) and len(source_name) > len(self.suffix):
@@ -462,7 +506,12 @@ class DecryptArtifactOperator(_ArtifactOperator):
         try:
             with self.killable_outputs():
                 result = decrypt_artifact(
-                    self.client(), src_url, dst_url, log=self.log, retry=self.kms_retry()
+                    self.client(),
+                    src_url,
+                    dst_url,
+                    log=self.log,
+                    retry=self.kms_retry(),
+                    signer=self.signer or None,
                 )
         finally:
             self.hook.close()

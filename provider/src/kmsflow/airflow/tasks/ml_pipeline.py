@@ -166,9 +166,17 @@ def check_least_privilege(
 
 
 def score(
-    dataset: ArtifactPayload, files: Iterable[ArtifactPayload], *, consumer_conn_id: str
+    dataset: ArtifactPayload,
+    files: Iterable[ArtifactPayload],
+    *,
+    consumer_conn_id: str,
+    signer: str | None = None,
 ) -> ScorePayload:
-    """As the consumer: decrypt to a temp dir, load the model, re-score, compare with metrics."""
+    """As the consumer: decrypt to a temp dir, load the model, re-score, compare with metrics.
+
+    With ``signer`` (``kmsflow decrypt --signer`` semantics: a public key file, a signing
+    CryptoKeyVersion or CryptoKey) every envelope must carry its signature, checked before a byte
+    is decrypted."""
     import pickle
 
     import numpy as np
@@ -185,7 +193,7 @@ def score(
             (envelopes["model.pkl.enc"]["dst"], plain / "model.pkl"),
             (envelopes["metrics.json.enc"]["dst"], plain / "metrics.json"),
         ):
-            decrypt_artifact(client, src, dst, log=log, retry=retry)
+            decrypt_artifact(client, src, dst, log=log, retry=retry, signer=signer)
         metrics = json.loads((plain / "metrics.json").read_text())
         # authenticated above as written by a cryptoKeyEncrypter holder (see the DAG's doc)
         model = pickle.loads((plain / "model.pkl").read_bytes())

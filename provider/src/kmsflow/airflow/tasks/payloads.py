@@ -399,6 +399,7 @@ class MlParams(TypedDict):
     key_name: str
     producer_conn_id: str
     consumer_conn_id: str
+    signing_key: str  # "" = envelopes are not signed
 
 
 class Prepared(TypedDict):
@@ -421,6 +422,7 @@ class ArtifactPayload(TypedDict):
     key_version: str
     file_count: int
     plaintext_bytes: int
+    signed_by: NotRequired[str]  # only with ``sign_with``: the signing CryptoKeyVersion
     omitted: NotRequired[list[dict[str, str]]]  # only with ``skip_unsupported``
 
 
