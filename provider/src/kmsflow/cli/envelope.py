@@ -18,18 +18,18 @@ from kmsflow.cli.progress import note, progress_bar, show_progress
 from kmsflow.display import printable
 
 if TYPE_CHECKING:
-    from google.cloud.kms_v1 import KeyManagementServiceClient as KmsClient
-
     from kmsflow.envelope.progress import Progress
     from kmsflow.envelope.walk import Obstacle
+    from kmsflow.kms.dataplane import KmsDataClient
 
 
 @contextmanager
-def _kms_with_progress(args: argparse.Namespace) -> Iterator[tuple[KmsClient, Progress | None]]:
-    """A KMS client (imported here: gRPC is slow to load) and, on a terminal, a progress bar."""
-    from kmsflow.kms.client import new_kms_client
+def _kms_with_progress(args: argparse.Namespace) -> Iterator[tuple[KmsDataClient, Progress | None]]:
+    """The lean KMS data client (imported here: gRPC is slow to load; one Encrypt or Decrypt needs
+    no ``google-cloud-kms``) and, on a terminal, a progress bar."""
+    from kmsflow.kms.client import new_data_client
 
-    with new_kms_client() as client, progress_bar(show_progress(args)) as progress:
+    with new_data_client() as client, progress_bar(show_progress(args)) as progress:
         yield client, progress
 
 

@@ -17,10 +17,9 @@ from __future__ import annotations
 
 import os
 import secrets
+from typing import TYPE_CHECKING
 
 import tink
-from google.api_core.retry import Retry
-from google.cloud import kms_v1
 
 from kmsflow.clock import record_time
 from kmsflow.envelope import manifest
@@ -56,6 +55,11 @@ from kmsflow.envelope.streams import WriteBehind, write_behind, write_through
 from kmsflow.envelope.walk import Obstacle, inside
 from kmsflow.envelope.wrap import wrap_key
 
+if TYPE_CHECKING:
+    from google.api_core.retry import Retry
+
+    from kmsflow.kms.crypto import CryptoClient
+
 
 def new_envelope_id() -> str:
     """128 random bits as 32 lowercase hex characters."""
@@ -63,7 +67,7 @@ def new_envelope_id() -> str:
 
 
 def encrypt(
-    client: kms_v1.KeyManagementServiceClient,
+    client: CryptoClient,
     key_name: str,
     src: str | Location,
     dst: str | Location,

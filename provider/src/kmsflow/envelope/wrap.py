@@ -9,8 +9,7 @@ version disabled or destroyed, unavailable) pass through with their own types.
 
 from __future__ import annotations
 
-from google.api_core.retry import Retry
-from google.cloud import kms_v1
+from typing import TYPE_CHECKING
 
 from kmsflow.clock import record_time
 from kmsflow.envelope.aad import keyset_aad
@@ -20,9 +19,14 @@ from kmsflow.envelope.record import KeyWrap, encode_b64
 from kmsflow.kms import crypto
 from kmsflow.kms.errors import KmsInvalidArgumentError
 
+if TYPE_CHECKING:
+    from google.api_core.retry import Retry
+
+    from kmsflow.kms.crypto import CryptoClient
+
 
 def wrap_key(
-    client: kms_v1.KeyManagementServiceClient,
+    client: CryptoClient,
     key_name: str,
     key: DataKey,
     envelope_id: str,
@@ -38,7 +42,7 @@ def wrap_key(
 
 
 def wrap_keyset(
-    client: kms_v1.KeyManagementServiceClient,
+    client: CryptoClient,
     key_name: str,
     keyset: bytes,
     envelope_id: str,
@@ -65,7 +69,7 @@ def key_wrap(wrapped: crypto.Wrapped) -> KeyWrap:
 
 
 def unwrap_key(
-    client: kms_v1.KeyManagementServiceClient,
+    client: CryptoClient,
     wrap: KeyWrap,
     envelope_id: str,
     where: str,
@@ -80,7 +84,7 @@ def unwrap_key(
 
 
 def unwrap_keyset(
-    client: kms_v1.KeyManagementServiceClient,
+    client: CryptoClient,
     wrap: KeyWrap,
     envelope_id: str,
     where: str,
