@@ -12,7 +12,7 @@ from __future__ import annotations
 import random
 import threading
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeAlias
 
 import grpc
 
@@ -27,7 +27,7 @@ CORRUPTIONS = ("CORRUPT_RESPONSE", "UNVERIFIED_REQUEST")
 checksum as it was (a corruption in transit); ``UNVERIFIED_REQUEST`` sets every ``verified_*``
 field false (what KMS answers when the request's checksums never reached it)."""
 
-Fault = grpc.StatusCode | str
+Fault: TypeAlias = "grpc.StatusCode | str"
 """What :meth:`FaultInjector.next_fault` hands out: a status to fail with, or a corruption name."""
 
 
@@ -104,4 +104,5 @@ class FaultInjector:
             if name == "OK":
                 return None
             self._injected += 1
-            return INJECTABLE.get(name, name)
+            status: Fault = INJECTABLE.get(name, name)
+            return status
