@@ -96,6 +96,15 @@ def test_commands_without_kms_calls_load_neither_grpc_nor_the_kms_client(
         assert _loaded_by(list(argv), tmp_path, env) == (expected, []), argv
 
 
+def test_audit_does_not_build_the_record_model(tmp_path: Path) -> None:
+    """The audit log reads through ``envelope.storage``'s capped reads, whose cap lives apart from
+    the pydantic record model (``envelope.record_caps``)."""
+    AuditLog(str(tmp_path / "audit.log"), actor="test").append(
+        Action.DISABLE, "k/cryptoKeyVersions/1", reason="t"
+    )
+    assert _loaded_by(["audit", "audit.log"], tmp_path, watched=("pydantic",)) == (exits.EXIT_OK, [])
+
+
 def test_encrypt_decrypt_verify_take_the_lean_kms_path(emulator: Any, key: str, tmp_path: Path) -> None:
     """One KMS call needs neither ``google-cloud-kms`` nor ``google.api_core.retry`` (which imports
     ``requests``): the lean data path (``kmsflow.kms.dataplane``) makes it."""
