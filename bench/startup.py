@@ -45,8 +45,8 @@ IMPORT_ROWS = {
     "import ...kms_v1.services.key_management_service": (
         "import google.cloud.kms_v1.services.key_management_service"
     ),
-    "import google.api_core.retry": "import grpc, google.api_core.retry",
-    "import kmsflow.kms.dataplane": "import kmsflow.kms.dataplane",
+    "import grpc, google.api_core.retry": "import grpc, google.api_core.retry",
+    "import kmsflow.kms.dataplane (grpc, protobuf)": "import kmsflow.kms.dataplane",
 }
 COMMANDS = ("--help", "inspect", "audit", "clean --dry-run", "encrypt", "decrypt")
 
