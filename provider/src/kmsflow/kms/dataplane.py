@@ -28,7 +28,7 @@ Responses are the raw protobuf messages (``kms_dataplane_pb2``): CRC32C checks b
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, cast
 from urllib.parse import urlencode
 
 import grpc
@@ -37,13 +37,14 @@ from google.protobuf.message import Message
 from kmsflow.kms._proto import kms_dataplane_pb2 as pb
 from kmsflow.kms.backoff import ATTEMPT_TIMEOUT, Backoff
 
+if TYPE_CHECKING:
+    from google.cloud import kms_v1
+
 SERVICE = "google.cloud.kms.v1.KeyManagementService"
 """The gRPC service the calls go to: Cloud KMS's own name, whatever the messages' package."""
 
 RetryDecorator = Callable[[Callable[[], Any]], Callable[[], Any]]
 """What GAPIC's ``retry=`` is (a ``google.api_core.retry.Retry``): wraps a call in retries."""
-
-_M = TypeVar("_M", bound=Message)
 
 # RPC name -> (request class, response class); every name a generated call exists for.
 METHODS: dict[str, tuple[type[Message], type[Message]]] = {
@@ -81,10 +82,10 @@ class KmsDataClient:
         }
 
     @classmethod
-    def over(cls, client: Any) -> KmsDataClient:
+    def over(cls, client: kms_v1.KeyManagementServiceClient) -> KmsDataClient:
         """Data-plane calls over the channel of a ``google-cloud-kms`` gRPC client (an Airflow
         hook's, with its connection's credentials and impersonation): not closed by this one."""
-        return cls(client.transport.grpc_channel, owns_channel=False)
+        return cls(client.transport.grpc_channel, owns_channel=False)  # type: ignore[attr-defined]
 
     def close(self) -> None:
         if self._owns_channel:
@@ -99,52 +100,44 @@ class KmsDataClient:
     def encrypt(
         self, request: pb.EncryptRequest | Mapping[str, Any], *, retry: RetryDecorator | None = None
     ) -> pb.EncryptResponse:
-        return self._call("Encrypt", pb.EncryptRequest, pb.EncryptResponse, request, retry)
+        return cast(pb.EncryptResponse, self._call("Encrypt", request, retry))
 
     def decrypt(
         self, request: pb.DecryptRequest | Mapping[str, Any], *, retry: RetryDecorator | None = None
     ) -> pb.DecryptResponse:
-        return self._call("Decrypt", pb.DecryptRequest, pb.DecryptResponse, request, retry)
+        return cast(pb.DecryptResponse, self._call("Decrypt", request, retry))
 
     def asymmetric_sign(
         self, request: pb.AsymmetricSignRequest | Mapping[str, Any], *, retry: RetryDecorator | None = None
     ) -> pb.AsymmetricSignResponse:
-        return self._call(
-            "AsymmetricSign", pb.AsymmetricSignRequest, pb.AsymmetricSignResponse, request, retry
-        )
+        return cast(pb.AsymmetricSignResponse, self._call("AsymmetricSign", request, retry))
 
     def asymmetric_decrypt(
         self, request: pb.AsymmetricDecryptRequest | Mapping[str, Any], *, retry: RetryDecorator | None = None
     ) -> pb.AsymmetricDecryptResponse:
-        return self._call(
-            "AsymmetricDecrypt", pb.AsymmetricDecryptRequest, pb.AsymmetricDecryptResponse, request, retry
-        )
+        return cast(pb.AsymmetricDecryptResponse, self._call("AsymmetricDecrypt", request, retry))
 
     def decapsulate(
         self, request: pb.DecapsulateRequest | Mapping[str, Any], *, retry: RetryDecorator | None = None
     ) -> pb.DecapsulateResponse:
-        return self._call("Decapsulate", pb.DecapsulateRequest, pb.DecapsulateResponse, request, retry)
+        return cast(pb.DecapsulateResponse, self._call("Decapsulate", request, retry))
 
     def get_public_key(
         self, request: pb.GetPublicKeyRequest | Mapping[str, Any], *, retry: RetryDecorator | None = None
     ) -> pb.PublicKey:
-        return self._call("GetPublicKey", pb.GetPublicKeyRequest, pb.PublicKey, request, retry)
+        return cast(pb.PublicKey, self._call("GetPublicKey", request, retry))
 
     def _call(
-        self,
-        method: str,
-        request_type: type[Message],
-        response_type: type[_M],
-        request: Message | Mapping[str, Any],
-        retry: RetryDecorator | None,
-    ) -> _M:
-        message = request if isinstance(request, request_type) else request_type(**request)  # type: ignore[arg-type]
+        self, method: str, request: Message | Mapping[str, Any], retry: RetryDecorator | None
+    ) -> Message:
+        request_type, _ = METHODS[method]
+        message: Any = request_type(**request) if isinstance(request, Mapping) else request
         rpc = self._rpcs[method]
-        metadata = routing_metadata(message.name)  # type: ignore[attr-defined]
+        metadata = routing_metadata(message.name)
 
-        def attempt(timeout: float) -> _M:
+        def attempt(timeout: float) -> Message:
             try:
-                response: _M = rpc(message, timeout=timeout, metadata=metadata)
+                response: Message = rpc(message, timeout=timeout, metadata=metadata)
             except grpc.RpcError as exc:
                 from google.api_core import exceptions as gexc
 
@@ -153,5 +146,5 @@ class KmsDataClient:
 
         if retry is None:
             return Backoff.default().run(attempt)
-        result: _M = retry(lambda: attempt(ATTEMPT_TIMEOUT))()
+        result: Message = retry(lambda: attempt(ATTEMPT_TIMEOUT))()
         return result
