@@ -5,6 +5,9 @@ wrapped keyset moved into another envelope's record, or a record whose id was ed
 by KMS itself. A KMS "invalid argument" on Decrypt therefore means the record was altered (or names
 the wrong key) and is reported as :class:`TamperedError`; other KMS errors (permission denied,
 version disabled or destroyed, unavailable) pass through with their own types.
+
+Both calls go through the lean data path (:func:`kmsflow.kms.dataplane.data_client`), whichever
+client the caller holds: a ``google-cloud-kms`` client lends it its channel.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from kmsflow.envelope.errors import TamperedError
 from kmsflow.envelope.keyset import DataKey
 from kmsflow.envelope.record import KeyWrap, encode_b64
 from kmsflow.kms import crypto
+from kmsflow.kms.dataplane import data_client
 from kmsflow.kms.errors import KmsInvalidArgumentError
 
 if TYPE_CHECKING:
@@ -55,7 +59,7 @@ def wrap_keyset(
     Why separate: rewrap wraps the exact bytes it unwrapped, and runs its KMS calls back to back with
     no other work between them (see ``kmsflow.lifecycle.rewrap``).
     """
-    return crypto.encrypt(client, key_name, keyset, keyset_aad(envelope_id), retry=retry)
+    return crypto.encrypt(data_client(client), key_name, keyset, keyset_aad(envelope_id), retry=retry)
 
 
 def key_wrap(wrapped: crypto.Wrapped) -> KeyWrap:
@@ -101,7 +105,7 @@ def unwrap_keyset(
         )
     try:
         return crypto.decrypt(
-            client, wrap.crypto_key, wrap.wrapped_bytes(), keyset_aad(envelope_id), retry=retry
+            data_client(client), wrap.crypto_key, wrap.wrapped_bytes(), keyset_aad(envelope_id), retry=retry
         )
     except KmsInvalidArgumentError as exc:
         raise TamperedError(

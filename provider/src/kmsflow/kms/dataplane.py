@@ -27,6 +27,7 @@ Responses are the raw protobuf messages (``kms_dataplane_pb2``): CRC32C checks b
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, cast
 from urllib.parse import urlencode
@@ -148,3 +149,22 @@ class KmsDataClient:
             return Backoff.default().run(attempt)
         result: Message = retry(lambda: attempt(ATTEMPT_TIMEOUT))()
         return result
+
+
+_OVER: weakref.WeakKeyDictionary[Any, KmsDataClient] = weakref.WeakKeyDictionary()
+
+
+def data_client(client: KmsDataClient | kms_v1.KeyManagementServiceClient) -> KmsDataClient:
+    """``client`` if it is lean, else the lean client over its channel (:meth:`KmsDataClient.over`),
+    made once per ``google-cloud-kms`` client and kept as long as that client lives.
+
+    Why: callers holding a ``google-cloud-kms`` client (an Airflow hook's, rewrap's) get the lean
+    calls' lower CPU per call on the same channel and credentials without changing what they hold.
+    Two threads meeting a new client at once may each build one; either is as good.
+    """
+    if isinstance(client, KmsDataClient):
+        return client
+    lean = _OVER.get(client)
+    if lean is None:
+        lean = _OVER.setdefault(client, KmsDataClient.over(client))
+    return lean
