@@ -32,6 +32,7 @@ from kmsflow.kms import (
     new_kms_client,
 )
 from kmsflow.kms.crypto import retry_deadline
+from kmsflow.kms.dataplane import data_client
 
 PATHS = {"gapic": new_kms_client, "lean": new_data_client}
 Factory = Callable[..., Any]
@@ -171,3 +172,15 @@ def test_no_application_default_credentials(
     monkeypatch.setenv("GOOGLE_APPLICATION_CREDENTIALS", str(tmp_path / "missing.json"))
     with pytest.raises(KmsCredentialsError, match=r"missing\.json"):
         path()
+
+
+def test_a_gapic_client_lends_its_channel_once(emulator: Any, key: str) -> None:
+    """``envelope.wrap`` turns whatever client it gets into the lean one: the same lean client for
+    the life of a GAPIC client, calls on its channel, and closing that lean client leaves the GAPIC
+    client working."""
+    with new_kms_client(endpoint=emulator.endpoint) as gapic:
+        lean = data_client(gapic)
+        assert data_client(gapic) is lean and data_client(lean) is lean
+        wrapped = crypto.encrypt(lean, key, b"secret")
+        lean.close()  # not its channel: nothing closes
+        assert crypto.decrypt(gapic, key, wrapped.ciphertext) == b"secret"
