@@ -16,6 +16,7 @@ spelled in ``kmsflow.kms.dataplane``.
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
 from google.protobuf import descriptor_pb2
 
@@ -39,7 +40,7 @@ ROOTS = (
 
 
 def main(source: str, out: str) -> None:
-    fds = descriptor_pb2.FileDescriptorSet.FromString(open(source, "rb").read())
+    fds = descriptor_pb2.FileDescriptorSet.FromString(Path(source).read_bytes())
     kms_files = [f for f in fds.file if f.package == SOURCE_PACKAGE]
     top: dict[str, descriptor_pb2.DescriptorProto | descriptor_pb2.EnumDescriptorProto] = {}
     for f in kms_files:
@@ -113,7 +114,7 @@ def main(source: str, out: str) -> None:
     for name in needed:
         result.file.add().CopyFrom(well_known[name])
     result.file.add().CopyFrom(out_file)
-    open(out, "wb").write(result.SerializeToString())
+    Path(out).write_bytes(result.SerializeToString())
     print(f"{OUT_FILE}: {len(wanted)} top-level types from {SOURCE_PACKAGE}, imports {needed}")
 
 
