@@ -51,7 +51,11 @@ LOCATION = "projects/bench/locations/us-central1"
 
 
 def worker(op: str, src: str, dst: str, endpoint: str, key: str, keyset_file: str) -> None:
-    """Run one operation after imports; print its wall time as JSON."""
+    """Run one operation after imports; print its wall time and the minor page faults of the
+    timed step (every thread of this process) as JSON."""
+    import resource
+
+    faults_before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
     if op.startswith("kmsflow"):
         from kmsflow import envelope
         from kmsflow.kms import new_kms_client
@@ -112,14 +116,17 @@ def worker(op: str, src: str, dst: str, endpoint: str, key: str, keyset_file: st
                         fout.write(block)
             fout.close()
         elapsed = time.perf_counter() - start
-    print(json.dumps({"seconds": elapsed}))
+    faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt - faults_before
+    print(json.dumps({"seconds": elapsed, "minflt": faults}))
 
 
 # ----------------------------------------------------------------------------- orchestration
 
 
 def run_child(argv: list[str], env: dict[str, str] | None = None) -> tuple[float, int, str]:
-    """Run ``argv``; return (wall seconds, peak RSS in KiB of that child alone, stdout)."""
+    """Run ``argv``; return (wall seconds, peak RSS in KiB of that child alone, stdout).
+
+    The child's minor page faults (``ru_minflt``, whole process) are kept in ``CHILD_FAULTS``."""
     start = time.perf_counter()
     proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
     _, status, usage = os.wait4(proc.pid, 0)
@@ -129,7 +136,11 @@ def run_child(argv: list[str], env: dict[str, str] | None = None) -> tuple[float
     err = proc.stderr.read().decode() if proc.stderr else ""
     if proc.returncode != 0:
         raise RuntimeError(f"{argv[:3]} failed ({proc.returncode}): {err.strip()}")
+    CHILD_FAULTS.append(int(usage.ru_minflt))
     return wall, int(usage.ru_maxrss), out
+
+
+CHILD_FAULTS: list[int] = []
 
 
 def start_emulator() -> tuple[subprocess.Popen[str], str]:
@@ -193,6 +204,10 @@ def remove(*paths: Path) -> None:
             side.unlink()
 
 
+FAULTS: dict[str, list[float]] = {}
+"""Minor page faults per MiB of input, per row of :func:`throughput`, one entry per run."""
+
+
 def throughput(work: Path, size: int, runs: int, endpoint: str, key: str) -> dict[str, list[float]]:
     src, enc, dec = work / "big.bin", work / "big.enc", work / "big.out"
     keyset, tenc, tdec = work / "tink.keyset", work / "big.tink", work / "big.tink.out"
@@ -212,6 +227,12 @@ def throughput(work: Path, size: int, runs: int, endpoint: str, key: str) -> dic
     def timed(name: str, argv: list[str], from_stdout: bool) -> None:
         wall, _, out = run_child(argv)
         times.setdefault(name, []).append(json.loads(out)["seconds"] if from_stdout else wall)
+        # Minor faults per MiB of input: a fresh tmpfs page faults once per 4 KiB on first touch
+        # (256 per MiB) unless tmpfs hands out huge pages; buffers the tool allocates and frees
+        # again fault again when malloc returns them to the kernel. Workers report their timed
+        # step only; cp (and age) the whole process, which for them is the step.
+        faults = json.loads(out)["minflt"] if from_stdout else CHILD_FAULTS[-1]
+        FAULTS.setdefault(name, []).append(faults / (size / MiB))
 
     for _ in range(runs):
         timed("cp", ["cp", str(src), str(work / "big.cp")], False)
@@ -336,8 +357,25 @@ def machine() -> str:
     load = os.getloadavg()
     return (
         f"nproc={os.cpu_count()}, CPU {model!r}, Python {platform.python_version()}, "
-        f"{platform.system()} {platform.release()}, load average at start {load[0]:.1f}"
+        f"{platform.system()} {platform.release()}, load average at start {load[0]:.1f}, "
+        f"tmpfs huge pages: {tmpfs_huge_pages()}"
     )
+
+
+def tmpfs_huge_pages() -> str:
+    """Whether tmpfs may back files with huge pages (fewer first-touch faults): the system-wide
+    ``shmem_enabled`` setting and the ``huge=`` option of the ``/dev/shm`` mount."""
+    try:
+        setting = Path("/sys/kernel/mm/transparent_hugepage/shmem_enabled").read_text().strip()
+    except OSError:
+        setting = "unknown"
+    options = "default"
+    with contextlib.suppress(OSError), open("/proc/mounts") as mounts:
+        for line in mounts:
+            fields = line.split()
+            if len(fields) > 3 and fields[1] == "/dev/shm":
+                options = next((o for o in fields[3].split(",") if o.startswith("huge=")), "huge=never")
+    return f"shmem_enabled {setting!r}, /dev/shm {options}"
 
 
 @contextlib.contextmanager
@@ -395,6 +433,15 @@ def main() -> None:
             ratios = [b / t for b, t in zip(times[base], times[tool], strict=True)]
             spread = ", ".join(f"{r:.2f}" for r in ratios)
             print(f"* {label}: **{statistics.median(ratios):.2f}x** ({spread})")
+
+        print(
+            "\n### Minor page faults per MiB of input (median of the runs; 256 = one per fresh 4 KiB page)\n"
+        )
+        print("| tool | faults/MiB | all runs |")
+        print("|---|---:|---|")
+        for name, values in FAULTS.items():
+            spread = ", ".join(f"{v:.0f}" for v in values)
+            print(f"| {name} | {statistics.median(values):.0f} | {spread} |")
 
         print("\n### Peak RSS of the whole `kmsflow` CLI process\n")
         print("| file | operation | peak RSS MiB |")

@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 from google.cloud import kms_v1
@@ -46,8 +47,10 @@ def test_help_and_argument_errors_do_not_load_the_kms_client() -> None:
 HEAVY = ("grpc", "google.cloud.kms_v1", "fsspec", "tink")  # fsspec: URLs with a scheme; tink: unlocking
 
 
-def _loaded_by(argv: list[str], cwd: Path, env: dict[str, str] | None = None) -> tuple[int, list[str]]:
-    """Run ``kmsflow *argv`` in a fresh interpreter; its exit code and which of ``HEAVY`` it loaded."""
+def _loaded_by(
+    argv: list[str], cwd: Path, env: dict[str, str] | None = None, watched: tuple[str, ...] = HEAVY
+) -> tuple[int, list[str]]:
+    """Run ``kmsflow *argv`` in a fresh interpreter; its exit code and which of ``watched`` it loaded."""
     code = (
         "import contextlib, io, json, sys\n"
         "from kmsflow.cli import main\n"
@@ -57,7 +60,7 @@ def _loaded_by(argv: list[str], cwd: Path, env: dict[str, str] | None = None) ->
         f"        rc = main({argv!r})\n"
         "    except SystemExit as exc:\n"
         "        rc = exc.code\n"
-        f"print(json.dumps([rc, [m for m in {HEAVY!r} if m in sys.modules]]))\n"
+        f"print(json.dumps([rc, [m for m in {watched!r} if m in sys.modules]]))\n"
     )
     done = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=cwd, env=env
@@ -91,6 +94,30 @@ def test_commands_without_kms_calls_load_neither_grpc_nor_the_kms_client(
     }
     for argv, expected in cases.items():
         assert _loaded_by(list(argv), tmp_path, env) == (expected, []), argv
+
+
+def test_audit_does_not_build_the_record_model(tmp_path: Path) -> None:
+    """The audit log reads through ``envelope.storage``'s capped reads, whose cap lives apart from
+    the pydantic record model (``envelope.record_caps``)."""
+    AuditLog(str(tmp_path / "audit.log"), actor="test").append(
+        Action.DISABLE, "k/cryptoKeyVersions/1", reason="t"
+    )
+    assert _loaded_by(["audit", "audit.log"], tmp_path, watched=("pydantic",)) == (exits.EXIT_OK, [])
+
+
+def test_encrypt_decrypt_verify_take_the_lean_kms_path(emulator: Any, key: str, tmp_path: Path) -> None:
+    """One KMS call needs neither ``google-cloud-kms`` nor ``google.api_core.retry`` (which imports
+    ``requests``): the lean data path (``kmsflow.kms.dataplane``) makes it."""
+    (tmp_path / "plain.txt").write_bytes(b"hello\n")
+    env = {**os.environ, "KMS_EMULATOR_HOST": emulator.endpoint}
+    watched = ("google.cloud.kms_v1", "google.api_core.retry", "requests", "kmsflow.kms.dataplane")
+    for argv in (
+        ["encrypt", "--key", key, "plain.txt", "plain.enc"],
+        ["verify", "plain.enc"],
+        ["decrypt", "plain.enc", "out.txt"],
+    ):
+        assert _loaded_by(argv, tmp_path, env, watched) == (exits.EXIT_OK, ["kmsflow.kms.dataplane"]), argv
+    assert (tmp_path / "out.txt").read_bytes() == b"hello\n"
 
 
 def test_every_exit_code_is_in_the_help_table_once() -> None:

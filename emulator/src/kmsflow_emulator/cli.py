@@ -40,7 +40,8 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--fault-codes",
         default="UNAVAILABLE",
-        help="comma-separated codes for --fault-rate (UNAVAILABLE, DEADLINE_EXCEEDED, RESOURCE_EXHAUSTED)",
+        help="comma-separated codes for --fault-rate (UNAVAILABLE, DEADLINE_EXCEEDED, RESOURCE_EXHAUSTED; "
+        "or CORRUPT_RESPONSE, UNVERIFIED_REQUEST: answered, wrongly)",
     )
     serve.add_argument(
         "--fault-script", default="", help="comma-separated codes (or OK) answered call by call first"

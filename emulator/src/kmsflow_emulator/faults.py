@@ -3,6 +3,8 @@
 A *script* (a list of status names, ``OK`` meaning "answer normally") is consumed call by call
 first; after it runs out, each call fails with probability ``rate`` with one of ``codes``.
 ``methods`` limits injection to those RPC names (empty: every KMS and IAM call).
+Besides status codes, a fault may be a *corruption* (:data:`CORRUPTIONS`): the call is answered,
+wrongly, so clients' CRC32C checks meet what they exist for.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from __future__ import annotations
 import random
 import threading
 from dataclasses import dataclass, field
+from typing import Any, TypeAlias
 
 import grpc
 
@@ -18,6 +21,30 @@ INJECTABLE = {
     "DEADLINE_EXCEEDED": grpc.StatusCode.DEADLINE_EXCEEDED,
     "RESOURCE_EXHAUSTED": grpc.StatusCode.RESOURCE_EXHAUSTED,
 }
+
+CORRUPTIONS = ("CORRUPT_RESPONSE", "UNVERIFIED_REQUEST")
+"""``CORRUPT_RESPONSE`` flips one bit of the response's first non-empty bytes field and leaves its
+checksum as it was (a corruption in transit); ``UNVERIFIED_REQUEST`` sets every ``verified_*``
+field false (what KMS answers when the request's checksums never reached it)."""
+
+Fault: TypeAlias = "grpc.StatusCode | str"
+"""What :meth:`FaultInjector.next_fault` hands out: a status to fail with, or a corruption name."""
+
+
+def corrupt(response: Any, corruption: str) -> Any:
+    """``response`` (a protobuf message) altered as ``corruption`` says, in place."""
+    fields = response.DESCRIPTOR.fields
+    if corruption == "UNVERIFIED_REQUEST":
+        for field in fields:
+            if field.name.startswith("verified_"):
+                setattr(response, field.name, False)
+        return response
+    for field in fields:
+        value = getattr(response, field.name)
+        if field.type == field.TYPE_BYTES and value:
+            setattr(response, field.name, value[:-1] + bytes([value[-1] ^ 1]))
+            break
+    return response
 
 
 @dataclass
@@ -32,8 +59,9 @@ class FaultPlan:
         if not 0.0 <= self.rate <= 1.0:
             raise ValueError(f"fault rate must be within [0, 1], got {self.rate}")
         for name in [*self.codes, *self.script]:
-            if name != "OK" and name not in INJECTABLE:
-                raise ValueError(f"cannot inject {name!r}: choose from OK, {', '.join(sorted(INJECTABLE))}")
+            if name != "OK" and name not in INJECTABLE and name not in CORRUPTIONS:
+                choices = ", ".join([*sorted(INJECTABLE), *CORRUPTIONS])
+                raise ValueError(f"cannot inject {name!r}: choose from OK, {choices}")
         if self.rate > 0 and not self.codes:
             raise ValueError("a fault rate needs at least one code")
 
@@ -61,8 +89,8 @@ class FaultInjector:
                 "injected": self._injected,
             }
 
-    def next_fault(self, method: str) -> grpc.StatusCode | None:
-        """The status to fail this call with, or None to answer normally."""
+    def next_fault(self, method: str) -> Fault | None:
+        """The status to fail this call with, the corruption to answer it with, or None."""
         with self._lock:
             plan = self._plan
             if plan.methods and method not in plan.methods:
@@ -76,4 +104,5 @@ class FaultInjector:
             if name == "OK":
                 return None
             self._injected += 1
-            return INJECTABLE[name]
+            status: Fault = INJECTABLE.get(name, name)
+            return status

@@ -27,7 +27,7 @@ from kmsflow_emulator.backend import (
     Backend,
 )
 from kmsflow_emulator.errors import EmulatorError
-from kmsflow_emulator.faults import FaultInjector, FaultPlan
+from kmsflow_emulator.faults import FaultInjector, FaultPlan, corrupt
 
 log = logging.getLogger(__name__)
 
@@ -119,12 +119,13 @@ class EmulatorServer:
 
         def handle(request: Any, context: grpc.ServicerContext) -> Any:
             fault = faults.next_fault(rpc)
-            if fault is not None:
+            if isinstance(fault, grpc.StatusCode):
                 context.abort(fault, f"kmsflow emulator: injected {fault.name} for {rpc}")
             try:
-                return func(backend, request, _principal(context))
+                response = func(backend, request, _principal(context))
             except EmulatorError as exc:
                 context.abort(exc.code, exc.message)
+            return response if fault is None else corrupt(response, fault)
 
         return handle
 

@@ -18,15 +18,29 @@ from kmsflow.cli.progress import note, progress_bar, show_progress
 from kmsflow.display import printable
 
 if TYPE_CHECKING:
-    from google.cloud.kms_v1 import KeyManagementServiceClient as KmsClient
-
     from kmsflow.envelope.progress import Progress
     from kmsflow.envelope.walk import Obstacle
+    from google.cloud import kms_v1
+
+    from kmsflow.kms.dataplane import KmsDataClient
 
 
 @contextmanager
-def _kms_with_progress(args: argparse.Namespace) -> Iterator[tuple[KmsClient, Progress | None]]:
-    """A KMS client (imported here: gRPC is slow to load) and, on a terminal, a progress bar."""
+def _kms_with_progress(args: argparse.Namespace) -> Iterator[tuple[KmsDataClient, Progress | None]]:
+    """The lean KMS data client (imported here: gRPC is slow to load; one Encrypt or Decrypt needs
+    no ``google-cloud-kms``) and, on a terminal, a progress bar."""
+    from kmsflow.kms.client import new_data_client
+
+    with new_data_client() as client, progress_bar(show_progress(args)) as progress:
+        yield client, progress
+
+
+@contextmanager
+def _signing_kms_with_progress(
+    args: argparse.Namespace,
+) -> Iterator[tuple[kms_v1.KeyManagementServiceClient, Progress | None]]:
+    """google-cloud-kms's client, for commands that sign or name a signing key (they list a key's
+    versions and call AsymmetricSign / GetPublicKey through it), and a progress bar."""
     from kmsflow.kms.client import new_kms_client
 
     with new_kms_client() as client, progress_bar(show_progress(args)) as progress:
@@ -37,7 +51,8 @@ def _cmd_encrypt(args: argparse.Namespace) -> int:
     from kmsflow import envelope
 
     omitted: list[Obstacle] | None = [] if args.skip_unsupported else None
-    with _kms_with_progress(args) as (client, progress):
+    kms = _signing_kms_with_progress if args.sign_with else _kms_with_progress
+    with kms(args) as (client, progress):
         record = envelope.encrypt(
             client, args.key, args.src, args.dst, progress=progress, omitted=omitted, sign_with=args.sign_with
         )
@@ -52,11 +67,15 @@ def _cmd_encrypt(args: argparse.Namespace) -> int:
 def _cmd_decrypt(args: argparse.Namespace) -> int:
     from kmsflow import envelope
 
-    with _kms_with_progress(args) as (client, progress):
-        env = envelope.Envelope.open(args.src)
-        if args.signer is not None:  # the key commitment too: the data key is at hand
+    if args.signer is not None:  # the key commitment too: the data key is at hand
+        with _signing_kms_with_progress(args) as (client, progress):
+            env = envelope.Envelope.open(args.src)
             envelope.verify_signature(env, args.signer, client=client, key=env.unlock(client))
-        env.decrypt(client, args.dst, progress=progress)
+            env.decrypt(client, args.dst, progress=progress)
+    else:
+        with _kms_with_progress(args) as (data_client, progress):
+            env = envelope.Envelope.open(args.src)
+            env.decrypt(data_client, args.dst, progress=progress)
     signed = f", signed by {args.signer}" if args.signer else ""
     note(args, f"decrypted {len(env.record.files)} file(s) into {args.dst}{signed}")
     return EXIT_OK
@@ -99,7 +118,7 @@ def _verify_signature(args: argparse.Namespace) -> int:
 def _cmd_sign(args: argparse.Namespace) -> int:
     from kmsflow import envelope
 
-    with _kms_with_progress(args) as (client, progress):
+    with _signing_kms_with_progress(args) as (client, progress):
         env = envelope.Envelope.open(args.src)
         statement = envelope.sign_envelope(client, env, args.key, replace=args.replace, progress=progress)
     note(args, f"signed envelope {statement.envelope_id} with {statement.signer.crypto_key_version}")

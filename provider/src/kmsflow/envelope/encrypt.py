@@ -24,11 +24,9 @@ from __future__ import annotations
 import io
 import os
 import secrets
-from typing import IO
+from typing import IO, TYPE_CHECKING
 
 import tink
-from google.api_core.retry import Retry
-from google.cloud import kms_v1
 
 from kmsflow.clock import record_time
 from kmsflow.envelope import manifest, signature
@@ -66,6 +64,11 @@ from kmsflow.envelope.streams import WriteBehind, write_behind, write_through
 from kmsflow.envelope.walk import Obstacle, inside
 from kmsflow.envelope.wrap import wrap_key
 
+if TYPE_CHECKING:
+    from google.api_core.retry import Retry
+
+    from kmsflow.kms.crypto import CryptoClient
+
 
 def new_envelope_id() -> str:
     """128 random bits as 32 lowercase hex characters."""
@@ -73,7 +76,7 @@ def new_envelope_id() -> str:
 
 
 def encrypt(
-    client: kms_v1.KeyManagementServiceClient,
+    client: CryptoClient,
     key_name: str,
     src: str | Location,
     dst: str | Location,
@@ -116,7 +119,7 @@ def encrypt(
 
 
 def encrypt_bytes(
-    client: kms_v1.KeyManagementServiceClient,
+    client: CryptoClient,
     key_name: str,
     data: bytes,
     dst: str | Location,
@@ -169,7 +172,7 @@ class _BytesSource:
 
 
 def _seal(
-    client: kms_v1.KeyManagementServiceClient,
+    client: CryptoClient,
     key_name: str,
     kind: str,
     sizes: dict[str, int],
@@ -185,7 +188,8 @@ def _seal(
     envelope_id = new_envelope_id()
     key = DataKey.generate()
     wrap = wrap_key(client, key_name, key, envelope_id, retry=retry)
-    signer = signature.signing_key(client, sign_with) if sign_with is not None else None
+    signing = signature.signing_client(client) if sign_with is not None else None
+    signer = signature.signing_key(signing, sign_with) if signing and sign_with else None
 
     progress.start(sum(sizes.values()), label)
     entries: list[FileEntry] = []
@@ -206,9 +210,9 @@ def _seal(
             "files": [e.model_dump(mode="json") for e in entries],
         }
         record = manifest.seal(key, fields)
-        if signer is not None:
+        if signing is not None and signer is not None:
             statement = signature.make_statement(record, sha256, key, signer)
-            signed = signature.sign_statement(client, signer, statement, retry=retry)
+            signed = signature.sign_statement(signing, signer, statement, retry=retry)
             with staging.writer(signature_location(dest, kind)) as f:
                 f.write(signed.to_json())
         with staging.writer(record_location(dest, kind)) as f:

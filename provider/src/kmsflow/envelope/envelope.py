@@ -51,9 +51,9 @@ from kmsflow.envelope.streams import BinarySink, ChecksumReader, plaintext_piece
 
 if TYPE_CHECKING:  # gRPC, the KMS client and Tink are loaded to unlock a key, not by inspect
     from google.api_core.retry import Retry
-    from google.cloud import kms_v1
 
     from kmsflow.envelope.keyset import DataKey
+    from kmsflow.kms.crypto import CryptoClient
 
 
 class _NullSink:
@@ -132,7 +132,7 @@ class Envelope:
             "files": [f.model_dump(mode="json") for f in r.files],
         }
 
-    def unlock(self, client: kms_v1.KeyManagementServiceClient, *, retry: Retry | None = None) -> DataKey:
+    def unlock(self, client: CryptoClient, *, retry: Retry | None = None) -> DataKey:
         """Unwrap the data key (one KMS Decrypt, cached in memory) and authenticate the record.
 
         ``retry`` bounds how long transient KMS errors are retried (None: ``crypto.default_retry()``),
@@ -188,7 +188,7 @@ class Envelope:
 
     def verify(
         self,
-        client: kms_v1.KeyManagementServiceClient,
+        client: CryptoClient,
         *,
         progress: Progress | None = None,
         retry: Retry | None = None,
@@ -212,7 +212,7 @@ class Envelope:
 
     def decrypt(
         self,
-        client: kms_v1.KeyManagementServiceClient,
+        client: CryptoClient,
         dst: str | Location,
         *,
         progress: Progress | None = None,
@@ -245,7 +245,7 @@ class Envelope:
                     except OSError as exc:  # the last pieces failed to write (a full disk, a 412)
                         raise write_failure(target.url, exc, "writing plaintext") from None
 
-    def read_bytes(self, client: kms_v1.KeyManagementServiceClient, *, retry: Retry | None = None) -> bytes:
+    def read_bytes(self, client: CryptoClient, *, retry: Retry | None = None) -> bytes:
         """Decrypt a file envelope into memory; return its plaintext once every byte authenticated.
 
         For values that must never touch storage as plaintext (the XCom backend's); the size held
@@ -325,7 +325,7 @@ def inspect(src: str | Location) -> dict[str, Any]:
 
 
 def verify(
-    client: kms_v1.KeyManagementServiceClient,
+    client: CryptoClient,
     src: str | Location,
     *,
     progress: Progress | None = None,
@@ -338,7 +338,7 @@ def verify(
 
 
 def decrypt(
-    client: kms_v1.KeyManagementServiceClient,
+    client: CryptoClient,
     src: str | Location,
     dst: str | Location,
     *,

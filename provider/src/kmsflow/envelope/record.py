@@ -18,7 +18,6 @@ import binascii
 import itertools
 import json
 import re
-from collections.abc import Iterable
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
@@ -27,6 +26,12 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationErr
 
 from kmsflow.envelope.aad import FORMAT_VERSION
 from kmsflow.envelope.errors import RecordInvalidError, UnsupportedFormatError
+from kmsflow.envelope.record_caps import ENTRY_BOUND as ENTRY_BOUND
+from kmsflow.envelope.record_caps import MAX_RECORD_FILES as MAX_RECORD_FILES
+from kmsflow.envelope.record_caps import MAX_RECORD_SIZE as MAX_RECORD_SIZE
+from kmsflow.envelope.record_caps import RECORD_BOUND as RECORD_BOUND
+from kmsflow.envelope.record_caps import record_size_bound as record_size_bound
+from kmsflow.envelope.record_caps import record_too_large as record_too_large
 
 FORMAT_NAME = "kmsflow.envelope"
 RECORD_MEDIA_TYPE = "application/json"
@@ -38,21 +43,6 @@ VERSION_NAME = re.compile(
 """A full CryptoKeyVersion resource name."""
 _TIMESTAMP = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}Z")
 _TIMESTAMP_PROBLEM = "must be a valid UTC time spelled YYYY-MM-DDTHH:MM:SSZ"
-
-MAX_RECORD_FILES = 200_000
-"""The most files one envelope may hold. ``encrypt`` refuses a larger dataset before any KMS call
-(split it into several envelopes, or pack it into fewer shards); readers refuse a longer list."""
-ENTRY_BOUND = 300
-"""Bytes a file entry takes in a record beyond its JSON-quoted path, at most: ~150 in the record's
-indented JSON (with 20-digit sizes), and its compact copy in the manifest (~110) grown by 4/3 by
-base64. The path itself counts 7/3 times: once in the record, 4/3 times in the manifest."""
-RECORD_BOUND = 8 << 10
-"""Bytes a record takes besides its file entries, at most (ids, key names, the wrapped keyset)."""
-MAX_RECORD_SIZE = 128 << 20
-"""The largest record a reader accepts (bytes), sized for :data:`MAX_RECORD_FILES`: 200,000 entries
-of :data:`ENTRY_BOUND` + 7/3 x their quoted path fit in 128 MiB for paths averaging up to ~155
-bytes. Why a cap: a record is input written by whoever may encrypt, and parsing one costs about 20x
-its size in memory; readers read at most this + 1 bytes of it (``storage.read_file``)."""
 
 
 def _timestamp(value: str) -> str:
@@ -213,21 +203,6 @@ class EnvelopeRecord(BaseModel):
             raise RecordInvalidError(
                 f"{where}: invalid envelope record field {loc!r}: {first['msg']}"
             ) from None
-
-
-def record_too_large(where: str) -> str:
-    """The message for a record past :data:`MAX_RECORD_SIZE` (read no further than that)."""
-    return f"{where}: record larger than {MAX_RECORD_SIZE >> 20} MiB, the format's limit; not read"
-
-
-def record_size_bound(paths: Iterable[str]) -> int:
-    """At most how many bytes the record of a dataset holding ``paths`` takes (see
-    :data:`ENTRY_BOUND`), so that encrypt can refuse up front what readers would refuse."""
-    total = RECORD_BOUND
-    for path in paths:
-        quoted = len(json.dumps(path, ensure_ascii=False).encode())
-        total += ENTRY_BOUND + -(-7 * quoted // 3)
-    return total
 
 
 def authenticated_view(record: dict[str, Any]) -> dict[str, Any]:

@@ -52,6 +52,7 @@ if TYPE_CHECKING:
     from kmsflow.envelope.envelope import Envelope
     from kmsflow.envelope.keyset import DataKey
     from kmsflow.envelope.progress import Progress
+    from kmsflow.kms.crypto import CryptoClient
 
 SIGNATURE_FORMAT = "kmsflow.signature"
 MAX_SIGNATURE_RECORD_SIZE = 256 << 20
@@ -112,6 +113,16 @@ class SignatureRecord:
 
 
 # ----------------------------------------------------------------------------- signing
+
+
+def signing_client(client: CryptoClient) -> kms_v1.KeyManagementServiceClient:
+    """``client`` as google-cloud-kms's: signing lists a key's versions and signs through it. The
+    lean data client (:mod:`kmsflow.kms.dataplane`) serves only the data calls of encrypt/decrypt."""
+    from kmsflow.kms.dataplane import KmsDataClient
+
+    if isinstance(client, KmsDataClient):
+        raise TypeError("signing needs a google-cloud-kms client (kmsflow.kms.client.new_kms_client)")
+    return client
 
 
 def signing_key(client: kms_v1.KeyManagementServiceClient, key: str) -> PublicKey:

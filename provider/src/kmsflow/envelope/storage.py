@@ -4,7 +4,7 @@ Local paths use the ``os`` module directly (atomic ``rename``/``link`` need it).
 scheme other than ``file://`` goes through fsspec; ``gs://`` goes through gcsfs, built by
 :func:`gcs_filesystem` so that the GCS emulator (``STORAGE_EMULATOR_HOST``) is honoured in one
 place. All reads and writes of data are streams: only a record is ever read whole, and never more
-than ``record.MAX_RECORD_SIZE`` + 1 bytes of it (:func:`read_file`, :func:`read_object`).
+than ``record_caps.MAX_RECORD_SIZE`` + 1 bytes of it (:func:`read_file`, :func:`read_object`).
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import IO, TYPE_CHECKING, Any
 
 from kmsflow.envelope.errors import EnvelopeIOError, RecordInvalidError
-from kmsflow.envelope.record import MAX_RECORD_SIZE, record_too_large
+from kmsflow.envelope.record_caps import MAX_RECORD_SIZE, record_too_large
 from kmsflow.envelope.walk import Tree, walk
 
 if TYPE_CHECKING:  # fsspec (and asyncio under it) is imported for a URL with a scheme, not for local paths

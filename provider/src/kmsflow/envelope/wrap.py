@@ -5,12 +5,14 @@ wrapped keyset moved into another envelope's record, or a record whose id was ed
 by KMS itself. A KMS "invalid argument" on Decrypt therefore means the record was altered (or names
 the wrong key) and is reported as :class:`TamperedError`; other KMS errors (permission denied,
 version disabled or destroyed, unavailable) pass through with their own types.
+
+Both calls go through the lean data path (:func:`kmsflow.kms.dataplane.data_client`), whichever
+client the caller holds: a ``google-cloud-kms`` client lends it its channel.
 """
 
 from __future__ import annotations
 
-from google.api_core.retry import Retry
-from google.cloud import kms_v1
+from typing import TYPE_CHECKING
 
 from kmsflow.clock import record_time
 from kmsflow.envelope.aad import keyset_aad
@@ -18,11 +20,17 @@ from kmsflow.envelope.errors import TamperedError
 from kmsflow.envelope.keyset import DataKey
 from kmsflow.envelope.record import KeyWrap, encode_b64
 from kmsflow.kms import crypto
+from kmsflow.kms.dataplane import data_client
 from kmsflow.kms.errors import KmsInvalidArgumentError
+
+if TYPE_CHECKING:
+    from google.api_core.retry import Retry
+
+    from kmsflow.kms.crypto import CryptoClient
 
 
 def wrap_key(
-    client: kms_v1.KeyManagementServiceClient,
+    client: CryptoClient,
     key_name: str,
     key: DataKey,
     envelope_id: str,
@@ -38,7 +46,7 @@ def wrap_key(
 
 
 def wrap_keyset(
-    client: kms_v1.KeyManagementServiceClient,
+    client: CryptoClient,
     key_name: str,
     keyset: bytes,
     envelope_id: str,
@@ -51,7 +59,7 @@ def wrap_keyset(
     Why separate: rewrap wraps the exact bytes it unwrapped, and runs its KMS calls back to back with
     no other work between them (see ``kmsflow.lifecycle.rewrap``).
     """
-    return crypto.encrypt(client, key_name, keyset, keyset_aad(envelope_id), retry=retry)
+    return crypto.encrypt(data_client(client), key_name, keyset, keyset_aad(envelope_id), retry=retry)
 
 
 def key_wrap(wrapped: crypto.Wrapped) -> KeyWrap:
@@ -65,7 +73,7 @@ def key_wrap(wrapped: crypto.Wrapped) -> KeyWrap:
 
 
 def unwrap_key(
-    client: kms_v1.KeyManagementServiceClient,
+    client: CryptoClient,
     wrap: KeyWrap,
     envelope_id: str,
     where: str,
@@ -80,7 +88,7 @@ def unwrap_key(
 
 
 def unwrap_keyset(
-    client: kms_v1.KeyManagementServiceClient,
+    client: CryptoClient,
     wrap: KeyWrap,
     envelope_id: str,
     where: str,
@@ -97,7 +105,7 @@ def unwrap_keyset(
         )
     try:
         return crypto.decrypt(
-            client, wrap.crypto_key, wrap.wrapped_bytes(), keyset_aad(envelope_id), retry=retry
+            data_client(client), wrap.crypto_key, wrap.wrapped_bytes(), keyset_aad(envelope_id), retry=retry
         )
     except KmsInvalidArgumentError as exc:
         raise TamperedError(

@@ -1,4 +1,5 @@
-"""Typed access to Cloud KMS over the real ``google-cloud-kms`` client (no Airflow)."""
+"""Typed access to Cloud KMS (no Airflow): ``google-cloud-kms``'s client for every call, and the lean
+:class:`KmsDataClient` for the data-plane calls on the hot path (``new_data_client``)."""
 
 from typing import TYPE_CHECKING
 
@@ -8,11 +9,13 @@ if TYPE_CHECKING:
         PRINCIPAL_ENV,
         PRINCIPAL_METADATA_KEY,
         emulator_host,
+        new_data_client,
         new_kms_client,
     )
     from kmsflow.kms.clock import emulator_now
     from kmsflow.kms.crc import crc32c
     from kmsflow.kms.crypto import Wrapped, decrypt, default_retry, encrypt, key_of
+    from kmsflow.kms.dataplane import KmsDataClient
     from kmsflow.kms.errors import (
         ConfirmationError,
         ErasureRefusedError,
@@ -41,11 +44,13 @@ else:  # each name is imported on first use (kmsflow.lazy): importing the packag
                 "PRINCIPAL_ENV",
                 "PRINCIPAL_METADATA_KEY",
                 "emulator_host",
+                "new_data_client",
                 "new_kms_client",
             ),
             "kmsflow.kms.clock": ("emulator_now",),
             "kmsflow.kms.crc": ("crc32c",),
             "kmsflow.kms.crypto": ("Wrapped", "decrypt", "default_retry", "encrypt", "key_of"),
+            "kmsflow.kms.dataplane": ("KmsDataClient",),
             "kmsflow.kms.errors": (
                 "ConfirmationError",
                 "ErasureRefusedError",
@@ -78,6 +83,7 @@ __all__ = [
     "KmsAlreadyExistsError",
     "KmsConflictError",
     "KmsCredentialsError",
+    "KmsDataClient",
     "KmsError",
     "KmsGuardError",
     "KmsIntegrityError",
@@ -93,5 +99,6 @@ __all__ = [
     "emulator_now",
     "encrypt",
     "key_of",
+    "new_data_client",
     "new_kms_client",
 ]

@@ -4,67 +4,58 @@ These wrap small secrets (data keys, short values). Every request carries CRC32C
 payload; every response is checked against the checksums KMS returns, so corruption in either
 direction is an error, never silently wrong bytes. Transient errors (UNAVAILABLE,
 DEADLINE_EXCEEDED, RESOURCE_EXHAUSTED) are retried with jittered exponential backoff under a total
-deadline, using ``google.api_core.retry.Retry`` rather than a hand-written loop.
+deadline (:mod:`kmsflow.kms.backoff`). ``client`` is either path to KMS: the lean
+:class:`~kmsflow.kms.dataplane.KmsDataClient` (the CLI's encrypt, decrypt and verify) or a
+``google-cloud-kms`` client (an Airflow hook's); both answer with the same protobuf message, so one
+set of checks serves both.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
-from contextvars import ContextVar
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 from google.api_core import exceptions as gexc
-from google.api_core import retry as gretry
-from google.cloud import kms_v1
+from google.protobuf.wrappers_pb2 import Int64Value
 
+from kmsflow.kms.backoff import INITIAL, MAXIMUM, MULTIPLIER, current_deadline
+from kmsflow.kms.backoff import is_transient as is_transient  # also spelled from here, as before
+from kmsflow.kms.backoff import retry_deadline as retry_deadline
 from kmsflow.kms.crc import crc32c
-from kmsflow.kms.errors import KmsIntegrityError, is_credentials_failure, translate
+from kmsflow.kms.dataplane import KmsDataClient
+from kmsflow.kms.errors import KmsIntegrityError, translate
 
-TRANSIENT = (gexc.ServiceUnavailable, gexc.DeadlineExceeded, gexc.ResourceExhausted)
+if TYPE_CHECKING:
+    from google.api_core import retry as gretry
+    from google.cloud import kms_v1
 
-
-def is_transient(exc: BaseException) -> bool:
-    """The retry predicate: a transient status, unless it is a credentials refresh failure.
-
-    gRPC reports a failed token refresh as UNAVAILABLE; google-auth has already retried what it
-    could, and retrying the call would only delay "no usable credentials" by the whole deadline.
-    """
-    return isinstance(exc, TRANSIENT) and not is_credentials_failure(exc)
-
-
-_DEADLINE: ContextVar[float] = ContextVar("kmsflow_kms_deadline", default=60.0)
+    CryptoClient = KmsDataClient | kms_v1.KeyManagementServiceClient
+    """Either path to Encrypt/Decrypt: the lean :class:`KmsDataClient` or ``google-cloud-kms``'s."""
 
 
 def default_retry(deadline: float | None = None) -> gretry.Retry:
-    """Jittered exponential backoff (0.1 s doubling to 5 s) on transient codes, for ``deadline`` s.
-
-    Without ``deadline``: the one :func:`retry_deadline` put in force here, else 60 s.
+    """:mod:`kmsflow.kms.backoff`'s policy as a ``google.api_core`` ``Retry``, for ``google-cloud-kms``
+    calls: jittered exponential backoff (0.1 s doubling to 5 s) on transient codes, for ``deadline``
+    s (without it: the one :func:`retry_deadline` put in force, else 60 s).
     """
+    from google.api_core import retry as gretry
+
     return gretry.Retry(
         predicate=is_transient,
-        initial=0.1,
-        maximum=5.0,
-        multiplier=2.0,
-        timeout=_DEADLINE.get() if deadline is None else deadline,
+        initial=INITIAL,
+        maximum=MAXIMUM,
+        multiplier=MULTIPLIER,
+        timeout=current_deadline() if deadline is None else deadline,
     )
 
 
-@contextmanager
-def retry_deadline(seconds: float) -> Iterator[None]:
-    """Make ``seconds`` the retry deadline of every kmsflow KMS call made in this context.
-
-    Why ambient rather than a parameter: resource, IAM and key-spec functions make their KMS calls
-    several layers down, and the deadline belongs to whoever calls (an Airflow connection), not to
-    each function. A ``ContextVar`` is per thread (and per asyncio task): a plain thread started
-    inside the block does not inherit it, so kmsflow fans out over
-    :class:`kmsflow.pools.ContextThreadPool`, which runs each task in a copy of the caller's context.
-    """
-    token = _DEADLINE.set(seconds)
-    try:
-        yield
-    finally:
-        _DEADLINE.reset(token)
+def _call(client: CryptoClient, method: str, request: dict[str, Any], retry: gretry.Retry | None) -> Any:
+    """The raw protobuf response of ``method`` ("encrypt", "decrypt") through either client, so the
+    checks below read the same message type whichever path answered."""
+    if isinstance(client, KmsDataClient):
+        return getattr(client, method)(request, retry=retry)
+    answer = getattr(client, method)(request=request, retry=retry or default_retry())
+    return type(answer).pb(answer)
 
 
 @dataclass(frozen=True)
@@ -76,7 +67,7 @@ class Wrapped:
 
 
 def encrypt(
-    client: kms_v1.KeyManagementServiceClient,
+    client: CryptoClient,
     key_name: str,
     plaintext: bytes,
     aad: bytes = b"",
@@ -85,28 +76,26 @@ def encrypt(
 ) -> Wrapped:
     """Encrypt ``plaintext`` under ``key_name`` (a CryptoKey: its primary; or a version)."""
     action = f"encrypt with {key_name}"
+    request = {
+        "name": key_name,
+        "plaintext": plaintext,
+        "plaintext_crc32c": Int64Value(value=crc32c(plaintext)),
+        "additional_authenticated_data": aad,
+        "additional_authenticated_data_crc32c": Int64Value(value=crc32c(aad)),
+    }
     try:
-        response = client.encrypt(
-            request={
-                "name": key_name,
-                "plaintext": plaintext,
-                "plaintext_crc32c": crc32c(plaintext),
-                "additional_authenticated_data": aad,
-                "additional_authenticated_data_crc32c": crc32c(aad),
-            },
-            retry=retry or default_retry(),
-        )
+        response = _call(client, "encrypt", request, retry)
     except gexc.GoogleAPIError as exc:
         raise translate(exc, action) from exc
     if not response.verified_plaintext_crc32c or not response.verified_additional_authenticated_data_crc32c:
         raise KmsIntegrityError(f"{action}: KMS did not verify the request checksums")
-    if response.ciphertext_crc32c != crc32c(response.ciphertext):
+    if not _crc_matches(response, "ciphertext"):
         raise KmsIntegrityError(f"{action}: the ciphertext was corrupted in transit")
     return Wrapped(ciphertext=response.ciphertext, key_version=response.name)
 
 
 def decrypt(
-    client: kms_v1.KeyManagementServiceClient,
+    client: CryptoClient,
     key_name: str,
     ciphertext: bytes,
     aad: bytes = b"",
@@ -115,22 +104,28 @@ def decrypt(
 ) -> bytes:
     """Decrypt a ``ciphertext`` produced by any version of the CryptoKey ``key_name``."""
     action = f"decrypt with {key_name}"
+    request = {
+        "name": key_name,
+        "ciphertext": ciphertext,
+        "ciphertext_crc32c": Int64Value(value=crc32c(ciphertext)),
+        "additional_authenticated_data": aad,
+        "additional_authenticated_data_crc32c": Int64Value(value=crc32c(aad)),
+    }
     try:
-        response = client.decrypt(
-            request={
-                "name": key_name,
-                "ciphertext": ciphertext,
-                "ciphertext_crc32c": crc32c(ciphertext),
-                "additional_authenticated_data": aad,
-                "additional_authenticated_data_crc32c": crc32c(aad),
-            },
-            retry=retry or default_retry(),
-        )
+        response = _call(client, "decrypt", request, retry)
     except gexc.GoogleAPIError as exc:
         raise translate(exc, action) from exc
-    if response.plaintext_crc32c != crc32c(response.plaintext):
+    if not _crc_matches(response, "plaintext"):
         raise KmsIntegrityError(f"{action}: the plaintext was corrupted in transit")
     return bytes(response.plaintext)
+
+
+def _crc_matches(response: Any, field: str) -> bool:
+    """Whether the response carries ``<field>_crc32c`` and it is the CRC32C of ``<field>``."""
+    checksum = f"{field}_crc32c"
+    return bool(response.HasField(checksum)) and getattr(response, checksum).value == crc32c(
+        getattr(response, field)
+    )
 
 
 def key_of(version_name: str) -> str:
