@@ -18,10 +18,10 @@ from kmsflow.cli.progress import note, progress_bar, show_progress
 from kmsflow.display import printable
 
 if TYPE_CHECKING:
-    from kmsflow.envelope.progress import Progress
-    from kmsflow.envelope.walk import Obstacle
     from google.cloud import kms_v1
 
+    from kmsflow.envelope.progress import Progress
+    from kmsflow.envelope.walk import Obstacle
     from kmsflow.kms.dataplane import KmsDataClient
 
 
