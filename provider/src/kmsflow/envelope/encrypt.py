@@ -7,7 +7,8 @@ Order of work, and why:
    refuse (too many files, docs/FORMAT.md §2) is refused -- and refuse a destination that exists
    (nothing is overwritten), lies inside the source, or inside another envelope;
 2. generate a fresh Tink keyset and wrap it with ONE KMS Encrypt *before* streaming, so a wrong
-   key, a missing permission or a disabled primary fails in milliseconds, not after an hour;
+   key, a missing permission or a disabled primary fails in milliseconds, not after an hour (or,
+   for a recipient, locally for its public key: :func:`encrypt_for`);
 3. stream every file through Tink streaming AEAD (AAD = envelope id + relative path) into staged
    outputs, counting and checksumming (CRC32C) the ciphertext on the way (one pass, constant memory);
 4. seal the record's fields into the manifest, write the record last, publish atomically.
@@ -17,6 +18,8 @@ from __future__ import annotations
 
 import os
 import secrets
+from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import tink
 from google.api_core.retry import Retry
@@ -48,6 +51,8 @@ from kmsflow.envelope.record import (
     MAX_RECORD_SIZE,
     EnvelopeRecord,
     FileEntry,
+    KeyWrap,
+    RecipientWrap,
     record_size_bound,
 )
 from kmsflow.envelope.staging import Staging, stage, write_failure
@@ -55,6 +60,9 @@ from kmsflow.envelope.storage import TINK_CHUNK_SIZE, Location, chunks, resolve
 from kmsflow.envelope.streams import WriteBehind, write_behind, write_through
 from kmsflow.envelope.walk import Obstacle, inside
 from kmsflow.envelope.wrap import wrap_key
+
+if TYPE_CHECKING:
+    from kmsflow.kms.public_key import PublicKey
 
 
 def new_envelope_id() -> str:
@@ -84,6 +92,40 @@ def encrypt(
     after a successful encrypt would lose what was left out. Pass a list as ``omitted`` to leave
     such entries out instead: each is appended to it, for the caller to report.
     """
+
+    def wrap(key: DataKey, envelope_id: str) -> KeyWrap:
+        return wrap_key(client, key_name, key, envelope_id, retry=retry)
+
+    return _encrypt(src, dst, wrap, progress=progress, omitted=omitted)
+
+
+def encrypt_for(
+    recipient: PublicKey,
+    src: str | Location,
+    dst: str | Location,
+    *,
+    progress: Progress | None = None,
+    omitted: list[Obstacle] | None = None,
+) -> EnvelopeRecord:
+    """:func:`encrypt` for a recipient: the data key is wrapped locally for ``recipient``'s public
+    key (``kmsflow.envelope.recipient``), with no KMS call and no credentials. Only a holder of the
+    KMS decrypt/decapsulate permission on ``recipient.version_name`` can open the envelope."""
+    from kmsflow.envelope import recipient as recipients
+
+    def wrap(key: DataKey, envelope_id: str) -> RecipientWrap:
+        return recipients.wrap_key(recipient, key, envelope_id)
+
+    return _encrypt(src, dst, wrap, progress=progress, omitted=omitted)
+
+
+def _encrypt(
+    src: str | Location,
+    dst: str | Location,
+    wrap: Callable[[DataKey, str], KeyWrap | RecipientWrap],
+    *,
+    progress: Progress | None,
+    omitted: list[Obstacle] | None,
+) -> EnvelopeRecord:
     source = resolve(src) if isinstance(src, str) else src
     dest = resolve(dst) if isinstance(dst, str) else dst
     progress = progress or NoProgress()
@@ -98,7 +140,7 @@ def encrypt(
 
     envelope_id = new_envelope_id()
     key = DataKey.generate()
-    wrap = wrap_key(client, key_name, key, envelope_id, retry=retry)
+    wrapped = wrap(key, envelope_id)
 
     progress.start(sum(sizes.values()), f"encrypt {source.name}")
     entries: list[FileEntry] = []
@@ -109,7 +151,7 @@ def encrypt(
             "envelope_id": envelope_id,
             "kind": kind,
             "created": record_time(),
-            "key": wrap.model_dump(mode="json"),
+            "key": wrapped.model_dump(mode="json"),
             "files": [e.model_dump(mode="json") for e in entries],
         }
         record = manifest.seal(key, fields)

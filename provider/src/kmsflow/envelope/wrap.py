@@ -5,6 +5,9 @@ wrapped keyset moved into another envelope's record, or a record whose id was ed
 by KMS itself. A KMS "invalid argument" on Decrypt therefore means the record was altered (or names
 the wrong key) and is reported as :class:`TamperedError`; other KMS errors (permission denied,
 version disabled or destroyed, unavailable) pass through with their own types.
+
+Unwrapping dispatches on the record's ``key``: a recipient wrap (public-key envelope) is opened by
+``kmsflow.envelope.recipient`` with the same guarantees, so every reader goes through here.
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ from kmsflow.clock import record_time
 from kmsflow.envelope.aad import keyset_aad
 from kmsflow.envelope.errors import TamperedError
 from kmsflow.envelope.keyset import DataKey
-from kmsflow.envelope.record import KeyWrap, encode_b64
+from kmsflow.envelope.record import KeyWrap, RecipientWrap, encode_b64
 from kmsflow.kms import crypto
 from kmsflow.kms.errors import KmsInvalidArgumentError
 
@@ -66,7 +69,7 @@ def key_wrap(wrapped: crypto.Wrapped) -> KeyWrap:
 
 def unwrap_key(
     client: kms_v1.KeyManagementServiceClient,
-    wrap: KeyWrap,
+    wrap: KeyWrap | RecipientWrap,
     envelope_id: str,
     where: str,
     *,
@@ -81,7 +84,7 @@ def unwrap_key(
 
 def unwrap_keyset(
     client: kms_v1.KeyManagementServiceClient,
-    wrap: KeyWrap,
+    wrap: KeyWrap | RecipientWrap,
     envelope_id: str,
     where: str,
     *,
@@ -91,6 +94,10 @@ def unwrap_keyset(
 
     Not yet known to be a keyset: whoever uses it as one must :meth:`DataKey.parse` it first.
     """
+    if isinstance(wrap, RecipientWrap):
+        from kmsflow.envelope import recipient
+
+        return recipient.unwrap_keyset(client, wrap, envelope_id, where, retry=retry)
     if crypto.key_of(wrap.crypto_key_version) != wrap.crypto_key:
         raise TamperedError(
             f"{where}: record names key version {wrap.crypto_key_version} outside {wrap.crypto_key}"

@@ -1,0 +1,253 @@
+"""Public keys of Cloud KMS key versions: fetched once (checked), and kept in self-describing files.
+
+A producer that holds only a public key file encrypts without credentials or any KMS call, so the
+file must say everything a writer needs and nothing it could get wrong silently: which exact
+CryptoKeyVersion it belongs to (the record names it, and shredding counts by it), its algorithm
+(which wrap to use), the key in the format Cloud KMS serves it (PEM for RSA, NIST_PQC for
+ML-KEM) and a CRC32C of the key bytes, so a truncated or edited copy fails
+loudly instead of producing envelopes nobody can open. The file format (docs/FORMAT.md §10)::
+
+    {"format": "kmsflow.public-key", "version": 1,
+     "crypto_key_version": "projects/.../cryptoKeyVersions/3",
+     "algorithm": "ML_KEM_768", "key_format": "NIST_PQC",
+     "public_key": "<base64 of the key bytes; for PEM, of the PEM text>",
+     "crc32c": "<base64 of the 4 big-endian bytes of CRC32C(key bytes)>"}
+
+A CRC32C is no signature: whoever can write the file can replace the key. Keep public key files
+where only their owner writes them, as you would a CA bundle; the consumer side never trusts them
+(it unwraps through KMS, which holds the private half).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from kmsflow.kms.crc import crc32c
+from kmsflow.kms.errors import KmsError, KmsIntegrityError, translate
+
+if TYPE_CHECKING:
+    from google.cloud import kms_v1
+
+    from kmsflow.kms.public_key_cache import PublicKeyCache
+
+FILE_FORMAT = "kmsflow.public-key"
+FILE_VERSION = 1
+MAX_FILE_SIZE = 64 << 10
+"""Largest public key file read (bytes): an RSA-4096 PEM or an ML-KEM-1024 key is a few KiB."""
+
+VERSION_NAME = re.compile(
+    r"^projects/[^/]+/locations/[^/]+/keyRings/[^/]+/cryptoKeys/[^/]+/cryptoKeyVersions/[0-9]+$"
+)
+KEY_NAME = re.compile(r"^projects/[^/]+/locations/[^/]+/keyRings/[^/]+/cryptoKeys/[^/]+$")
+
+KEY_FORMATS: dict[str, str] = {
+    "RSA_DECRYPT_OAEP_2048_SHA256": "PEM",
+    "RSA_DECRYPT_OAEP_3072_SHA256": "PEM",
+    "RSA_DECRYPT_OAEP_4096_SHA256": "PEM",
+    "RSA_DECRYPT_OAEP_4096_SHA512": "PEM",
+    "ML_KEM_768": "NIST_PQC",
+    "ML_KEM_1024": "NIST_PQC",
+}
+"""The algorithms kmsflow writes recipient envelopes for, and the format their public key comes in.
+RSA-OAEP with SHA-1 is left out on purpose: no new envelope should depend on SHA-1."""
+
+_FIELDS = ("format", "version", "crypto_key_version", "algorithm", "key_format", "public_key", "crc32c")
+
+
+class PublicKeyError(KmsError):
+    """A public key (file, cache entry or GetPublicKey answer) that cannot be trusted or used."""
+
+
+@dataclass(frozen=True)
+class PublicKey:
+    """The public half of one CryptoKeyVersion, as Cloud KMS serves it.
+
+    ``key`` holds the bytes in ``key_format``: the PEM text (UTF-8) for ``PEM``, the raw encoding
+    for ``NIST_PQC`` (the FIPS 203 encapsulation key).
+    """
+
+    version_name: str
+    algorithm: str
+    key: bytes
+    format: str
+
+    def to_file_bytes(self) -> bytes:
+        """The public key file (JSON, UTF-8, trailing newline)."""
+        import base64
+
+        body = {
+            "format": FILE_FORMAT,
+            "version": FILE_VERSION,
+            "crypto_key_version": self.version_name,
+            "algorithm": self.algorithm,
+            "key_format": self.format,
+            "public_key": base64.b64encode(self.key).decode("ascii"),
+            "crc32c": base64.b64encode(crc32c(self.key).to_bytes(4, "big")).decode("ascii"),
+        }
+        return (json.dumps(body, indent=2) + "\n").encode()
+
+    @classmethod
+    def from_file_bytes(cls, data: bytes, where: str) -> PublicKey:
+        """Parse and check a public key file; ``where`` names it in errors.
+
+        Refused (:class:`PublicKeyError`): anything but exactly the fields above, a newer format
+        version, an algorithm kmsflow does not write envelopes for, a key format that does not go
+        with it, non-canonical base64, or key bytes whose CRC32C differs.
+        """
+        if len(data) > MAX_FILE_SIZE:
+            raise PublicKeyError(f"{where}: larger than {MAX_FILE_SIZE >> 10} KiB; not a public key file")
+        try:
+            raw = json.loads(data.decode("utf-8"))
+        except (UnicodeDecodeError, ValueError):
+            raise PublicKeyError(f"{where}: not a kmsflow public key file (not JSON)") from None
+        if not isinstance(raw, dict) or raw.get("format") != FILE_FORMAT:
+            raise PublicKeyError(f"{where}: not a kmsflow public key file (format is not {FILE_FORMAT!r})")
+        version = raw.get("version")
+        if isinstance(version, int) and not isinstance(version, bool) and version > FILE_VERSION:
+            raise PublicKeyError(
+                f"{where}: public key file version {version} is newer than this kmsflow "
+                f"(supports {FILE_VERSION}); upgrade kmsflow"
+            )
+        if sorted(raw) != sorted(_FIELDS) or version != FILE_VERSION:
+            fields = ", ".join(_FIELDS)
+            raise PublicKeyError(f"{where}: public key file must hold exactly the fields {fields}")
+        if not all(isinstance(raw[f], str) for f in _FIELDS if f != "version"):
+            raise PublicKeyError(f"{where}: public key file fields must be strings")
+        key = _b64(raw["public_key"], where, "public_key")
+        if _b64(raw["crc32c"], where, "crc32c") != crc32c(key).to_bytes(4, "big"):
+            raise PublicKeyError(f"{where}: public key CRC32C mismatch (file corrupted or edited)")
+        return cls.checked(raw["crypto_key_version"], raw["algorithm"], key, raw["key_format"], where)
+
+    @classmethod
+    def checked(cls, version_name: str, algorithm: str, key: bytes, key_format: str, where: str) -> PublicKey:
+        """A :class:`PublicKey` whose name, algorithm and format fit together, else PublicKeyError."""
+        if not VERSION_NAME.match(version_name):
+            raise PublicKeyError(f"{where}: {version_name!r} is not a full CryptoKeyVersion name")
+        wanted = KEY_FORMATS.get(algorithm)
+        if wanted is None:
+            raise PublicKeyError(
+                f"{where}: algorithm {algorithm} cannot be a recipient (kmsflow wraps for: "
+                f"{', '.join(KEY_FORMATS)})"
+            )
+        if key_format != wanted:
+            raise PublicKeyError(f"{where}: a {algorithm} public key comes as {wanted}, not {key_format}")
+        return cls(version_name=version_name, algorithm=algorithm, key=key, format=key_format)
+
+
+def _b64(value: str, where: str, field: str) -> bytes:
+    """Strict, canonical base64 (the same rule as envelope records: one spelling per value)."""
+    import base64
+    import binascii
+
+    try:
+        raw = base64.b64decode(value.encode("ascii"), validate=True)
+    except (binascii.Error, UnicodeEncodeError, ValueError):
+        raw = None
+    if raw is None or base64.b64encode(raw).decode("ascii") != value:
+        raise PublicKeyError(f"{where}: {field} is not canonical standard base64")
+    return raw
+
+
+def fetch_public_key(
+    client: kms_v1.KeyManagementServiceClient, version_name: str, *, algorithm: str | None = None
+) -> PublicKey:
+    """One GetPublicKey for ``version_name``, checked: CRC32C of the key bytes, the name KMS
+    answers for, and an algorithm kmsflow wraps for (in the format that algorithm comes in).
+
+    Post-quantum keys are served only in their own format, which must be asked for, so the version's
+    ``algorithm`` must be known first: pass it when a listing gave it already, else it is read with
+    one GetCryptoKeyVersion.
+    """
+    from google.api_core import exceptions as gexc
+    from google.cloud import kms_v1
+
+    from kmsflow.kms.crypto import default_retry
+
+    if not VERSION_NAME.match(version_name):
+        raise PublicKeyError(f"{version_name!r} is not a full CryptoKeyVersion name")
+    action = f"get the public key of {version_name}"
+    if algorithm is None:
+        from kmsflow.kms.resources import get_version
+
+        algorithm = get_version(client, version_name).algorithm.name
+    key_format = KEY_FORMATS.get(algorithm)
+    if key_format is None:
+        raise PublicKeyError(
+            f"{version_name}: algorithm {algorithm} cannot be a recipient (kmsflow wraps for: "
+            f"{', '.join(KEY_FORMATS)})"
+        )
+    try:
+        response = client.get_public_key(
+            request={
+                "name": version_name,
+                "public_key_format": getattr(kms_v1.PublicKey.PublicKeyFormat, key_format),
+            },
+            retry=default_retry(),
+        )
+    except gexc.GoogleAPIError as exc:
+        raise translate(exc, action) from exc
+    if response.name != version_name:
+        raise KmsIntegrityError(f"{action}: KMS answered for {response.name!r}")
+    answered = kms_v1.CryptoKeyVersion.CryptoKeyVersionAlgorithm(response.algorithm).name
+    if answered != algorithm:
+        raise KmsIntegrityError(f"{action}: KMS answered with a {answered} key, the version is {algorithm}")
+    pb = type(response).pb(response)
+    if key_format == "PEM":
+        key = response.pem.encode()
+        checksum = pb.pem_crc32c.value if pb.HasField("pem_crc32c") else None
+    else:
+        key = bytes(response.public_key.data)
+        has = pb.HasField("public_key") and pb.public_key.HasField("crc32c_checksum")
+        checksum = pb.public_key.crc32c_checksum.value if has else None
+    if checksum is None or checksum != crc32c(key):
+        raise KmsIntegrityError(f"{action}: the public key was corrupted in transit (CRC32C)")
+    return PublicKey.checked(version_name, answered, key, key_format, action)
+
+
+def load(
+    key_or_file: str,
+    client: kms_v1.KeyManagementServiceClient | None = None,
+    *,
+    cache: PublicKeyCache | None = None,
+) -> PublicKey:
+    """The public key named by ``key_or_file``.
+
+    A KMS resource name (``projects/...``) is a key: a CryptoKeyVersion, or a CryptoKey whose
+    current version (:func:`kmsflow.kms.asymmetric.current_version`) is meant; its public key comes
+    from ``cache`` when there, else from one checked GetPublicKey (then cached). Anything else is a
+    public key file path (write ``./projects/...`` for a file under a directory named so): read and
+    checked with no KMS call and no credentials.
+    """
+    if not key_or_file.startswith("projects/"):
+        return read_file(key_or_file)
+    if client is None:
+        raise PublicKeyError(f"{key_or_file}: a KMS key name needs a KMS client (or give a public key file)")
+    from kmsflow.kms.asymmetric import current_version
+
+    algorithm: str | None = None
+    if "/cryptoKeyVersions/" in key_or_file:
+        version_name = key_or_file
+    else:
+        current = current_version(client, key_or_file)
+        version_name, algorithm = current.name, current.algorithm.name
+    if cache is not None:
+        cached = cache.get(version_name)
+        if cached is not None:
+            return cached
+    public = fetch_public_key(client, version_name, algorithm=algorithm)
+    if cache is not None:
+        cache.put(public)
+    return public
+
+
+def read_file(path: str) -> PublicKey:
+    """Read and check the public key file at ``path`` (local; at most :data:`MAX_FILE_SIZE`)."""
+    try:
+        with open(path, "rb") as f:
+            data = f.read(MAX_FILE_SIZE + 1)
+    except OSError as exc:
+        raise PublicKeyError(f"{path}: cannot read public key file ({exc.strerror or exc})") from None
+    return PublicKey.from_file_bytes(data, path)
