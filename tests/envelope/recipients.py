@@ -14,7 +14,9 @@ ALGORITHMS = ("RSA_DECRYPT_OAEP_3072_SHA256", "ML_KEM_768", "ML_KEM_1024")
 _PURPOSE = {"RSA": "ASYMMETRIC_DECRYPT", "ML": "KEY_ENCAPSULATION"}
 
 
-def make_recipient_key(client: kms_v1.KeyManagementServiceClient, algorithm: str, ring_id: str | None = None) -> str:
+def make_recipient_key(
+    client: kms_v1.KeyManagementServiceClient, algorithm: str, ring_id: str | None = None
+) -> str:
     """A new key ring (unless ``ring_id`` exists) and a recipient key of ``algorithm``; returns the
     key name once its version 1 is ENABLED."""
     ring_id = ring_id or f"ring-{uuid.uuid4().hex[:12]}"

@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from google.cloud.kms_v1 import KeyManagementServiceClient as KmsClient
 
     from kmsflow.envelope.progress import Progress
+    from kmsflow.envelope.record import EnvelopeRecord
     from kmsflow.envelope.walk import Obstacle
 
 
@@ -37,12 +38,36 @@ def _cmd_encrypt(args: argparse.Namespace) -> int:
     from kmsflow import envelope
 
     omitted: list[Obstacle] | None = [] if args.skip_unsupported else None
-    with _kms_with_progress(args) as (client, progress):
-        record = envelope.encrypt(client, args.key, args.src, args.dst, progress=progress, omitted=omitted)
+    if args.recipient is not None:
+        record = _encrypt_for_recipient(args, omitted)
+    else:
+        with _kms_with_progress(args) as (client, progress):
+            record = envelope.encrypt(
+                client, args.key, args.src, args.dst, progress=progress, omitted=omitted
+            )
     for left_out in omitted or []:  # always shown: the user must know what is not in the envelope
         sys.stderr.write(printable(f"kmsflow: skipped {left_out.rel}: {left_out.detail}") + "\n")
     note(args, f"encrypted {len(record.files)} file(s) into {args.dst} under {record.key.crypto_key_version}")
     return EXIT_OK
+
+
+def _encrypt_for_recipient(args: argparse.Namespace, omitted: list[Obstacle] | None) -> EnvelopeRecord:
+    """``encrypt --recipient``: a public key file needs no KMS client (nor credentials) at all; a
+    key name costs one ListCryptoKeyVersions (its current version) and, unless cached, one
+    GetPublicKey."""
+    from kmsflow.envelope.encrypt import encrypt_for
+    from kmsflow.kms import public_key
+
+    if args.recipient.startswith("projects/"):
+        from kmsflow.kms.client import new_kms_client
+        from kmsflow.kms.public_key_cache import PublicKeyCache
+
+        with new_kms_client() as client:
+            recipient = public_key.load(args.recipient, client, cache=PublicKeyCache())
+    else:
+        recipient = public_key.load(args.recipient)
+    with progress_bar(show_progress(args)) as progress:
+        return encrypt_for(recipient, args.src, args.dst, progress=progress, omitted=omitted)
 
 
 def _cmd_decrypt(args: argparse.Namespace) -> int:
@@ -77,7 +102,15 @@ def add_encrypt(sub: Any) -> None:
     p = sub.add_parser(
         "encrypt", parents=[common()], help="encrypt a file or a directory dataset into one envelope"
     )
-    p.add_argument("--key", required=True, help="CryptoKey resource name (its primary version wraps)")
+    wrap = p.add_mutually_exclusive_group(required=True)
+    wrap.add_argument("--key", help="CryptoKey resource name (its primary version wraps, one KMS Encrypt)")
+    wrap.add_argument(
+        "--recipient",
+        metavar="KEY_OR_PUBLIC_KEY_FILE",
+        help="wrap locally for a public key: a file from `kmsflow pubkey export` (no KMS call, no "
+        "credentials) or an ASYMMETRIC_DECRYPT/KEY_ENCAPSULATION key or version name (its current "
+        "version: the newest ENABLED one); only holders of its decrypt/decapsulate role can open it",
+    )
     p.add_argument("src", metavar="SRC", help="file or directory: local path, file:// or gs:// URL")
     p.add_argument("dst", metavar="DST", help="new envelope path (must not exist)")
     p.add_argument(

@@ -28,8 +28,8 @@ import os
 from typing import TYPE_CHECKING
 
 from cryptography.exceptions import InvalidTag
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import mlkem, padding, rsa
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import padding
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
@@ -65,10 +65,7 @@ _OAEP_HASH: dict[str, type[hashes.HashAlgorithm]] = {
     "rsa-oaep-sha256": hashes.SHA256,
     "rsa-oaep-sha512": hashes.SHA512,
 }
-_ML_KEM: dict[str, tuple[type[mlkem.MLKEM768PublicKey] | type[mlkem.MLKEM1024PublicKey], int]] = {
-    "ml-kem-768": (mlkem.MLKEM768PublicKey, 1088),
-    "ml-kem-1024": (mlkem.MLKEM1024PublicKey, 1568),
-}
+_ML_KEM_CIPHERTEXT_SIZE = {"ml-kem-768": 1088, "ml-kem-1024": 1568}
 _RSA_CIPHERTEXT_SIZES = (256, 384, 512)  # RSA-2048, -3072, -4096: a ciphertext is the modulus size
 
 
@@ -99,25 +96,13 @@ def wrap_keyset(public: PublicKey, keyset: bytes, envelope_id: str) -> Recipient
 
 def _encapsulate(kind: WrapKind, public: PublicKey) -> tuple[bytes, bytes]:
     """(shared secret, its encapsulation) for ``public``; PublicKeyError if the key is unusable."""
-    where = f"{public.version_name}: public key"
+    loaded = public.load_key(f"{public.version_name}: public key")
     if kind in _OAEP_HASH:
-        try:
-            loaded = serialization.load_pem_public_key(public.key)
-        except ValueError:
-            raise PublicKeyError(f"{where} is not a PEM public key") from None
-        bits = int(public.algorithm.split("_")[3])
-        if not isinstance(loaded, rsa.RSAPublicKey) or loaded.key_size != bits:
-            raise PublicKeyError(f"{where} is not the RSA-{bits} key {public.algorithm} names")
         digest = _OAEP_HASH[kind]
         secret = os.urandom(SECRET_SIZE)
         oaep = padding.OAEP(mgf=padding.MGF1(digest()), algorithm=digest(), label=None)
-        return secret, loaded.encrypt(secret, oaep)
-    cls, _ = _ML_KEM[kind]
-    try:
-        encapsulation_key = cls.from_public_bytes(public.key)
-    except ValueError:
-        raise PublicKeyError(f"{where} is not an {public.algorithm} encapsulation key") from None
-    secret, encapsulated = encapsulation_key.encapsulate()
+        return secret, bytes(loaded.encrypt(secret, oaep))
+    secret, encapsulated = loaded.encapsulate()
     return bytes(secret), bytes(encapsulated)
 
 
@@ -148,7 +133,7 @@ def unwrap_keyset(
     if wrap.wrap in _OAEP_HASH:
         fits = len(encapsulated) in _RSA_CIPHERTEXT_SIZES
     else:
-        fits = len(encapsulated) == _ML_KEM[wrap.wrap][1]
+        fits = len(encapsulated) == _ML_KEM_CIPHERTEXT_SIZE[wrap.wrap]
     if not fits or len(wrapped) < NONCE_SIZE + _TAG_SIZE:
         raise TamperedError(
             f"{where}: the wrapped data key of envelope {envelope_id} does not fit its kind {wrap.wrap}"

@@ -23,7 +23,7 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from kmsflow.kms.crc import crc32c
 from kmsflow.kms.errors import KmsError, KmsIntegrityError, translate
@@ -134,7 +134,30 @@ class PublicKey:
             )
         if key_format != wanted:
             raise PublicKeyError(f"{where}: a {algorithm} public key comes as {wanted}, not {key_format}")
-        return cls(version_name=version_name, algorithm=algorithm, key=key, format=key_format)
+        public = cls(version_name=version_name, algorithm=algorithm, key=key, format=key_format)
+        public.load_key(where)
+        return public
+
+    def load_key(self, where: str) -> Any:
+        """The key as a ``cryptography`` public key object (RSA or ML-KEM); PublicKeyError if the
+        bytes are not a key of :attr:`algorithm` (an RSA key of the size it names, for RSA)."""
+        from cryptography.hazmat.primitives import serialization
+        from cryptography.hazmat.primitives.asymmetric import mlkem, rsa
+
+        if self.algorithm.startswith("ML_KEM_"):
+            kem = mlkem.MLKEM768PublicKey if self.algorithm == "ML_KEM_768" else mlkem.MLKEM1024PublicKey
+            try:
+                return kem.from_public_bytes(self.key)
+            except ValueError:
+                raise PublicKeyError(f"{where}: not an {self.algorithm} encapsulation key") from None
+        bits = int(self.algorithm.split("_")[3])
+        try:
+            loaded = serialization.load_pem_public_key(self.key)
+        except ValueError:
+            loaded = None
+        if not isinstance(loaded, rsa.RSAPublicKey) or loaded.key_size != bits:
+            raise PublicKeyError(f"{where}: not the RSA-{bits} PEM public key {self.algorithm} names")
+        return loaded
 
 
 def _b64(value: str, where: str, field: str) -> bytes:
