@@ -1,0 +1,131 @@
+"""Recipient keys through the whole lifecycle: provisioned from the spec (IAM roles per purpose),
+inventory per version, audited rotation (a new version becomes current), rewrap (one
+Decapsulate/AsymmetricDecrypt + a local wrap, data untouched), then the old version shredded."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from kmsflow.audit import AuditLog, read_events
+from kmsflow.envelope import Envelope
+from kmsflow.envelope.encrypt import encrypt_for
+from kmsflow.envelope.record import RecipientWrap
+from kmsflow.inventory import scan
+from kmsflow.kms import asymmetric, iam
+from kmsflow.kms.public_key import fetch_public_key
+from kmsflow.lifecycle import rewrap, rotate
+from kmsflow.lifecycle.retirement.shred import run_shred
+from kmsflow.spec import load_spec
+
+from .shredkit import DAY, emu_now, provision, state, version_n, write_spec
+
+sys.path.insert(0, str(Path(__file__).parents[1] / "envelope"))
+from recipients import wait_enabled
+
+PRODUCER = "serviceAccount:edge@proj.iam.gserviceaccount.com"
+CONSUMER = "serviceAccount:inference@proj.iam.gserviceaccount.com"
+
+
+@pytest.mark.parametrize(
+    ("purpose", "algorithm", "consumer_role"),
+    [
+        ("KEY_ENCAPSULATION", "ML_KEM_768", "roles/cloudkms.cryptoKeyDecapsulator"),
+        ("ASYMMETRIC_DECRYPT", "RSA_DECRYPT_OAEP_3072_SHA256", "roles/cloudkms.cryptoKeyDecrypter"),
+    ],
+)
+def test_rotate_rewrap_then_shred_the_old_version(
+    fresh_emulator: Any, tmp_path: Path, ring_id: str, purpose: str, algorithm: str, consumer_role: str
+) -> None:
+    root = tmp_path / "root"
+    root.mkdir()
+    spec = write_spec(
+        tmp_path,
+        ring_id,
+        {
+            "inbox": {
+                "purpose": purpose,
+                "algorithm": algorithm,
+                "roots": [str(root)],
+                "producers": [PRODUCER],
+                "consumers": [CONSUMER],
+                "retention": {"retired_version_enabled_for": "2d", "soak_period": "3d"},
+            }
+        },
+    )
+    client = fresh_emulator.client()
+    provision(client, spec)
+    key = next(name for name, _ in spec.crypto_keys())
+    roles = {b.role: set(b.members) for b in iam.get_policy(client, key).bindings}
+    assert roles["roles/cloudkms.publicKeyViewer"] == {PRODUCER} == roles["roles/cloudkms.viewer"]
+    assert roles[consumer_role] == {CONSUMER}
+    assert "roles/cloudkms.cryptoKeyEncrypter" not in roles
+    v1, v2 = version_n(key, 1), version_n(key, 2)
+    wait_enabled(client, v1)
+
+    # Producers hold only v1's public key.
+    src = tmp_path / "src"
+    (src / "ds").mkdir(parents=True)
+    (src / "ds" / "x").write_bytes(b"x" * 5000)
+    (src / "model.bin").write_bytes(b"m" * 70000)
+    public = fetch_public_key(client, v1)
+    encrypt_for(public, str(src / "ds"), str(root / "ds.enc"))
+    encrypt_for(public, str(src / "model.bin"), str(root / "model.enc"))
+    assert scan([str(root)]).by_version()[v1].envelopes == 2
+
+    audit = AuditLog(str(tmp_path / "audit.jsonl"), actor="serviceAccount:ops@test.iam")
+    made = rotate(client, key, audit=audit, reason="test")
+    assert made.name == v2
+    [event] = read_events(audit.location, action="rotate")
+    assert event.resource == key and event.evidence.get("previous_primary") == v1
+    wait_enabled(client, v2)
+    assert asymmetric.current_version(client, key).name == v2
+
+    data = [root / "ds.enc" / "x", root / "model.enc"]
+    data_before = {p: p.read_bytes() for p in data}
+    report = rewrap(client, [str(root)])
+    assert report.ok and report.rewrapped == 2, report.to_dict()
+    assert report.versions_after == {v2: 2}
+    assert {p: p.read_bytes() for p in data_before} == data_before  # data never touched
+    record = Envelope.open(str(root / "ds.enc")).record
+    assert isinstance(record.key, RecipientWrap) and record.key.crypto_key_version == v2
+    assert rewrap(client, [str(root)]).already_current == 2  # converged
+    inventory = scan([str(root)])
+    assert v1 not in inventory.by_version() and inventory.by_version()[v2].envelopes == 2
+
+    def shred() -> Any:
+        now = emu_now(fresh_emulator)
+        return run_shred(
+            client, load_spec(str(tmp_path / "spec.yaml")), now=now, audit=audit, run_id="t", dry_run=False
+        )
+
+    fresh_emulator.admin.advance(2.05 * DAY)
+    disabled = shred()
+    assert disabled.decision(v1).outcome == "disabled", disabled.render()
+    kept = disabled.decision(v2)
+    assert kept is not None and kept.outcome == "kept" and "never disabled" in kept.reason  # the current one
+    fresh_emulator.admin.advance(3.05 * DAY)
+    destroyed = shred()
+    assert destroyed.decision(v1).outcome == "destroy_scheduled", destroyed.render()
+    assert state(client, v1) == "DESTROY_SCHEDULED" and state(client, v2) == "ENABLED"
+
+    # Everything still opens, with v2 only.
+    Envelope.open(str(root / "ds.enc")).decrypt(client, str(tmp_path / "out"))
+    assert (tmp_path / "out" / "x").read_bytes() == b"x" * 5000
+    Envelope.open(str(root / "model.enc")).decrypt(client, str(tmp_path / "model.out"))
+    assert (tmp_path / "model.out").read_bytes() == b"m" * 70000
+
+
+def test_a_recipient_key_with_a_rotation_period_is_refused(tmp_path: Path) -> None:
+    from kmsflow.spec.loader import SpecError
+
+    path = tmp_path / "spec.yaml"
+    path.write_text(
+        "project: p\nlocation: l\nkey_rings:\n  - id: r\n    keys:\n      - id: k\n"
+        "        purpose: KEY_ENCAPSULATION\n        algorithm: ML_KEM_768\n        rotation_period: 90d\n"
+    )
+    with pytest.raises(SpecError, match="no automatic rotation"):
+        load_spec(str(path))
