@@ -58,7 +58,7 @@ def _encrypt_for_recipient(args: argparse.Namespace, omitted: list[Obstacle] | N
     from kmsflow.envelope.encrypt import encrypt_for
     from kmsflow.kms import public_key
 
-    if args.recipient.startswith("projects/"):
+    if public_key.names_a_key(args.recipient):
         from kmsflow.kms.client import new_kms_client
         from kmsflow.kms.public_key_cache import PublicKeyCache
 

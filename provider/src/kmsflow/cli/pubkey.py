@@ -22,7 +22,7 @@ def _cmd_export(args: argparse.Namespace) -> int:
     from kmsflow.kms.public_key import PublicKeyError
     from kmsflow.kms.public_key_cache import PublicKeyCache
 
-    if not args.key.startswith("projects/"):
+    if not public_key.names_a_key(args.key):
         raise PublicKeyError(f"{args.key}: not a CryptoKey or CryptoKeyVersion resource name")
     with new_kms_client() as client:
         public = public_key.load(args.key, client, cache=PublicKeyCache())

@@ -4,14 +4,14 @@ A producer that holds only a public key file encrypts without credentials or any
 file must say everything a writer needs and nothing it could get wrong silently: which exact
 CryptoKeyVersion it belongs to (the record names it, and shredding counts by it), its algorithm
 (which wrap to use), the key in the format Cloud KMS serves it (PEM for RSA, NIST_PQC for
-ML-KEM) and a CRC32C of the key bytes, so a truncated or edited copy fails
-loudly instead of producing envelopes nobody can open. The file format (docs/FORMAT.md §10)::
+ML-KEM) and a CRC32C over all of these, so a truncated or corrupted copy fails loudly instead
+of producing envelopes nobody can open. The file format (docs/FORMAT.md §10)::
 
     {"format": "kmsflow.public-key", "version": 1,
      "crypto_key_version": "projects/.../cryptoKeyVersions/3",
      "algorithm": "ML_KEM_768", "key_format": "NIST_PQC",
      "public_key": "<base64 of the key bytes; for PEM, of the PEM text>",
-     "crc32c": "<base64 of the 4 big-endian bytes of CRC32C(key bytes)>"}
+     "crc32c": "<base64 of CRC32C(version \\0 algorithm \\0 key_format \\0 key bytes)>"}
 
 A CRC32C is no signature: whoever can write the file can replace the key. Keep public key files
 where only their owner writes them, as you would a CA bundle; the consumer side never trusts them
@@ -20,6 +20,8 @@ where only their owner writes them, as you would a CA bundle; the consumer side 
 
 from __future__ import annotations
 
+import base64
+import binascii
 import json
 import re
 from dataclasses import dataclass
@@ -76,8 +78,6 @@ class PublicKey:
 
     def to_file_bytes(self) -> bytes:
         """The public key file (JSON, UTF-8, trailing newline)."""
-        import base64
-
         body = {
             "format": FILE_FORMAT,
             "version": FILE_VERSION,
@@ -85,7 +85,7 @@ class PublicKey:
             "algorithm": self.algorithm,
             "key_format": self.format,
             "public_key": base64.b64encode(self.key).decode("ascii"),
-            "crc32c": base64.b64encode(crc32c(self.key).to_bytes(4, "big")).decode("ascii"),
+            "crc32c": base64.b64encode(self._checksum()).decode("ascii"),
         }
         return (json.dumps(body, indent=2) + "\n").encode()
 
@@ -117,9 +117,22 @@ class PublicKey:
         if not all(isinstance(raw[f], str) for f in _FIELDS if f != "version"):
             raise PublicKeyError(f"{where}: public key file fields must be strings")
         key = _b64(raw["public_key"], where, "public_key")
-        if _b64(raw["crc32c"], where, "crc32c") != crc32c(key).to_bytes(4, "big"):
-            raise PublicKeyError(f"{where}: public key CRC32C mismatch (file corrupted or edited)")
-        return cls.checked(raw["crypto_key_version"], raw["algorithm"], key, raw["key_format"], where)
+        public = cls(
+            version_name=raw["crypto_key_version"],
+            algorithm=raw["algorithm"],
+            key=key,
+            format=raw["key_format"],
+        )
+        if _b64(raw["crc32c"], where, "crc32c") != public._checksum():
+            raise PublicKeyError(f"{where}: public key file CRC32C mismatch (file corrupted or edited)")
+        return cls.checked(public.version_name, public.algorithm, key, public.format, where)
+
+    def _checksum(self) -> bytes:
+        """CRC32C of everything the file says, so a flipped bit in the version name (producers
+        would write for a version nobody can open) fails as surely as one in the key:
+        ``crypto_key_version \\0 algorithm \\0 key_format \\0 key bytes``, 4 bytes big-endian."""
+        head = "\0".join((self.version_name, self.algorithm, self.format, "")).encode()
+        return crc32c(head + self.key).to_bytes(4, "big")
 
     @classmethod
     def checked(cls, version_name: str, algorithm: str, key: bytes, key_format: str, where: str) -> PublicKey:
@@ -162,9 +175,6 @@ class PublicKey:
 
 def _b64(value: str, where: str, field: str) -> bytes:
     """Strict, canonical base64 (the same rule as envelope records: one spelling per value)."""
-    import base64
-    import binascii
-
     try:
         raw = base64.b64decode(value.encode("ascii"), validate=True)
     except (binascii.Error, UnicodeEncodeError, ValueError):
@@ -244,8 +254,10 @@ def load(
     public key file path (write ``./projects/...`` for a file under a directory named so): read and
     checked with no KMS call and no credentials.
     """
-    if not key_or_file.startswith("projects/"):
+    if not names_a_key(key_or_file):
         return read_file(key_or_file)
+    if not (KEY_NAME.match(key_or_file) or VERSION_NAME.match(key_or_file)):
+        raise PublicKeyError(f"{key_or_file}: not a CryptoKey or CryptoKeyVersion resource name")
     if client is None:
         raise PublicKeyError(f"{key_or_file}: a KMS key name needs a KMS client (or give a public key file)")
     from kmsflow.kms.asymmetric import current_version
@@ -264,6 +276,11 @@ def load(
     if cache is not None:
         cache.put(public)
     return public
+
+
+def names_a_key(key_or_file: str) -> bool:
+    """Whether ``key_or_file`` is a KMS resource name (``projects/...``), not a public key file."""
+    return key_or_file.startswith("projects/")
 
 
 def read_file(path: str) -> PublicKey:

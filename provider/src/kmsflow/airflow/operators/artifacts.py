@@ -63,6 +63,7 @@ from kmsflow.envelope import (
 from kmsflow.envelope.staging import AbortScope, abort_scope
 from kmsflow.envelope.walk import Obstacle
 from kmsflow.kms.errors import KmsPermissionError
+from kmsflow.kms.public_key import names_a_key
 
 ArtifactPath = str | ObjectStoragePath | os.PathLike[str]
 """What operators accept as ``src``/``dst``/``dst_dir``."""
@@ -414,7 +415,7 @@ class EncryptArtifactOperator(_ArtifactOperator):
         self.console_resource = self.key_name or self.recipient
         src_url = artifact_url(self.src)
         dst_url = self.destination(src_url)
-        by_file = self.recipient is not None and not self.recipient.startswith("projects/")
+        by_file = self.recipient is not None and not names_a_key(self.recipient)
         try:
             with self.killable_outputs():
                 result = encrypt_artifact(
