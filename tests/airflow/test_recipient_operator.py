@@ -4,7 +4,6 @@ connection used, no role) or a recipient key name; the consumer decrypts with th
 from __future__ import annotations
 
 import json
-import sys
 from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
@@ -14,13 +13,11 @@ import pytest
 from airflow.sdk import DAG
 from airflow.sdk.exceptions import AirflowFailException
 from airflow.sdk.execution_time.context import OutletEventAccessors
+from envelope.recipients import make_recipient_key
 
 from kmsflow.airflow.operators import DecryptArtifactOperator, EncryptArtifactOperator
 from kmsflow.kms import iam
 from kmsflow.kms.public_key import fetch_public_key
-
-sys.path.insert(0, str(Path(__file__).parents[1] / "envelope"))
-from recipients import make_recipient_key
 
 PRODUCER = "serviceAccount:edge@kmsflow-test.iam.gserviceaccount.com"
 CONSUMER = "serviceAccount:inference@kmsflow-test.iam.gserviceaccount.com"

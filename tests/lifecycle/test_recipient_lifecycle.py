@@ -4,11 +4,11 @@ Decapsulate/AsymmetricDecrypt + a local wrap, data untouched), then the old vers
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
+from envelope.recipients import make_recipient_key, wait_enabled
 
 from kmsflow.audit import AuditLog, read_events
 from kmsflow.envelope import Envelope
@@ -22,9 +22,6 @@ from kmsflow.lifecycle.retirement.shred import run_shred
 from kmsflow.spec import load_spec
 
 from .shredkit import DAY, emu_now, provision, state, version_n, write_spec
-
-sys.path.insert(0, str(Path(__file__).parents[1] / "envelope"))
-from recipients import wait_enabled
 
 PRODUCER = "serviceAccount:edge@proj.iam.gserviceaccount.com"
 CONSUMER = "serviceAccount:inference@proj.iam.gserviceaccount.com"
@@ -129,3 +126,30 @@ def test_a_recipient_key_with_a_rotation_period_is_refused(tmp_path: Path) -> No
     )
     with pytest.raises(SpecError, match="no automatic rotation"):
         load_spec(str(path))
+
+
+def test_reencrypt_gives_a_recipient_envelope_a_new_data_key_for_the_current_version(
+    emulator: Any, tmp_path: Path
+) -> None:
+    from kmsflow.lifecycle import reencrypt
+
+    client = emulator.client()
+    key = make_recipient_key(client, "ML_KEM_768")
+    (tmp_path / "ds").mkdir()
+    (tmp_path / "ds" / "a").write_bytes(b"a" * 3000)
+    (tmp_path / "ds" / "b").write_bytes(b"")
+    old = encrypt_for(
+        fetch_public_key(client, version_n(key, 1)), str(tmp_path / "ds"), str(tmp_path / "enc")
+    )
+    asymmetric.add_version(client, key)
+    wait_enabled(client, version_n(key, 2))
+
+    report = reencrypt(client, [str(tmp_path / "enc")])
+    assert report.ok, report.to_dict()
+    new = Envelope.open(str(tmp_path / "enc")).record
+    assert new.envelope_id != old.envelope_id
+    assert isinstance(new.key, RecipientWrap) and new.key.crypto_key_version == version_n(key, 2)
+    Envelope.open(str(tmp_path / "enc")).decrypt(client, str(tmp_path / "out"))
+    assert (tmp_path / "out" / "a").read_bytes() == b"a" * 3000 and (
+        tmp_path / "out" / "b"
+    ).read_bytes() == b""
