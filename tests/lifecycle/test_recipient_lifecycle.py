@@ -153,3 +153,20 @@ def test_reencrypt_gives_a_recipient_envelope_a_new_data_key_for_the_current_ver
     assert (tmp_path / "out" / "a").read_bytes() == b"a" * 3000 and (
         tmp_path / "out" / "b"
     ).read_bytes() == b""
+
+
+def test_the_current_version_is_never_disabled_or_destroyed(emulator: Any) -> None:
+    """Invariant 3 for recipient keys: the current version stands in for the primary."""
+    from kmsflow.kms import resources
+    from kmsflow.kms.errors import KmsGuardError
+
+    client = emulator.client()
+    key = make_recipient_key(client, "ML_KEM_768")
+    for action in (resources.disable_version, resources.destroy_version):
+        with pytest.raises(KmsGuardError, match="current version"):
+            action(client, version_n(key, 1))
+    asymmetric.add_version(client, key)
+    wait_enabled(client, version_n(key, 2))
+    assert resources.disable_version(client, version_n(key, 1)).state.name == "DISABLED"
+    with pytest.raises(KmsGuardError, match="current version"):
+        resources.disable_version(client, version_n(key, 2))

@@ -15,6 +15,8 @@ rewrap moved every envelope off it (the shred DAG's proof), which also makes it 
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from google.api_core import exceptions as gexc
 from google.api_core import retry as gretry
 from google.cloud import kms_v1
@@ -37,15 +39,21 @@ def version_number(version_name: str) -> int:
     return int(version_name.rsplit("/", 1)[1])
 
 
+def newest_enabled(versions: Iterable[CryptoKeyVersion]) -> CryptoKeyVersion | None:
+    """The current version among ``versions`` of a recipient key (any order): the newest ENABLED."""
+    enabled = [v for v in versions if v.state == VersionState.ENABLED]
+    return max(enabled, key=lambda v: version_number(v.name)) if enabled else None
+
+
 def current_version(client: kms_v1.KeyManagementServiceClient, key_name: str) -> CryptoKeyVersion:
     """The newest ENABLED version of the recipient key ``key_name`` (one ListCryptoKeyVersions)."""
-    enabled = list_versions(client, key_name, states=[VersionState.ENABLED])
-    if not enabled:
+    current = newest_enabled(list_versions(client, key_name, states=[VersionState.ENABLED]))
+    if current is None:
         raise NoCurrentVersionError(
             f"{key_name} has no ENABLED version to wrap for (a new version may still be "
             "PENDING_GENERATION; retry shortly)"
         )
-    return max(enabled, key=lambda v: version_number(v.name))
+    return current
 
 
 def add_version(client: kms_v1.KeyManagementServiceClient, key_name: str) -> CryptoKeyVersion:

@@ -227,8 +227,8 @@ def _shred_key(
         return KeyDecision(key_name, None, list(key_spec.roots), blocked=f"cannot read the key: {exc}")
     primary = key.primary.name or None
     if key.purpose in asymmetric.RECIPIENT_PURPOSES:  # no primary: the current version stands in
-        enabled = [v.name for v in versions if v.state == resources.VersionState.ENABLED]
-        primary = enabled[-1] if enabled else None
+        current = asymmetric.newest_enabled(versions)
+        primary = current.name if current is not None else None
     decision = KeyDecision(key_name, primary, list(key_spec.roots))
 
     def record(action: str, resource: str, reason: str, evidence: dict[str, Any]) -> None:
