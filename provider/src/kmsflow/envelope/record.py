@@ -20,7 +20,7 @@ import json
 import re
 from collections.abc import Iterable
 from datetime import datetime
-from typing import Annotated, Any, Literal, get_args
+from typing import Annotated, Any, Literal
 
 import pydantic_core
 from pydantic import (
@@ -132,7 +132,6 @@ class KeyWrap(_Wrap):
 
 WrapKind = Literal["rsa-oaep-sha256", "rsa-oaep-sha512", "ml-kem-768", "ml-kem-1024"]
 """How a recipient envelope's data key was wrapped for a public key (docs/FORMAT.md §10)."""
-WRAP_KINDS: tuple[str, ...] = get_args(WrapKind)
 
 
 class RecipientWrap(_Wrap):
