@@ -19,6 +19,7 @@ from kmsflow.cli.audit import add_audit
 from kmsflow.cli.envelope import add_decrypt, add_encrypt, add_inspect, add_sign, add_verify
 from kmsflow.cli.exits import EXIT_INTERNAL, EXIT_INTERRUPTED, exit_code_for, exit_code_table
 from kmsflow.cli.lifecycle import add_clean, add_inventory, add_reencrypt, add_rewrap
+from kmsflow.cli.pubkey import add_pubkey
 from kmsflow.cli.signals import Terminated, terminated, terminating_signals_raise
 from kmsflow.display import printable
 
@@ -34,6 +35,7 @@ COMMANDS: tuple[Register, ...] = (
     add_reencrypt,
     add_audit,
     add_clean,
+    add_pubkey,
 )
 
 

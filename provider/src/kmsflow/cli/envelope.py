@@ -13,7 +13,7 @@ from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 from kmsflow.cli.args import common
-from kmsflow.cli.exits import EXIT_OK, EXIT_SOURCE_INCOMPLETE
+from kmsflow.cli.exits import EXIT_OK, EXIT_SOURCE_INCOMPLETE, EXIT_USAGE
 from kmsflow.cli.progress import note, progress_bar, show_progress
 from kmsflow.display import printable
 
@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from google.cloud import kms_v1
 
     from kmsflow.envelope.progress import Progress
+    from kmsflow.envelope.record import EnvelopeRecord
     from kmsflow.envelope.walk import Obstacle
     from kmsflow.kms.dataplane import KmsDataClient
 
@@ -51,17 +52,48 @@ def _cmd_encrypt(args: argparse.Namespace) -> int:
     from kmsflow import envelope
 
     omitted: list[Obstacle] | None = [] if args.skip_unsupported else None
-    kms = _signing_kms_with_progress if args.sign_with else _kms_with_progress
-    with kms(args) as (client, progress):
-        record = envelope.encrypt(
-            client, args.key, args.src, args.dst, progress=progress, omitted=omitted, sign_with=args.sign_with
-        )
+    if args.recipient is not None:
+        if args.sign_with:
+            sys.stderr.write("kmsflow: --sign-with with --recipient is not supported yet; sign afterwards\n")
+            return EXIT_USAGE
+        record = _encrypt_for_recipient(args, omitted)
+    else:
+        kms = _signing_kms_with_progress if args.sign_with else _kms_with_progress
+        with kms(args) as (client, progress):
+            record = envelope.encrypt(
+                client,
+                args.key,
+                args.src,
+                args.dst,
+                progress=progress,
+                omitted=omitted,
+                sign_with=args.sign_with,
+            )
     for left_out in omitted or []:  # always shown: the user must know what is not in the envelope
         sys.stderr.write(printable(f"kmsflow: skipped {left_out.rel}: {left_out.detail}") + "\n")
     signed = f", signed with {args.sign_with}" if args.sign_with else ""
     version = record.key.crypto_key_version
     note(args, f"encrypted {len(record.files)} file(s) into {args.dst} under {version}{signed}")
     return EXIT_OK
+
+
+def _encrypt_for_recipient(args: argparse.Namespace, omitted: list[Obstacle] | None) -> EnvelopeRecord:
+    """``encrypt --recipient``: a public key file needs no KMS client (nor credentials) at all; a
+    key name costs one ListCryptoKeyVersions (its current version) and, unless cached, one
+    GetPublicKey."""
+    from kmsflow.envelope.encrypt import encrypt_for
+    from kmsflow.kms import public_key
+
+    if public_key.names_a_key(args.recipient):
+        from kmsflow.kms.client import new_kms_client
+        from kmsflow.kms.public_key_cache import PublicKeyCache
+
+        with new_kms_client() as client:
+            recipient = public_key.load(args.recipient, client, cache=PublicKeyCache())
+    else:
+        recipient = public_key.load(args.recipient)
+    with progress_bar(show_progress(args)) as progress:
+        return encrypt_for(recipient, args.src, args.dst, progress=progress, omitted=omitted)
 
 
 def _cmd_decrypt(args: argparse.Namespace) -> int:
@@ -139,7 +171,15 @@ def add_encrypt(sub: Any) -> None:
     p = sub.add_parser(
         "encrypt", parents=[common()], help="encrypt a file or a directory dataset into one envelope"
     )
-    p.add_argument("--key", required=True, help="CryptoKey resource name (its primary version wraps)")
+    wrap = p.add_mutually_exclusive_group(required=True)
+    wrap.add_argument("--key", help="CryptoKey resource name (its primary version wraps, one KMS Encrypt)")
+    wrap.add_argument(
+        "--recipient",
+        metavar="KEY_OR_PUBLIC_KEY_FILE",
+        help="wrap locally for a public key: a file from `kmsflow pubkey export` (no KMS call, no "
+        "credentials) or an ASYMMETRIC_DECRYPT/KEY_ENCAPSULATION key or version name (its current "
+        "version: the newest ENABLED one); only holders of its decrypt/decapsulate role can open it",
+    )
     p.add_argument("src", metavar="SRC", help="file or directory: local path, file:// or gs:// URL")
     p.add_argument("dst", metavar="DST", help="new envelope path (must not exist)")
     p.add_argument(

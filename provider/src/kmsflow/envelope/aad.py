@@ -16,6 +16,10 @@ is UTF-8 with ``/`` separators, and is empty for a single-file envelope. NUL can
 or an id, so the encoding is unambiguous. Binding the id and the relative path, and nothing about
 where the envelope lives, is what lets an envelope be copied or moved whole while a file swapped in
 from another envelope, or renamed within one, fails authentication.
+
+A recipient (public-key) envelope wraps its keyset locally, with AES-256-GCM under the same keyset
+AAD, using a key derived by HKDF whose ``info`` (:func:`recipient_info`) binds the wrap kind, the
+envelope id and the exact CryptoKeyVersion (docs/FORMAT.md §12).
 """
 
 from __future__ import annotations
@@ -47,3 +51,10 @@ def commitment_info(envelope_id: str) -> bytes:
 SIGNATURE_LABEL = _PREFIX + b"signature\x00"
 """What the message a signing key signs starts with: a signature made by kmsflow can never be
 taken for one the same key made over anything else, unless that too begins with this label."""
+
+
+def recipient_info(wrap_kind: str, envelope_id: str, version_name: str) -> bytes:
+    """HKDF ``info`` deriving a recipient envelope's keyset-wrapping key from the shared secret:
+    ``kmsflow/v1 \\0 recipient \\0 <wrap kind> \\0 <envelope id> \\0 <CryptoKeyVersion name>``."""
+    parts = (wrap_kind.encode("ascii"), envelope_id.encode("ascii"), version_name.encode())
+    return b"\x00".join((_PREFIX + b"recipient", *parts))

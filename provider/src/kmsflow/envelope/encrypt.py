@@ -7,7 +7,8 @@ Order of work, and why:
    refuse (too many files, docs/FORMAT.md §2) is refused -- and refuse a destination that exists
    (nothing is overwritten), lies inside the source, or inside another envelope;
 2. generate a fresh Tink keyset and wrap it with ONE KMS Encrypt *before* streaming, so a wrong
-   key, a missing permission or a disabled primary fails in milliseconds, not after an hour;
+   key, a missing permission or a disabled primary fails in milliseconds, not after an hour (or,
+   for a recipient, locally for its public key: :func:`encrypt_for`);
 3. stream every file through Tink streaming AEAD (AAD = envelope id + relative path) into staged
    outputs, counting and checksumming (CRC32C) the ciphertext on the way (one pass, constant memory);
 4. seal the record's fields into the manifest, write the record last, publish atomically.
@@ -24,6 +25,7 @@ from __future__ import annotations
 import io
 import os
 import secrets
+from collections.abc import Callable
 from typing import IO, TYPE_CHECKING
 
 import tink
@@ -56,6 +58,8 @@ from kmsflow.envelope.record import (
     MAX_RECORD_SIZE,
     EnvelopeRecord,
     FileEntry,
+    KeyWrap,
+    RecipientWrap,
     record_size_bound,
 )
 from kmsflow.envelope.staging import Staging, stage, write_failure
@@ -66,13 +70,19 @@ from kmsflow.envelope.wrap import wrap_key
 
 if TYPE_CHECKING:
     from google.api_core.retry import Retry
+    from google.cloud import kms_v1
 
     from kmsflow.kms.crypto import CryptoClient
+    from kmsflow.kms.public_key import PublicKey
 
 
 def new_envelope_id() -> str:
     """128 random bits as 32 lowercase hex characters."""
     return secrets.token_hex(16)
+
+
+Wrap = Callable[[DataKey, str], KeyWrap | RecipientWrap]
+"""Wraps an envelope's fresh data key (given the envelope id): by KMS, or locally for a recipient."""
 
 
 def encrypt(
@@ -99,8 +109,47 @@ def encrypt(
     such entries out instead: each is appended to it, for the caller to report.
 
     ``sign_with`` (a signing CryptoKey or CryptoKeyVersion) also signs the new envelope: two more
-    KMS calls (GetPublicKey, once per version and process, and AsymmetricSign).
+    KMS calls (GetPublicKey, once per version and process, and AsymmetricSign) through
+    google-cloud-kms's client, which ``client`` must then be.
     """
+
+    def wrap(key: DataKey, envelope_id: str) -> KeyWrap:
+        return wrap_key(client, key_name, key, envelope_id, retry=retry)
+
+    signing = signature.signing_client(client) if sign_with is not None else None
+    return _encrypt(src, dst, wrap, progress, omitted, signing, sign_with, retry)
+
+
+def encrypt_for(
+    recipient: PublicKey,
+    src: str | Location,
+    dst: str | Location,
+    *,
+    progress: Progress | None = None,
+    omitted: list[Obstacle] | None = None,
+) -> EnvelopeRecord:
+    """:func:`encrypt` for a recipient: the data key is wrapped locally for ``recipient``'s public
+    key (``kmsflow.envelope.recipient``), with no KMS call and no credentials. Only a holder of the
+    KMS decrypt/decapsulate permission on ``recipient.version_name`` can open the envelope."""
+    from kmsflow.envelope import recipient as recipients
+
+    def wrap(key: DataKey, envelope_id: str) -> RecipientWrap:
+        return recipients.wrap_key(recipient, key, envelope_id)
+
+    return _encrypt(src, dst, wrap, progress, omitted, None, None, None)
+
+
+def _encrypt(
+    src: str | Location,
+    dst: str | Location,
+    wrap: Wrap,
+    progress: Progress | None,
+    omitted: list[Obstacle] | None,
+    signing: kms_v1.KeyManagementServiceClient | None,
+    sign_with: str | None,
+    retry: Retry | None,
+) -> EnvelopeRecord:
+    """Step 1 of the module docstring for a file or directory source, then :func:`_seal`."""
     source = resolve(src) if isinstance(src, str) else src
     dest = resolve(dst) if isinstance(dst, str) else dst
     progress = progress or NoProgress()
@@ -113,9 +162,8 @@ def encrypt(
         raise SourceNotFoundError(f"{source.url}: no such file or directory")
     _check_destination(source, dest, kind)
     label = f"encrypt {source.name}"
-    return _seal(
-        client, key_name, kind, sizes, _LocationSource(source), dest, progress, label, retry, sign_with
-    )
+    source_files = _LocationSource(source)
+    return _seal(wrap, kind, sizes, source_files, dest, progress, label, signing, sign_with, retry)
 
 
 def encrypt_bytes(
@@ -132,10 +180,14 @@ def encrypt_bytes(
     decrypt`` reads it, inventory and rewrap handle it), and the plaintext never touches storage:
     for values that only ever exist in memory, such as the XCom backend's.
     """
+
+    def wrap(key: DataKey, envelope_id: str) -> KeyWrap:
+        return wrap_key(client, key_name, key, envelope_id, retry=retry)
+
     dest = resolve(dst) if isinstance(dst, str) else dst
     _check_destination(None, dest, "file")
     sizes = {"": len(data)}
-    return _seal(client, key_name, "file", sizes, _BytesSource(data), dest, NoProgress(), "", retry, None)
+    return _seal(wrap, "file", sizes, _BytesSource(data), dest, NoProgress(), "", None, None, retry)
 
 
 class _LocationSource:
@@ -172,24 +224,23 @@ class _BytesSource:
 
 
 def _seal(
-    client: CryptoClient,
-    key_name: str,
+    wrap: Wrap,
     kind: str,
     sizes: dict[str, int],
     source: _LocationSource | _BytesSource,
     dest: Location,
     progress: Progress,
     label: str,
-    retry: Retry | None,
+    signing: kms_v1.KeyManagementServiceClient | None,
     sign_with: str | None,
+    retry: Retry | None,
 ) -> EnvelopeRecord:
     """Steps 2-4 of the module docstring: wrap a fresh key, stream every file, write the record
-    (and with ``sign_with``, its signature record)."""
+    (and with ``sign_with``, its signature record, signed through ``signing``)."""
     envelope_id = new_envelope_id()
     key = DataKey.generate()
-    wrap = wrap_key(client, key_name, key, envelope_id, retry=retry)
-    signing = signature.signing_client(client) if sign_with is not None else None
-    signer = signature.signing_key(signing, sign_with) if signing and sign_with else None
+    wrapped = wrap(key, envelope_id)
+    signer = signature.signing_key(signing, sign_with) if signing is not None and sign_with else None
 
     progress.start(sum(sizes.values()), label)
     entries: list[FileEntry] = []
@@ -206,7 +257,7 @@ def _seal(
             "envelope_id": envelope_id,
             "kind": kind,
             "created": record_time(),
-            "key": wrap.model_dump(mode="json"),
+            "key": wrapped.model_dump(mode="json"),
             "files": [e.model_dump(mode="json") for e in entries],
         }
         record = manifest.seal(key, fields)

@@ -44,7 +44,7 @@ from kmsflow.envelope.layout import (
     reserved_entry_allowed,
 )
 from kmsflow.envelope.progress import NoProgress, Progress
-from kmsflow.envelope.record import EnvelopeRecord, FileEntry
+from kmsflow.envelope.record import EnvelopeRecord, FileEntry, RecipientWrap
 from kmsflow.envelope.staging import stage, write_failure
 from kmsflow.envelope.storage import TINK_CHUNK_SIZE, Location, resolve
 from kmsflow.envelope.streams import BinarySink, ChecksumReader, plaintext_pieces, write_behind
@@ -115,6 +115,7 @@ class Envelope:
     def inspect(self) -> dict[str, Any]:
         """JSON-safe summary (no KMS call, nothing secret): ids, exact key version, files, sizes."""
         r = self.record
+        wrap = {"wrap": r.key.wrap} if isinstance(r.key, RecipientWrap) else {}
         return {
             "envelope": self.root.url,
             "record": self.record_location.url,
@@ -125,6 +126,7 @@ class Envelope:
             "created": r.created,
             "crypto_key": r.key.crypto_key,
             "crypto_key_version": r.key.crypto_key_version,
+            **wrap,
             "wrapped_at": r.key.wrapped_at,
             "file_count": len(r.files),
             "plaintext_size": r.plaintext_size,

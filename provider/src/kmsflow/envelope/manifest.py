@@ -23,6 +23,7 @@ from kmsflow.envelope.keyset import ONE_SEGMENT_OVERHEAD, DataKey
 from kmsflow.envelope.record import (
     EnvelopeRecord,
     KeyWrap,
+    RecipientWrap,
     authenticated_view,
     decode_b64,
     encode_b64,
@@ -37,7 +38,7 @@ def seal(key: DataKey, fields: dict[str, Any]) -> EnvelopeRecord:
     return _sealed(key, draft)
 
 
-def reseal(key: DataKey, record: EnvelopeRecord, wrap: KeyWrap) -> EnvelopeRecord:
+def reseal(key: DataKey, record: EnvelopeRecord, wrap: KeyWrap | RecipientWrap) -> EnvelopeRecord:
     """``record`` re-wrapped: its ``key`` replaced by ``wrap`` and its manifest sealed again.
 
     Nothing is validated again: ``record`` was when it was parsed (and its manifest checked by the

@@ -22,7 +22,16 @@ from datetime import datetime
 from typing import Annotated, Any, Literal
 
 import pydantic_core
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Discriminator,
+    Field,
+    Tag,
+    ValidationError,
+    field_validator,
+)
 
 from kmsflow.envelope.aad import FORMAT_VERSION
 from kmsflow.envelope.errors import RecordInvalidError, UnsupportedFormatError
@@ -82,8 +91,8 @@ class FileEntry(BaseModel):
         return value
 
 
-class KeyWrap(BaseModel):
-    """The data key wrapped by Cloud KMS, and the exact version that wrapped it."""
+class _Wrap(BaseModel):
+    """What every record's ``key`` holds: the exact version that wrapped the data key, and how."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -109,6 +118,48 @@ class KeyWrap(BaseModel):
         return decode_b64(self.wrapped_keyset)
 
 
+class KeyWrap(_Wrap):
+    """The data key wrapped by Cloud KMS (Encrypt), and the exact version that wrapped it."""
+
+
+WrapKind = Literal["rsa-oaep-sha256", "rsa-oaep-sha512", "ml-kem-768", "ml-kem-1024"]
+"""How a recipient envelope's data key was wrapped for a public key (docs/FORMAT.md §12)."""
+
+
+class RecipientWrap(_Wrap):
+    """The data key wrapped locally for the public key of an ASYMMETRIC_DECRYPT or KEY_ENCAPSULATION
+    version: ``encapsulated_key`` is what KMS's AsymmetricDecrypt/Decapsulate turns back into the
+    shared secret, ``wrapped_keyset`` the AES-256-GCM wrap of the keyset under a key derived from
+    it (``kmsflow.envelope.recipient``)."""
+
+    wrap: WrapKind
+    encapsulated_key: str
+
+    @field_validator("encapsulated_key")
+    @classmethod
+    def _encapsulated_b64(cls, value: str) -> str:
+        decode_b64(value)
+        return value
+
+    def encapsulated_bytes(self) -> bytes:
+        return decode_b64(self.encapsulated_key)
+
+
+def _wrap_tag(value: Any) -> str:
+    """Which model a record's ``key`` is: a recipient wrap names its ``wrap`` kind."""
+    if isinstance(value, dict):
+        return "recipient" if "wrap" in value else "kms"
+    return "recipient" if isinstance(value, RecipientWrap) else "kms"
+
+
+_WRAP_TAGS = ("kms", "recipient")
+AnyWrap = Annotated[
+    Annotated[KeyWrap, Tag("kms")] | Annotated[RecipientWrap, Tag("recipient")],
+    Discriminator(_wrap_tag),
+]
+"""A record's ``key``: a KMS Encrypt wrap (symmetric key), or a recipient wrap (public key)."""
+
+
 class EnvelopeRecord(BaseModel):
     """Format version 1 of the record (see docs/FORMAT.md for every field)."""
 
@@ -119,7 +170,7 @@ class EnvelopeRecord(BaseModel):
     envelope_id: str
     kind: Literal["file", "dataset"]
     created: Timestamp
-    key: KeyWrap
+    key: AnyWrap
     manifest: str
     files: tuple[FileEntry, ...] = Field(max_length=MAX_RECORD_FILES)
 
@@ -199,19 +250,26 @@ class EnvelopeRecord(BaseModel):
             return cls.model_validate(raw)
         except ValidationError as exc:
             first = exc.errors()[0]
-            loc = ".".join(str(p) for p in first["loc"])
+            # "key.recipient.wrap" -> "key.wrap": the union's tag is not a field of the record
+            loc = ".".join(str(p) for i, p in enumerate(first["loc"]) if not (i == 1 and p in _WRAP_TAGS))
             raise RecordInvalidError(
                 f"{where}: invalid envelope record field {loc!r}: {first['msg']}"
             ) from None
 
 
+_UNSEALED_KEY_FIELDS = ("wrapped_keyset", "encapsulated_key")
+
+
 def authenticated_view(record: dict[str, Any]) -> dict[str, Any]:
-    """The part of a record the manifest seals: everything except ``manifest`` itself and
-    ``key.wrapped_keyset`` (which Cloud KMS authenticates, bound to the envelope id by its AAD)."""
+    """The part of a record the manifest seals: everything except ``manifest`` itself and the
+    wrapped key: ``key.wrapped_keyset`` (authenticated by Cloud KMS, or for a recipient by AES-GCM,
+    bound to the envelope id by its AAD) and a recipient's ``key.encapsulated_key`` (any change to
+    it changes the secret it yields, so that GCM fails). Leaving them out keeps a post-quantum
+    encapsulation (up to 1.5 KiB) out of the manifest."""
     view = {k: v for k, v in record.items() if k != "manifest"}
     key = view.get("key")
     if isinstance(key, dict):
-        view["key"] = {k: v for k, v in key.items() if k != "wrapped_keyset"}
+        view["key"] = {k: v for k, v in key.items() if k not in _UNSEALED_KEY_FIELDS}
     return view
 
 

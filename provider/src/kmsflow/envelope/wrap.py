@@ -8,6 +8,9 @@ version disabled or destroyed, unavailable) pass through with their own types.
 
 Both calls go through the lean data path (:func:`kmsflow.kms.dataplane.data_client`), whichever
 client the caller holds: a ``google-cloud-kms`` client lends it its channel.
+
+Unwrapping dispatches on the record's ``key``: a recipient wrap (public-key envelope) is opened by
+``kmsflow.envelope.recipient`` with the same guarantees, so every reader goes through here.
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ from kmsflow.clock import record_time
 from kmsflow.envelope.aad import keyset_aad
 from kmsflow.envelope.errors import TamperedError
 from kmsflow.envelope.keyset import DataKey
-from kmsflow.envelope.record import KeyWrap, encode_b64
+from kmsflow.envelope.record import KeyWrap, RecipientWrap, encode_b64
 from kmsflow.kms import crypto
 from kmsflow.kms.dataplane import data_client
 from kmsflow.kms.errors import KmsInvalidArgumentError
@@ -74,7 +77,7 @@ def key_wrap(wrapped: crypto.Wrapped) -> KeyWrap:
 
 def unwrap_key(
     client: CryptoClient,
-    wrap: KeyWrap,
+    wrap: KeyWrap | RecipientWrap,
     envelope_id: str,
     where: str,
     *,
@@ -89,7 +92,7 @@ def unwrap_key(
 
 def unwrap_keyset(
     client: CryptoClient,
-    wrap: KeyWrap,
+    wrap: KeyWrap | RecipientWrap,
     envelope_id: str,
     where: str,
     *,
@@ -99,6 +102,10 @@ def unwrap_keyset(
 
     Not yet known to be a keyset: whoever uses it as one must :meth:`DataKey.parse` it first.
     """
+    if isinstance(wrap, RecipientWrap):
+        from kmsflow.envelope import recipient
+
+        return recipient.unwrap_keyset(client, wrap, envelope_id, where, retry=retry)
     if crypto.key_of(wrap.crypto_key_version) != wrap.crypto_key:
         raise TamperedError(
             f"{where}: record names key version {wrap.crypto_key_version} outside {wrap.crypto_key}"

@@ -45,6 +45,8 @@ SIGNER_ROLE = "roles/cloudkms.signer"
 every signature is checked with the public key before it is written)."""
 PUBLIC_KEY_VIEWER_ROLE = "roles/cloudkms.publicKeyViewer"
 """Reading a version's public key: all a verifier of signatures needs (none with a public key file)."""
+DECAPSULATOR_ROLE = "roles/cloudkms.decapsulator"
+"""Decapsulating with a ``KEY_ENCAPSULATION`` key: the consumers of post-quantum recipient envelopes."""
 
 KMS_ROLES: frozenset[str] = frozenset(
     {
@@ -272,6 +274,7 @@ def drift(
 __all__ = [
     "ADMIN_ROLE",
     "CONSUMER_ROLE",
+    "DECAPSULATOR_ROLE",
     "DECRYPTER_ROLE",
     "ENCRYPTER_DECRYPTER_ROLE",
     "ENCRYPTER_ROLE",

@@ -429,6 +429,15 @@ def _refuse_if_primary(client: kms_v1.KeyManagementServiceClient, version_name: 
             f"refusing to {action} {version_name}: it is the primary version of "
             f"{key.name}, so new encryptions use it. Rotate (or set another primary) first."
         )
+    from kmsflow.kms import asymmetric  # it builds on this module
+
+    if key.purpose in asymmetric.RECIPIENT_PURPOSES:
+        current = asymmetric.newest_enabled(list_versions(client, key.name, states=[VersionState.ENABLED]))
+        if current is not None and current.name == version_name:
+            raise KmsGuardError(
+                f"refusing to {action} {version_name}: it is the current version of the recipient key "
+                f"{key.name} (its newest ENABLED one), so producers wrap for it. Rotate first."
+            )
 
 
 def enable_version(client: kms_v1.KeyManagementServiceClient, version_name: str) -> CryptoKeyVersion:

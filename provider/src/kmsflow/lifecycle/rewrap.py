@@ -1,5 +1,10 @@
 """Re-wrap envelope data keys under their CryptoKey's current primary version; data never touched.
 
+Recipient (public-key) envelopes go the same way with their own calls: their key has no primary,
+so they move to its *current* version (the newest ENABLED one, ``kmsflow.kms.asymmetric``); step 2
+is one AsymmetricDecrypt/Decapsulate, and step 3 wraps locally for that version's public key
+(fetched and checked once per run), with no KMS call.
+
 For every envelope whose record names a version other than its key's primary (one GetCryptoKey per
 distinct key per run, cached):
 
@@ -33,15 +38,16 @@ from typing import Any
 from google.cloud import kms_v1
 
 from kmsflow.clock import format_time, utc_now
-from kmsflow.envelope import manifest
+from kmsflow.envelope import manifest, recipient
 from kmsflow.envelope.keyset import DataKey
 from kmsflow.envelope.progress import Progress
-from kmsflow.envelope.record import EnvelopeRecord
+from kmsflow.envelope.record import EnvelopeRecord, KeyWrap, RecipientWrap
 from kmsflow.envelope.record_io import parse_record
 from kmsflow.envelope.wrap import key_wrap, unwrap_key, unwrap_keyset, wrap_keyset
 from kmsflow.inventory import Inventory
-from kmsflow.kms import crypto, resources
+from kmsflow.kms import asymmetric, crypto, resources
 from kmsflow.kms.errors import KmsError
+from kmsflow.kms.public_key import PublicKey, fetch_public_key
 from kmsflow.lifecycle.cas import DirSync, RecordConflictError, RecordSnapshot, read_snapshot, swap
 from kmsflow.lifecycle.outcomes import EnvelopeStatus
 from kmsflow.lifecycle.targets import EnvelopeTarget, Issue, RunReport, collect, one_line
@@ -103,26 +109,48 @@ class RewrapReport(RunReport):
 
 
 class PrimaryCache:
-    """The primary version of each CryptoKey, fetched once per run (errors are cached too)."""
+    """The version each CryptoKey wraps under now, fetched once per run (errors are cached too):
+    its primary, or for a recipient key (no primary) its current version, the newest ENABLED one
+    (``kms.asymmetric``), whose public key is fetched (checked) once as well."""
 
     def __init__(self, client: kms_v1.KeyManagementServiceClient) -> None:
         self._client = client
         self._lock = threading.Lock()
         self._values: dict[str, str | KmsError] = {}
+        self._public_keys: dict[str, PublicKey] = {}
 
     def get(self, crypto_key: str) -> str:
         with self._lock:
             value = self._values.get(crypto_key)
             if value is None:
                 try:
-                    primary = resources.get_key(self._client, crypto_key).primary.name
-                    value = primary or KmsError(f"{crypto_key} has no primary version (cannot wrap)")
+                    value = self._fetch(crypto_key)
                 except KmsError as exc:
                     value = exc
                 self._values[crypto_key] = value
         if isinstance(value, KmsError):
             raise type(value)(str(value))
         return value
+
+    def public_key(self, crypto_key: str) -> PublicKey:
+        """The current version's public key of the recipient key ``crypto_key``."""
+        self.get(crypto_key)
+        public = self._public_keys.get(crypto_key)
+        if public is None:
+            raise KmsError(f"{crypto_key} is not a recipient key (it has a primary version)")
+        return public
+
+    def _fetch(self, crypto_key: str) -> str:
+        key = resources.get_key(self._client, crypto_key)
+        if key.purpose in asymmetric.RECIPIENT_PURPOSES:
+            current = asymmetric.current_version(self._client, crypto_key)
+            self._public_keys[crypto_key] = fetch_public_key(
+                self._client, current.name, algorithm=current.algorithm.name
+            )
+            return str(current.name)
+        if not key.primary.name:
+            raise KmsError(f"{crypto_key} has no primary version (cannot wrap)")
+        return str(key.primary.name)
 
 
 @dataclass(frozen=True)
@@ -252,6 +280,7 @@ class _InFlight:
     keyset: bytes | None = field(default=None, repr=False)  # secret: never in a repr or traceback
     key: DataKey | None = None
     wrapped: crypto.Wrapped | None = None
+    recipient_wrap: RecipientWrap | None = None
     outcome: _Result | _Pending | None = None
 
 
@@ -302,13 +331,23 @@ def _prepare_chunk(
 
     def wrap(e: _InFlight) -> None:
         # The very bytes KMS unwrapped (and the check parsed) are wrapped again: nothing between.
+        # A recipient envelope is wrapped locally for the current version's public key (no KMS call).
         assert e.keyset is not None and e.record is not None
-        e.wrapped = wrap_keyset(client, e.record.key.crypto_key, e.keyset, e.record.envelope_id)
+        if isinstance(e.record.key, RecipientWrap):
+            public = primaries.public_key(e.record.key.crypto_key)
+            e.recipient_wrap = recipient.wrap_keyset(public, e.keyset, e.record.envelope_id)
+        else:
+            e.wrapped = wrap_keyset(client, e.record.key.crypto_key, e.keyset, e.record.envelope_id)
         e.keyset = None
 
     def reseal(e: _InFlight) -> None:
-        assert e.key is not None and e.record is not None and e.wrapped is not None and e.snapshot
-        new_wrap = key_wrap(e.wrapped)
+        assert e.key is not None and e.record is not None and e.snapshot
+        new_wrap: KeyWrap | RecipientWrap
+        if e.recipient_wrap is not None:
+            new_wrap = e.recipient_wrap
+        else:
+            assert e.wrapped is not None
+            new_wrap = key_wrap(e.wrapped)
         new = manifest.reseal(e.key, e.record, new_wrap)
         e.key = None
         old, now = e.record.key.crypto_key_version, new_wrap.crypto_key_version

@@ -27,13 +27,24 @@ from pathlib import PurePosixPath
 from typing import Annotated, Any
 
 from google.cloud import kms_v1
-from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, PlainSerializer
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PlainSerializer,
+    model_validator,
+)
 
 from kmsflow.kms.iam import (
     CONSUMER_ROLE,
+    DECAPSULATOR_ROLE,
+    DECRYPTER_ROLE,
     PRODUCER_ROLE,
     PUBLIC_KEY_VIEWER_ROLE,
     SIGNER_ROLE,
+    VIEWER_ROLE,
     member_problem,
     role_problem,
 )
@@ -46,7 +57,22 @@ MIN_ROTATION = timedelta(hours=24)
 MIN_DESTROY = timedelta(hours=24)
 MAX_DESTROY = timedelta(days=120)
 
-PURPOSES = ("ENCRYPT_DECRYPT", "ASYMMETRIC_SIGN", "ASYMMETRIC_DECRYPT", "RAW_ENCRYPT_DECRYPT", "MAC")
+PURPOSES = (
+    "ENCRYPT_DECRYPT",
+    "ASYMMETRIC_SIGN",
+    "ASYMMETRIC_DECRYPT",
+    "KEY_ENCAPSULATION",
+    "RAW_ENCRYPT_DECRYPT",
+    "MAC",
+)
+RECIPIENT_ROLES: dict[str, tuple[tuple[str, ...], str]] = {
+    "ASYMMETRIC_DECRYPT": ((PUBLIC_KEY_VIEWER_ROLE, VIEWER_ROLE), DECRYPTER_ROLE),
+    "KEY_ENCAPSULATION": ((PUBLIC_KEY_VIEWER_ROLE, VIEWER_ROLE), DECAPSULATOR_ROLE),
+}
+"""Recipient keys (public-key envelopes): (producer roles, consumer role). A producer encrypts with
+the public key: by key name it lists the versions (viewer) to find the current one, the newest
+ENABLED version (``kmsflow.kms.asymmetric``), and reads its public key (publicKeyViewer); with a
+public key file it needs no role at all. A consumer unwraps with AsymmetricDecrypt/Decapsulate."""
 PROTECTION_LEVELS = ("SOFTWARE", "HSM", "EXTERNAL", "EXTERNAL_VPC")
 ALGORITHMS: tuple[str, ...] = tuple(
     name
@@ -186,13 +212,26 @@ class CryptoKeySpec(_Model):
     tenant: Annotated[str, AfterValidator(_check_tenant)] | None = None
     retention: Retention = Field(default_factory=Retention)
 
+    @model_validator(mode="after")
+    def _recipient_rotation(self) -> CryptoKeySpec:
+        """Cloud KMS rotates only symmetric keys automatically: a recipient key is rotated by
+        adding a version (``kmsflow rotate``, the rotate DAG), which becomes current once ENABLED."""
+        explicit = "rotation_period" in self.model_fields_set
+        if self.purpose in RECIPIENT_ROLES and self.rotation_period is not None and explicit:
+            raise ValueError(
+                f"rotation_period: {self.purpose} keys have no automatic rotation in Cloud KMS; "
+                "set it to null and rotate with kmsflow (a new version becomes current once ENABLED)"
+            )
+        return self
+
     def settings(self) -> KeySettings:
         """The KMS configuration as ``kmsflow.kms.resources`` wants it."""
+        recipient = self.purpose in RECIPIENT_ROLES
         return KeySettings(
             purpose=self.purpose,
             algorithm=self.algorithm,
             protection_level=self.protection_level,
-            rotation_period=self.rotation_period,
+            rotation_period=None if recipient else self.rotation_period,
             destroy_scheduled_duration=self.destroy_scheduled_duration,
             labels=self.labels,
         )
@@ -200,11 +239,12 @@ class CryptoKeySpec(_Model):
     def wanted_iam(self) -> dict[str, set[str]]:
         """The roles this key's spec owns and their exact members (``producers``/``consumers``,
         ``signers``/``verifiers`` folded into the least-privilege roles; named even when empty, so
-        removal works)."""
+        removal works). For a recipient key, producers and consumers get :data:`RECIPIENT_ROLES`."""
         wanted = {role: set(members) for role, members in self.iam.items()}
+        producer_roles, consumer_role = RECIPIENT_ROLES.get(self.purpose, ((PRODUCER_ROLE,), CONSUMER_ROLE))
         for field, roles, members in (
-            ("producers", (PRODUCER_ROLE,), self.producers),
-            ("consumers", (CONSUMER_ROLE,), self.consumers),
+            ("producers", producer_roles, self.producers),
+            ("consumers", (consumer_role,), self.consumers),
             ("signers", (SIGNER_ROLE, PUBLIC_KEY_VIEWER_ROLE), self.signers),
             ("verifiers", (PUBLIC_KEY_VIEWER_ROLE,), self.verifiers),
         ):

@@ -65,6 +65,7 @@ from kmsflow.envelope.signature import signing_key
 from kmsflow.envelope.staging import AbortScope, abort_scope
 from kmsflow.envelope.walk import Obstacle
 from kmsflow.kms.errors import KmsPermissionError
+from kmsflow.kms.public_key import names_a_key
 
 ArtifactPath = str | ObjectStoragePath | os.PathLike[str]
 """What operators accept as ``src``/``dst``/``dst_dir``."""
@@ -202,8 +203,8 @@ class LogProgress:
 
 
 def encrypt_artifact(
-    client: kms_v1.KeyManagementServiceClient,
-    key_name: str,
+    client: kms_v1.KeyManagementServiceClient | None,
+    key_name: str | None,
     src: ArtifactPath,
     dst: ArtifactPath,
     *,
@@ -211,6 +212,7 @@ def encrypt_artifact(
     retry: Retry | None = None,
     skip_unsupported: bool = False,
     sign_with: str | None = None,
+    recipient: str | None = None,
 ) -> dict[str, Any]:
     """Encrypt ``src`` (file or directory) into a new envelope at ``dst``; a small XCom-safe summary.
 
@@ -221,22 +223,41 @@ def encrypt_artifact(
     logged as a warning and listed under ``omitted`` (relative path and why). ``sign_with`` (a
     signing CryptoKey or CryptoKeyVersion) also signs the envelope; the summary then names the
     version that signed as ``signed_by``.
+
+    With ``recipient`` (instead of ``key_name``) the data key is wrapped locally for a public key:
+    a public key file (``client`` may be None: no KMS call) or a recipient key or version name (its
+    current version; the public key comes from the local cache or one GetPublicKey).
     """
     src_url, dst_url = artifact_url(src), artifact_url(dst)
     omitted: list[Obstacle] | None = [] if skip_unsupported else None
+    progress = LogProgress(log) if log else None
     with artifact_errors("encrypt"):
-        # The version is resolved here to report it; encrypt finds its public key cached.
-        signed_by = signing_key(client, sign_with).version_name if sign_with else None
-        record = encrypt(
-            client,
-            key_name,
-            src_url,
-            dst_url,
-            progress=LogProgress(log) if log else None,
-            retry=retry,
-            omitted=omitted,
-            sign_with=signed_by,
-        )
+        if recipient is not None:
+            from kmsflow.envelope.encrypt import encrypt_for
+            from kmsflow.kms import public_key
+            from kmsflow.kms.public_key_cache import PublicKeyCache
+
+            if sign_with:
+                raise AirflowFailException(
+                    "sign_with with recipient is not supported yet: sign the envelope afterwards"
+                )
+            signed_by = None
+            public = public_key.load(recipient, client, cache=PublicKeyCache())
+            record = encrypt_for(public, src_url, dst_url, progress=progress, omitted=omitted)
+        else:
+            assert client is not None and key_name is not None
+            # The version is resolved here to report it; encrypt finds its public key cached.
+            signed_by = signing_key(client, sign_with).version_name if sign_with else None
+            record = encrypt(
+                client,
+                key_name,
+                src_url,
+                dst_url,
+                progress=progress,
+                retry=retry,
+                omitted=omitted,
+                sign_with=signed_by,
+            )
     left_out = [{"path": o.rel, "kind": str(o.kind)} for o in omitted or []]
     for entry in left_out:
         if log is not None:
@@ -393,6 +414,10 @@ class EncryptArtifactOperator(_ArtifactOperator):
     """Envelope-encrypt a file or a dataset directory under a Cloud KMS key (one KMS call).
 
     :param key_name: CryptoKey (its primary version wraps) or a specific CryptoKeyVersion. Templated.
+    :param recipient: instead of ``key_name``: wrap locally for a public key (a recipient
+        envelope, docs/FORMAT.md §12): a public key file from ``kmsflow pubkey export`` (no KMS
+        call, no connection used) or an ASYMMETRIC_DECRYPT/KEY_ENCAPSULATION key or version name.
+        Templated.
     :param src: file or directory: local path, ``file://``/``gs://`` URL or ``ObjectStoragePath``.
         Templated.
     :param dst: the new envelope (must not exist; nothing is ever overwritten). Templated.
@@ -417,14 +442,28 @@ class EncryptArtifactOperator(_ArtifactOperator):
     with ``skip_unsupported``.
     """
 
-    template_fields: Sequence[str] = (*_ArtifactOperator.template_fields, "key_name", "sign_with")
+    template_fields: Sequence[str] = (
+        *_ArtifactOperator.template_fields,
+        "key_name",
+        "recipient",
+        "sign_with",
+    )
     lineage_action = "encrypt"
 
     def __init__(
-        self, *, key_name: str, skip_unsupported: bool = False, sign_with: str | None = None, **kwargs: Any
+        self,
+        *,
+        key_name: str | None = None,
+        recipient: str | None = None,
+        skip_unsupported: bool = False,
+        sign_with: str | None = None,
+        **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
+        if (key_name is None) == (recipient is None):
+            raise ValueError("EncryptArtifactOperator needs exactly one of key_name and recipient")
         self.key_name = key_name
+        self.recipient = recipient
         self.skip_unsupported = skip_unsupported
         self.sign_with = sign_with
 
@@ -432,23 +471,26 @@ class EncryptArtifactOperator(_ArtifactOperator):
         return source_name + self.suffix
 
     def execute(self, context: Context) -> dict[str, Any]:
-        self.console_resource = self.key_name
+        self.console_resource = self.key_name or self.recipient
         src_url = artifact_url(self.src)
         dst_url = self.destination(src_url)
+        by_file = self.recipient is not None and not names_a_key(self.recipient)
         try:
             with self.killable_outputs():
                 result = encrypt_artifact(
-                    self.client(),
+                    None if by_file else self.client(),  # a public key file needs no connection
                     self.key_name,
                     src_url,
                     dst_url,
                     log=self.log,
-                    retry=self.kms_retry(),
+                    retry=None if by_file else self.kms_retry(),
                     skip_unsupported=self.skip_unsupported,
                     sign_with=self.sign_with or None,
+                    recipient=self.recipient,
                 )
         finally:
-            self.hook.close()
+            if not by_file:
+                self.hook.close()
         self.console_resource = result["crypto_key"]
         self.log.info(
             "Encrypted %s -> %s: %s envelope %s, %d file(s), %d bytes, wrapped by %s",

@@ -59,7 +59,7 @@ from kmsflow.airflow.tasks.payloads import (
 from kmsflow.audit import AuditLog, read_events, record_rewrap
 from kmsflow.audit.actions import Action
 from kmsflow.inventory import Inventory, scan
-from kmsflow.kms import resources
+from kmsflow.kms import asymmetric, resources
 from kmsflow.kms.crypto import key_of
 from kmsflow.lifecycle import Issue, reencrypt, rewrap, rotate, verify_unwraps
 
@@ -173,6 +173,8 @@ def detect_rotation(
         for name in keys:
             key: Any = resources.get_key(hook.get_conn(), name)
             primary = str(key.primary.name or "")
+            if not primary and key.purpose in asymmetric.RECIPIENT_PURPOSES:  # its current version
+                primary = str(asymmetric.current_version(hook.get_conn(), name).name)
             if not primary:
                 raise AirflowFailException(
                     f"{name} has no primary version: nothing can be re-wrapped onto it"

@@ -15,13 +15,13 @@ import tink
 from google.cloud import kms_v1
 
 from kmsflow.clock import record_time
-from kmsflow.envelope import manifest
+from kmsflow.envelope import manifest, recipient
 from kmsflow.envelope.aad import data_aad
 from kmsflow.envelope.encrypt import new_envelope_id
 from kmsflow.envelope.errors import EnvelopeIOError, TamperedError, os_reason
 from kmsflow.envelope.keyset import DataKey
 from kmsflow.envelope.layout import DATASET_RECORD, SIDECAR_SUFFIX
-from kmsflow.envelope.record import EnvelopeRecord, FileEntry
+from kmsflow.envelope.record import EnvelopeRecord, FileEntry, KeyWrap, RecipientWrap
 from kmsflow.envelope.record_io import parse_record
 from kmsflow.envelope.storage import TINK_CHUNK_SIZE, Location
 from kmsflow.envelope.streams import ChecksumReader, plaintext_pieces, write_behind, write_through
@@ -70,7 +70,7 @@ def reencrypt_one(
         primary = primaries.get(record.key.crypto_key)
         if dry_run or meter is None:
             return outcome(target, EnvelopeStatus.WOULD_REENCRYPT, record, None, primary)
-        new_record = _Job(client, store, target.url, record, on_step or _noop, meter).run(snapshot)
+        new_record = _Job(client, store, target.url, record, on_step or _noop, meter, primaries).run(snapshot)
         new_id, new_version = new_record.envelope_id, new_record.key.crypto_key_version
     except Exception as exc:  # reported per envelope
         status = EnvelopeStatus.CONFLICT if isinstance(exc, RecordConflictError) else EnvelopeStatus.FAILED
@@ -140,14 +140,24 @@ class _Job:
         record: EnvelopeRecord,
         on_step: StepHook,
         meter: EnvelopeMeter,
+        primaries: PrimaryCache,
     ) -> None:
         self.client = client
+        self.primaries = primaries
         self.store = store
         self.url = url
         self.record = record
         self.on_step = on_step
         self.meter = meter
         self.dataset = record.kind == "dataset"
+
+    def _wrap(self, key: DataKey, envelope_id: str) -> KeyWrap | RecipientWrap:
+        """The new data key wrapped as the old one was: by one KMS Encrypt under the CryptoKey, or
+        for a recipient envelope locally for the public key of the key's current version."""
+        crypto_key = self.record.key.crypto_key
+        if isinstance(self.record.key, RecipientWrap):
+            return recipient.wrap_key(self.primaries.public_key(crypto_key), key, envelope_id)
+        return wrap_key(self.client, crypto_key, key, envelope_id)
 
     def run(self, snapshot: RecordSnapshot) -> EnvelopeRecord:
         where = snapshot.location.url
@@ -159,7 +169,7 @@ class _Job:
             self._check_listing(set(idents))
         new_key = DataKey.generate()
         new_id = new_envelope_id()
-        wrap = wrap_key(self.client, self.record.key.crypto_key, new_key, new_id)  # fail fast
+        wrap = self._wrap(new_key, new_id)  # fail fast
         with self.store.staging() as stage:
             entries: list[FileEntry] = []
             digests: dict[str, bytes] = {}

@@ -9,7 +9,7 @@ from __future__ import annotations
 from google.cloud import kms_v1
 
 from kmsflow.audit import AuditLog, record_rotation
-from kmsflow.kms import resources
+from kmsflow.kms import asymmetric, resources
 from kmsflow.kms.resources import CryptoKeyVersion
 
 
@@ -24,8 +24,18 @@ def rotate(
     """Create a new primary version of ``key_name`` and append a ``rotate`` event; returns it.
 
     Older versions stay ENABLED (every artifact still decrypts); re-wrap and shred retire them.
+    A recipient key (no primary) gets a new version, current once KMS has generated it
+    (``kms.asymmetric``); "previous" is then the version that was current.
     """
-    previous = resources.get_key(client, key_name).primary.name or None
-    version = resources.rotate(client, key_name)
+    key = resources.get_key(client, key_name)
+    if key.purpose in asymmetric.RECIPIENT_PURPOSES:
+        try:
+            previous: str | None = asymmetric.current_version(client, key_name).name
+        except asymmetric.NoCurrentVersionError:
+            previous = None
+        version = asymmetric.add_version(client, key_name)
+    else:
+        previous = key.primary.name or None
+        version = resources.rotate(client, key_name)
     record_rotation(audit, key_name, version.name, reason=reason, previous_primary=previous, run=run_id)
     return version

@@ -69,7 +69,7 @@ from kmsflow.audit import AuditEvent, AuditLog, format_time
 from kmsflow.audit.actions import SOAK_ACTIONS, Action
 from kmsflow.clock import utc_now
 from kmsflow.inventory import Inventory, scan
-from kmsflow.kms import resources
+from kmsflow.kms import asymmetric, resources
 from kmsflow.kms.errors import ConfirmationError, KmsError
 from kmsflow.kms.resources import CryptoKeyVersion, state_name
 from kmsflow.lifecycle.retirement.report import KeyDecision, ScanSummary, ShredReport, VersionDecision
@@ -226,6 +226,9 @@ def _shred_key(
     except KmsError as exc:
         return KeyDecision(key_name, None, list(key_spec.roots), blocked=f"cannot read the key: {exc}")
     primary = key.primary.name or None
+    if key.purpose in asymmetric.RECIPIENT_PURPOSES:  # no primary: the current version stands in
+        current = asymmetric.newest_enabled(versions)
+        primary = current.name if current is not None else None
     decision = KeyDecision(key_name, primary, list(key_spec.roots))
 
     def record(action: str, resource: str, reason: str, evidence: dict[str, Any]) -> None:

@@ -1,0 +1,118 @@
+"""``EncryptArtifactOperator(recipient=...)``: a producer task holding only a public key file (no
+connection used, no role) or a recipient key name; the consumer decrypts with the usual operator."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+from airflow.sdk import DAG
+from airflow.sdk.exceptions import AirflowFailException
+from airflow.sdk.execution_time.context import OutletEventAccessors
+from envelope.recipients import make_recipient_key
+
+from kmsflow.airflow.operators import DecryptArtifactOperator, EncryptArtifactOperator
+from kmsflow.kms import iam
+from kmsflow.kms.public_key import fetch_public_key
+
+PRODUCER = "serviceAccount:edge@kmsflow-test.iam.gserviceaccount.com"
+CONSUMER = "serviceAccount:inference@kmsflow-test.iam.gserviceaccount.com"
+PLAINTEXT = b"user upload: THE-SECRET-PLAINTEXT-9c1e " * 100
+
+
+def context() -> Any:
+    return {"outlet_events": OutletEventAccessors()}
+
+
+@pytest.fixture
+def recipient(iam_emulator: Any, owner: str) -> str:
+    client = iam_emulator.client(owner)
+    key = make_recipient_key(client, "ML_KEM_768")
+    assert iam.grant(client, key, "roles/cloudkms.decapsulator", [CONSUMER])
+    assert iam.grant(client, key, "roles/cloudkms.publicKeyViewer", [PRODUCER])
+    assert iam.grant(client, key, "roles/cloudkms.viewer", [PRODUCER])
+    return key
+
+
+def test_producer_with_a_public_key_file_needs_no_connection(
+    iam_emulator: Any,
+    owner: str,
+    recipient: str,
+    set_conn: Callable[..., str],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("KMSFLOW_CACHE_DIR", str(tmp_path / "cache"))
+    pub = tmp_path / "inbox.pub"
+    pub.write_bytes(
+        fetch_public_key(iam_emulator.client(owner), f"{recipient}/cryptoKeyVersions/1").to_file_bytes()
+    )
+    (tmp_path / "upload.bin").write_bytes(PLAINTEXT)
+
+    with DAG(
+        "recipient_file", schedule=None, start_date=datetime(2026, 1, 1), params={"pub": str(pub)}
+    ) as dag:
+        EncryptArtifactOperator(
+            task_id="enc",
+            recipient="{{ params.pub }}",
+            src=str(tmp_path / "upload.bin"),
+            dst=str(tmp_path / "upload.enc"),
+            kmsflow_conn_id="no_such_connection",  # never looked up: a public key file needs none
+        )
+    enc = dag.get_task("enc")
+    enc.render_template_fields({"params": dag.params.dump()})
+    assert enc.recipient == str(pub)
+    out = enc.execute(context=context())
+    assert out["key_version"] == f"{recipient}/cryptoKeyVersions/1" and out["kind"] == "file"
+    text = json.dumps(out)
+    assert "THE-SECRET" not in text
+    record = json.loads((tmp_path / "upload.enc.kmsflow.json").read_text())
+    assert record["key"]["wrap"] == "ml-kem-768"
+    assert record["key"]["wrapped_keyset"] not in text and record["key"]["encapsulated_key"][:24] not in text
+
+    consumer = set_conn("kmsflow_consumer", endpoint=iam_emulator.endpoint, principal=CONSUMER)
+    producer = set_conn("kmsflow_producer", endpoint=iam_emulator.endpoint, principal=PRODUCER)
+    DecryptArtifactOperator(
+        task_id="dec", src=str(tmp_path / "upload.enc"), dst=str(tmp_path / "out"), kmsflow_conn_id=consumer
+    ).execute(context=context())
+    assert (tmp_path / "out").read_bytes() == PLAINTEXT
+    with pytest.raises(AirflowFailException):  # the producer cannot open what it wrote
+        DecryptArtifactOperator(
+            task_id="dec2",
+            src=str(tmp_path / "upload.enc"),
+            dst=str(tmp_path / "o2"),
+            kmsflow_conn_id=producer,
+        ).execute(context=context())
+    assert not (tmp_path / "o2").exists()
+
+
+def test_producer_by_key_name_uses_its_connection(
+    iam_emulator: Any,
+    recipient: str,
+    set_conn: Callable[..., str],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("KMSFLOW_CACHE_DIR", str(tmp_path / "cache"))
+    (tmp_path / "ds").mkdir()
+    (tmp_path / "ds" / "a").write_bytes(PLAINTEXT)
+    producer = set_conn("kmsflow_producer", endpoint=iam_emulator.endpoint, principal=PRODUCER)
+    out = EncryptArtifactOperator(
+        task_id="enc",
+        recipient=recipient,
+        src=str(tmp_path / "ds"),
+        dst=str(tmp_path / "ds.enc"),
+        kmsflow_conn_id=producer,
+    ).execute(context=context())
+    assert out["key_version"] == f"{recipient}/cryptoKeyVersions/1" and out["file_count"] == 1
+
+
+def test_key_name_and_recipient_are_exclusive() -> None:
+    with pytest.raises(ValueError, match="exactly one"):
+        EncryptArtifactOperator(task_id="x", src="a", dst="b")
+    with pytest.raises(ValueError, match="exactly one"):
+        EncryptArtifactOperator(task_id="y", src="a", dst="b", key_name="k", recipient="r")
