@@ -142,6 +142,6 @@ def test_public_key_files(kms: kms_v1.KeyManagementServiceClient, ring_id: str, 
         load(str(tmp_path / "missing.pub"))
     with pytest.raises(PublicKeyError, match="needs a KMS client"):
         load(version)
-    with pytest.raises(PublicKeyError, match="a CryptoKey, not a version"):
-        load(version.rsplit("/cryptoKeyVersions/", 1)[0], kms)
+    # A CryptoKey name means its newest ENABLED version (signing and recipient keys have no primary).
+    assert load(version.rsplit("/cryptoKeyVersions/", 1)[0], kms) == public
     assert load(version, kms) == public

@@ -48,6 +48,8 @@ VERSION_NAME = re.compile(
 )
 KEY_NAME = re.compile(r"^projects/[^/]+/locations/[^/]+/keyRings/[^/]+/cryptoKeys/[^/]+$")
 
+PEM, DER, NIST_PQC = "PEM", "DER", "NIST_PQC"
+"""The key formats of a public key file (``key_format``), named as ``GetPublicKey`` names them."""
 RECIPIENT_FORMATS: dict[str, str] = {
     "RSA_DECRYPT_OAEP_2048_SHA256": "PEM",
     "RSA_DECRYPT_OAEP_3072_SHA256": "PEM",
