@@ -20,15 +20,16 @@ import os
 from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
-from typing import Any, TypedDict
+from typing import TYPE_CHECKING, Any, TypedDict
 from urllib.parse import quote
 
 from kmsflow.audit import AuditEvent, read_events
 from kmsflow.audit.actions import SOAK_ACTIONS, Action
 from kmsflow.clock import format_time
 from kmsflow.inventory.snapshot import read_snapshot, snapshot_location
-from kmsflow.spec import KeySpec, load_spec
-from kmsflow.spec.model import CryptoKeySpec
+
+if TYPE_CHECKING:  # kmsflow.spec loads the KMS client: imported on the first request, not with the app
+    from kmsflow.spec import CryptoKeySpec, KeySpec
 
 SPEC_ENV = "KMSFLOW_SPEC"
 MAX_EVENTS = 50
@@ -239,6 +240,8 @@ def spec_path() -> str | None:
 
 def spec_key_names() -> set[str]:
     """The full names of the configured spec's keys (empty when there is no readable spec)."""
+    from kmsflow.spec import load_spec
+
     path = spec_path()
     try:
         return {name for name, _ in load_spec(Path(path)).crypto_keys()} if path else set()
@@ -270,6 +273,8 @@ def load_page(
     if path is None:
         data["problems"].append(f"${SPEC_ENV} is not set on the API server: no key spec to show")
         return data
+    from kmsflow.spec import load_spec
+
     try:
         spec: KeySpec = load_spec(Path(path))
     except Exception as exc:

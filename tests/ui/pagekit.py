@@ -1,0 +1,51 @@
+"""What the Key Lifecycle page tests share (imported by name: pytest puts this directory on the path):
+the isolated Airflow environment (``conftest.py`` applies it at import), the markup-like file name,
+the lifecycle world the page describes."""
+
+from __future__ import annotations
+
+import atexit
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+_HOME = tempfile.mkdtemp(prefix="kmsflow-ui-home-")
+atexit.register(shutil.rmtree, _HOME, ignore_errors=True)
+AIRFLOW_ENV = {
+    "AIRFLOW_HOME": _HOME,
+    "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+    "AIRFLOW__CORE__DAGS_FOLDER": str(REPO / "dags"),
+    "AIRFLOW__CORE__PLUGINS_FOLDER": str(REPO / "plugins"),
+    "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{_HOME}/airflow.db",
+    "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": "admin:admin,viewer:viewer",
+    "AIRFLOW__API_AUTH__JWT_SECRET": "kmsflow-ui-tests-only-" + "0" * 64,
+}
+
+XSS_NAME = "<img src=x onerror=alert(1)>"
+"""A file name from storage that must be shown as text, never run."""
+
+
+@dataclass
+class Lifecycle:
+    """The world the page describes: a spec, its key (v1 retired but still referenced, v2 primary),
+    envelopes under one root, an audit log and the snapshot a lifecycle run wrote beside it."""
+
+    spec: Path
+    key: str
+    root: Path
+    audit_log: Path
+    envelopes: list[str]
+    run: str
+
+
+def write_spec(path: Path, key: str, root: Path, audit_log: Path) -> Path:
+    """A one-key spec naming ``key`` (``projects/P/locations/L/keyRings/R/cryptoKeys/K``)."""
+    parts = key.split("/")
+    path.write_text(
+        f"project: {parts[1]}\nlocation: {parts[3]}\naudit_log: {audit_log}\nkey_rings:\n"
+        f"  - id: {parts[5]}\n    keys:\n      - id: {parts[7]}\n        roots:\n          - {root}\n"
+        "        retention:\n          retired_version_enabled_for: 30d\n          soak_period: 7d\n"
+    )
+    return path
