@@ -130,6 +130,9 @@ class LocalAirflow:
                     found.append((path.stat().st_mtime, task_id, str(record.get("event", ""))))
         return [(task, message) for _, task, message in sorted(found, key=lambda f: f[0])]
 
+    def running(self) -> bool:
+        return self._process is not None and self._process.poll() is None
+
     def stop(self) -> None:
         if self._process is None or self._process.poll() is not None:
             return

@@ -15,50 +15,29 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from pagekit import AIRFLOW_ENV, XSS_NAME, Lifecycle, write_spec
+from pagekit import AIRFLOW_ENV, Lifecycle, connection, make_lifecycle
 
 os.environ.update(AIRFLOW_ENV)
 
 
 @pytest.fixture
 def lifecycle(tmp_path: Path, emulator: Any, ring_id: str, monkeypatch: pytest.MonkeyPatch) -> Lifecycle:
-    """Two envelopes under v1 (one named like markup), a rotation (v2 primary), one envelope under
-    v2, and the snapshot of a complete scan written by the real snapshot writer."""
-    from inventory.builders import make_file, make_key
-
+    """:func:`pagekit.make_lifecycle`, the page's environment pointing at it, and the snapshot of a
+    complete scan written by the real snapshot writer (as a rotate_rewrap run would)."""
     from kmsflow.airflow.hooks.kms import KmsHook
     from kmsflow.airflow.tasks.snapshot import snapshot_writer
-    from kmsflow.audit import AuditLog
     from kmsflow.inventory import scan
-    from kmsflow.lifecycle import rotate
     from kmsflow.spec import load_spec
 
-    client = emulator.client()
-    key = make_key(client, ring_id)
-    root = tmp_path / "root"
-    audit_log = tmp_path / "audit" / "audit.jsonl"
-    src = tmp_path / "src"
-    made = [
-        make_file(client, key, src, str(root / "model.bin.enc"), size=3000, seed=1).dst,
-        make_file(client, key, src, str(root / f"{XSS_NAME}.enc"), size=1000, seed=2).dst,
-    ]
-    run = "kmsflow_rotate_rewrap/manual__2026-12-07T10:00:00+00:00"
-    rotate(
-        client, key, audit=AuditLog(str(audit_log), actor="user:owner@example.com"), reason="test", run_id=run
-    )
-    made.append(make_file(client, key, src, str(root / "new.bin.enc"), size=500, seed=3).dst)
-    spec = write_spec(tmp_path / "spec.yaml", key, root, audit_log)
-    monkeypatch.setenv("KMSFLOW_SPEC", str(spec))
-    monkeypatch.setenv(
-        "AIRFLOW_CONN_KMSFLOW_DEFAULT",
-        f'{{"conn_type": "kmsflow", "extra": {{"endpoint": "{emulator.endpoint}"}}}}',
-    )
+    world = make_lifecycle(tmp_path, emulator.client(), ring_id)
+    monkeypatch.setenv("KMSFLOW_SPEC", str(world.spec))
+    monkeypatch.setenv("AIRFLOW_CONN_KMSFLOW_DEFAULT", connection(emulator.endpoint))
     hook = KmsHook()
     try:
-        snapshot_writer(load_spec(spec), hook, run)(scan([str(root)]))
+        snapshot_writer(load_spec(world.spec), hook, world.run)(scan([str(world.root)]))
     finally:
         hook.close()
-    return Lifecycle(spec, key, root, audit_log, made, run)
+    return world
 
 
 @pytest.fixture(scope="session")

@@ -5,10 +5,12 @@ the lifecycle world the page describes."""
 from __future__ import annotations
 
 import atexit
+import json
 import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 REPO = Path(__file__).resolve().parents[2]
 _HOME = tempfile.mkdtemp(prefix="kmsflow-ui-home-")
@@ -49,3 +51,34 @@ def write_spec(path: Path, key: str, root: Path, audit_log: Path) -> Path:
         "        retention:\n          retired_version_enabled_for: 30d\n          soak_period: 7d\n"
     )
     return path
+
+
+RUN = "kmsflow_rotate_rewrap/manual__2026-12-07T10:00:00+00:00"
+
+
+def connection(endpoint: str) -> str:
+    """``AIRFLOW_CONN_KMSFLOW_DEFAULT`` for the emulator at ``endpoint``."""
+    return json.dumps({"conn_type": "kmsflow", "extra": {"endpoint": endpoint}})
+
+
+def make_lifecycle(tmp_path: Path, client: Any, ring_id: str) -> Lifecycle:
+    """Two envelopes under v1 (one named like markup), a rotation (v2 primary, audited), one envelope
+    under v2: v1 is retired but still referenced -- its envelopes are its blockers."""
+    from inventory.builders import make_file, make_key
+
+    from kmsflow.audit import AuditLog
+    from kmsflow.lifecycle import rotate
+
+    key = make_key(client, ring_id)
+    root = tmp_path / "root"
+    audit_log = tmp_path / "audit" / "audit.jsonl"
+    src = tmp_path / "src"
+    made = [
+        make_file(client, key, src, str(root / "model.bin.enc"), size=3000, seed=1).dst,
+        make_file(client, key, src, str(root / f"{XSS_NAME}.enc"), size=1000, seed=2).dst,
+    ]
+    audit = AuditLog(str(audit_log), actor="user:owner@example.com")
+    rotate(client, key, audit=audit, reason="test", run_id=RUN)
+    made.append(make_file(client, key, src, str(root / "new.bin.enc"), size=500, seed=3).dst)
+    spec = write_spec(tmp_path / "spec.yaml", key, root, audit_log)
+    return Lifecycle(spec, key, root, audit_log, made, RUN)
