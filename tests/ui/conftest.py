@@ -15,9 +15,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from pagekit import AIRFLOW_ENV, Lifecycle, connection, make_lifecycle
+from pagekit import AIRFLOW_ENV, AUTH_ENV, Lifecycle, connection, make_lifecycle
 
-os.environ.update(AIRFLOW_ENV)
+if "airflow" not in sys.modules:
+    os.environ.update(AIRFLOW_ENV)
+os.environ.update(AUTH_ENV)
 
 
 @pytest.fixture
@@ -44,11 +46,9 @@ def lifecycle(tmp_path: Path, emulator: Any, ring_id: str, monkeypatch: pytest.M
 def airflow_db() -> None:
     """The metadata DB, migrated, with the kmsflow DAGs serialized (Airflow's REST API triggers
     only DAGs it knows)."""
-    env = {**os.environ, **AIRFLOW_ENV}
-    for args in (["db", "migrate"], ["dags", "reserialize"]):
-        result = subprocess.run(
-            [sys.executable, "-m", "airflow", *args], env=env, capture_output=True, text=True, timeout=600
-        )
+    for args in (["db", "migrate"], ["dags", "reserialize"]):  # the DB Airflow in this process uses
+        command = [sys.executable, "-m", "airflow", *args]
+        result = subprocess.run(command, env=dict(os.environ), capture_output=True, text=True, timeout=600)
         assert result.returncode == 0, result.stderr[-3000:]
 
 

@@ -21,9 +21,14 @@ AIRFLOW_ENV = {
     "AIRFLOW__CORE__DAGS_FOLDER": str(REPO / "dags"),
     "AIRFLOW__CORE__PLUGINS_FOLDER": str(REPO / "plugins"),
     "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{_HOME}/airflow.db",
+}
+"""Where this directory's Airflow lives: applied only if Airflow is not imported yet (it fixes its
+home and database at first import; in a whole-suite run tests/airflow's conftest may have done so)."""
+AUTH_ENV = {
     "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": "admin:admin,viewer:viewer",
     "AIRFLOW__API_AUTH__JWT_SECRET": "kmsflow-ui-tests-only-" + "0" * 64,
 }
+"""Read when the API app and its auth manager are made: always applied."""
 
 XSS_NAME = "<img src=x onerror=alert(1)>"
 """A file name from storage that must be shown as text, never run."""

@@ -8,7 +8,7 @@ import os
 import subprocess
 import sys
 
-from pagekit import AIRFLOW_ENV, REPO
+from pagekit import AIRFLOW_ENV, AUTH_ENV, REPO
 
 HEAVY = ["grpc", "google.cloud.kms_v1", "tink", "fastapi", "kmsflow.airflow.plugin.app"]
 
@@ -16,7 +16,7 @@ HEAVY = ["grpc", "google.cloud.kms_v1", "tink", "fastapi", "kmsflow.airflow.plug
 def run_python(code: str, **env: str) -> str:
     result = subprocess.run(
         [sys.executable, "-c", code],
-        env={**os.environ, **AIRFLOW_ENV, **env},
+        env={**os.environ, **AIRFLOW_ENV, **AUTH_ENV, **env},
         capture_output=True,
         text=True,
         timeout=300,
