@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypedDict
 from urllib.parse import quote
 
-from kmsflow.audit import AuditEvent, read_events
+from kmsflow.audit import AuditEvent, parse_time, read_events
 from kmsflow.audit.actions import SOAK_ACTIONS, Action
 from kmsflow.clock import format_time
 from kmsflow.inventory.snapshot import read_snapshot, snapshot_location
@@ -132,8 +132,7 @@ def _stage(
     primary: bool,
     envelopes: int | None,
 ) -> Stage:
-    from kmsflow.audit import parse_time
-    from kmsflow.kms.resources import state_name
+    from kmsflow.kms.resources import state_name  # loads the KMS client: per request, not at import
 
     state = state_name(version.state)
     mine = [e for e in events if e.resource == version.name]
