@@ -2,7 +2,7 @@
 
 ``airflow standalone`` (as ``scripts/demo.py`` runs it: scheduler, DAG processor, triggerer, API
 server) with the kmsflow DAGs, the provider's plugin (entry point) and the ``plugins/`` folder
-mounted too; a real ``kmsflow_rotate_rewrap`` run (dry) writes the inventory snapshot. Debian's
+mounted too; a real ``kmsflow_shred`` run (dry) writes the inventory snapshot from its proof scan. Debian's
 ``chromium`` (installed here when missing), driven by Playwright through ``executable_path`` --
 never a downloaded browser -- logs in through Airflow's login page, opens Browse → KMS keys
 (``/plugin/kmsflow``, the page in Airflow's iframe) and checks what a person would read: versions,
@@ -57,8 +57,12 @@ def chromium() -> str:
 
 
 @pytest.fixture
-def airflow(tmp_path: Path, emulator: Any, ring_id: str) -> Iterator[tuple[LocalAirflow, Lifecycle]]:
-    world = make_lifecycle(tmp_path / "world", emulator.client(), ring_id)
+def airflow(tmp_path: Path, fresh_emulator: Any, ring_id: str) -> Iterator[tuple[LocalAirflow, Lifecycle]]:
+    """The lifecycle world 31 days after the rotation (v1 due for disabling, but referenced), and
+    ``airflow standalone`` with the page, its spec and a connection to the (private) emulator."""
+    world = make_lifecycle(tmp_path / "world", fresh_emulator.client(), ring_id)
+    fresh_emulator.admin.advance(31 * 86400)
+    emulator = fresh_emulator
     home = tmp_path / "airflow"
     home.mkdir()
     dags = tmp_path / "dags"  # only the two DAGs the page drives: less parsing on a busy machine
@@ -104,15 +108,16 @@ def login(page: Any, base: str, user: str) -> None:
     page.wait_for_url(lambda url: "/auth/" not in url and "login" not in url, timeout=TIMEOUT_MS)
 
 
-@pytest.mark.timeout(1500)
+@pytest.mark.timeout(2700)
 def test_the_key_lifecycle_page_in_a_real_browser(
     airflow: tuple[LocalAirflow, Lifecycle], chromium: str, tmp_path: Path
 ) -> None:
     from playwright.sync_api import expect, sync_playwright
 
     local, world = airflow
-    conf = {"dry_run": True, "reason": "browser test"}
-    state, run_id = local.run_dag("kmsflow_rotate_rewrap", conf, timeout=600)
+    # A dry manual shred: v1 is due for disabling, so the run makes its proof scan -- which becomes
+    # the snapshot -- and finds v1 still referenced by two envelopes (refused: a normal outcome).
+    state, run_id = local.run_dag("kmsflow_shred", {"dry_run": True}, timeout=1200)
     assert state == "success", log_tail(local)
     base = f"http://127.0.0.1:{local.env['AIRFLOW__API__PORT']}"
     dialogs: list[str] = []
@@ -138,7 +143,7 @@ def test_the_key_lifecycle_page_in_a_real_browser(
             expect(v2.locator(".badge")).to_have_text("primary")
             expect(v1.locator("td.stage")).to_contain_text("in use")
             expect(frame.locator("#snapshot")).to_contain_text("complete")
-            expect(frame.locator("#snapshot a")).to_have_text(f"kmsflow_rotate_rewrap/{run_id}")
+            expect(frame.locator("#snapshot a")).to_have_text(f"kmsflow_shred/{run_id}")
             v1.locator("td.blockers summary").click()
             expect(v1.locator("td.blockers summary")).to_have_text("2 envelope(s)")
             blocker = v1.locator("td.blockers li", has_text="onerror")
@@ -151,6 +156,7 @@ def test_the_key_lifecycle_page_in_a_real_browser(
             expect(status).to_contain_text("kmsflow_shred run", timeout=TIMEOUT_MS)
             runs = page.request.get(f"{base}/api/v2/dags/kmsflow_shred/dagRuns").json()["dag_runs"]
             (mine,) = [r for r in runs if r["conf"].get("reason", "").startswith("dry run from the Key")]
+            assert mine["dag_run_id"] != run_id
             assert mine["triggering_user_name"] == "admin" and mine["conf"]["dry_run"] is True
 
             viewer = browser.new_context(viewport={"width": 1500, "height": 1100}).new_page()
