@@ -123,9 +123,9 @@ def test_the_key_lifecycle_page_in_a_real_browser(
     dialogs: list[str] = []
     shot = tmp_path / "key-lifecycle.png"
     with sync_playwright() as p:
-        browser = p.chromium.launch(
-            executable_path=chromium, args=[*CHROMIUM_ARGS, f"--user-data-dir={tmp_path / 'chromium'}"]
-        )
+        # launch() gives Chromium a fresh, empty --user-data-dir of its own (a new temp dir per
+        # launch; Playwright refuses the flag here), so nothing carries over between runs.
+        browser = p.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)
         try:
             page = browser.new_page(viewport={"width": 1500, "height": 1100})
             page.set_default_timeout(TIMEOUT_MS)
