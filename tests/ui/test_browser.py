@@ -15,6 +15,7 @@ The screenshot is saved as ``key-lifecycle.png`` in the test's tmp dir, and also
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -122,6 +123,7 @@ def test_the_key_lifecycle_page_in_a_real_browser(
     base = f"http://127.0.0.1:{local.env['AIRFLOW__API__PORT']}"
     dialogs: list[str] = []
     shot = tmp_path / "key-lifecycle.png"
+    expect.set_options(timeout=TIMEOUT_MS)  # the page's first request imports the KMS client
     with sync_playwright() as p:
         # launch() gives Chromium a fresh, empty --user-data-dir of its own (a new temp dir per
         # launch; Playwright refuses the flag here), so nothing carries over between runs.
@@ -167,8 +169,14 @@ def test_the_key_lifecycle_page_in_a_real_browser(
             expect(seen.locator('tr[data-version="1"] td.envelopes')).to_have_text("2")
             assert seen.locator("button[data-action]").count() == 0
         except Exception as exc:
-            alive = local._process is not None and local._process.poll() is None
-            raise AssertionError(f"{exc}\nAirflow alive: {alive}\n{log_tail(local)}") from exc
+            alive = local.running()
+            shown = "(unreadable)"
+            with contextlib.suppress(Exception):
+                page.screenshot(path=str(tmp_path / "failure.png"), full_page=True)
+                shown = page.frame_locator("iframe").locator("body").inner_text(timeout=5000)[:2000]
+            raise AssertionError(
+                f"{exc}\nthe page showed: {shown}\nAirflow alive: {alive}\n{log_tail(local)}"
+            ) from exc
         finally:
             browser.close()
     assert shot.stat().st_size > 10_000
