@@ -20,7 +20,7 @@ from kmsflow.airflow.hooks.kms import KmsHook
 from kmsflow.airflow.tasks.rotate_rewrap import take_inventory
 from kmsflow.airflow.tasks.shred import shred
 from kmsflow.airflow.tasks.snapshot import snapshot_writer
-from kmsflow.audit import AuditLog, read_events
+from kmsflow.audit import AuditLog, parse_time, read_events
 from kmsflow.inventory import scan
 from kmsflow.inventory.model import EnvelopeRef, Finding, FindingKind, Inventory
 from kmsflow.inventory.snapshot import (
@@ -195,3 +195,49 @@ def test_no_audit_log_no_snapshot(world: dict[str, Any], tmp_path: Path) -> None
     finally:
         hook.close()
     assert not os.path.exists(snapshot_location(str(world["audit"])))
+
+
+def test_the_page_follows_a_version_down_the_road_to_destruction(
+    world: dict[str, Any], fresh_emulator: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Re-wrapped, v1 is *retired*; a live shred disables it (*soaking* until the soak ends), the
+    next destroys it (*destroy scheduled* for KMS's destroy time): each stage with its dates."""
+    from kmsflow.airflow.plugin.keys import load_page
+    from kmsflow.kms.clock import emulator_now
+    from kmsflow.lifecycle import rewrap, run_shred
+
+    monkeypatch.setenv("KMSFLOW_SPEC", str(world["spec"]))
+    client = fresh_emulator.client()
+    spec = load_spec(world["spec"])
+    audit = AuditLog(str(world["audit"]), actor="user:o@example.com")
+
+    def v1_stage() -> dict[str, Any]:
+        page = load_page(kmsflow_conn_id="kmsflow_default")
+        assert page["problems"] == []
+        return dict(page["keys"][0]["versions"][0]["stage"])
+
+    def shred_once(run: str) -> None:
+        now = emulator_now(fresh_emulator.endpoint)
+        run_shred(client, spec, now=now, dry_run=False, audit=audit, run_id=run, on_scan=None)
+
+    assert v1_stage()["detail"].endswith("(no inventory yet)")  # references unknown: said so
+    hook = KmsHook()
+    try:
+        keep = snapshot_writer(spec, hook, "kmsflow_rotate_rewrap/r")
+        keep(scan([str(world["root"])]))
+        assert v1_stage()["stage"] == "in_use"
+        rewrap(client, [str(world["root"])])
+        keep(scan([str(world["root"])]))
+    finally:
+        hook.close()
+    stage = v1_stage()
+    assert (stage["stage"], stage["detail"]) == ("retired", "disable due")
+    assert stage["since"] < stage["until"]
+    shred_once("kmsflow_shred/one")
+    soaking = v1_stage()
+    assert soaking["stage"] == "soaking" and soaking["detail"] == "destroy due"
+    assert (parse_time(soaking["until"]) - parse_time(soaking["since"])).days == 7  # the spec's soak
+    fresh_emulator.admin.advance(8 * DAY)
+    shred_once("kmsflow_shred/two")
+    scheduled = v1_stage()
+    assert scheduled["stage"] == "destroy_scheduled" and scheduled["until"] > scheduled["since"]

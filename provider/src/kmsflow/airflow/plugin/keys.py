@@ -152,7 +152,8 @@ def _stage(
         if envelopes:
             detail = f"still wraps {envelopes} envelope(s): re-wrap them before it can be disabled"
             return {"stage": "in_use", "since": spell(since), "until": spell(due), "detail": detail}
-        return {"stage": "retired", "since": spell(since), "until": spell(due), "detail": "disable due"}
+        detail = "disable due" if envelopes == 0 else "disable due if unreferenced (no inventory yet)"
+        return {"stage": "retired", "since": spell(since), "until": spell(due), "detail": detail}
     if state == "DISABLED":
         since = last(SOAK_ACTIONS)
         if since is None:
