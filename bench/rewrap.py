@@ -284,9 +284,11 @@ def bench_sizes(client: kms_v1.KeyManagementServiceClient, work: Path, args: arg
     return lines
 
 
-def bench_inventory(
-    client: kms_v1.KeyManagementServiceClient, work: Path, args: argparse.Namespace
-) -> list[str]:
+def synthesize_envelopes(
+    client: kms_v1.KeyManagementServiceClient, work: Path, count: int
+) -> tuple[str, Path, float]:
+    """``count`` envelopes under ``work/inventory`` in directories of 1,000: one real record copied
+    with a new envelope id each, beside a sparse data file. (key, root, seconds to write them)."""
     key = make_key(client)
     seed_root = work / "seed"
     (record,) = make_envelopes(client, key, work, seed_root, 1, 1024, 1)
@@ -301,9 +303,16 @@ def bench_inventory(
         with open(data, "wb") as f:
             f.truncate(record.ciphertext_size)  # sparse: inventory only compares the listed size
 
-    for i in range(0, args.inventory, 1000):
+    for i in range(0, count, 1000):
         (root / f"d{i // 1000:03}").mkdir(parents=True)
-    _, made_s = timed(lambda: [write(i) for i in range(args.inventory)])
+    _, made_s = timed(lambda: [write(i) for i in range(count)])
+    return key, root, made_s
+
+
+def bench_inventory(
+    client: kms_v1.KeyManagementServiceClient, work: Path, args: argparse.Namespace
+) -> list[str]:
+    _, root, made_s = synthesize_envelopes(client, work, args.inventory)
     lines = [
         f"{args.inventory} synthetic envelopes in {args.inventory // 1000} directories (written in "
         f"{made_s:.1f} s): one real record copied with a new envelope id each, beside a sparse data file.",

@@ -94,6 +94,7 @@ from kmsflow.airflow.tasks.rotate_rewrap import (
     take_inventory,
     verify,
 )
+from kmsflow.airflow.tasks.snapshot import snapshot_writer
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DAG_ID = "kmsflow_rotate_rewrap"
@@ -222,14 +223,24 @@ def kmsflow_rotate_rewrap() -> None:
             return detect_rotation(hook, config["keys"], previous, audit_location=location)
 
     @task(multiple_outputs=False)
-    def inventory(config: RunConfig, detected: Detection) -> InventoryPayload:
-        """One scan of every root: the record URLs to visit and per-version counts."""
+    def inventory(
+        config: RunConfig,
+        detected: Detection,
+        params: RotateRewrapParams | None = None,
+        run_id: str | None = None,
+    ) -> InventoryPayload:
+        """One scan of every root: the record URLs to visit and per-version counts (and the
+        inventory snapshot the Key Lifecycle page shows)."""
+        assert params is not None
+        with hook_scope(params["kmsflow_conn_id"]) as hook:
+            keep = snapshot_writer(load_key_spec(config["spec_path"]), hook, run_label(DAG_ID, run_id))
         return take_inventory(
             config["roots"],
             config["keys"],
             detected["primaries"],
             max_workers=config["max_parallel"],
             every_version=config["mode"] == "reencrypt",
+            on_scan=keep,
         )
 
     @task

@@ -35,5 +35,8 @@ fi
 echo "bootstrap: installing pinned dependencies (requirements/lock.txt)" >&2
 "$venv/bin/uv" pip install --quiet --python "$venv/bin/python" -r "$lock"
 "$venv/bin/uv" pip install --quiet --python "$venv/bin/python" --no-deps -e "$root/provider"
+# setuptools' editable build leaves its egg-info in provider/src, which the editable install puts on
+# sys.path: importlib.metadata would see the provider twice, and Airflow register its plugin twice.
+rm -rf "$root/provider/src/"*.egg-info
 "$venv/bin/uv" pip install --quiet --python "$venv/bin/python" --no-deps -e "$root/emulator"
 echo "$want" > "$stamp"

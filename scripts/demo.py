@@ -18,6 +18,9 @@ Everything runs on this machine, under ``demo-output/`` (or ``$KMSFLOW_DEMO_DIR`
    ``kmsflow_emulator.gcs``): encrypt, a second writer refused, inventory, decrypt;
 8. ``kmsflow_erase`` crypto-erases the tenant "acme", with a report proving it;
 9. ``kmsflow audit`` shows every state change, with its evidence.
+
+With ``--serve`` (``./scripts/demo.sh --serve``) Airflow and the emulator then stay up, and the URL
+and login are printed: the DAG runs, and Browse -> KMS keys (the Key Lifecycle page), until Ctrl-C.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -325,17 +329,37 @@ class Demo:
         say(self.cli("audit", principal=CONSUMER))
         print("\ndemo: all steps passed", flush=True)
 
+    def serve(self) -> None:
+        """Keep Airflow and the emulator up for a person to look around, until Ctrl-C."""
+        assert self.airflow is not None
+        url = f"http://127.0.0.1:{self.airflow.env['AIRFLOW__API__PORT']}"
+        passwords = json.loads((OUT / "airflow" / "simple_auth_manager_passwords.json.generated").read_text())
+        step("Airflow stays up (--serve): the DAG runs above, and Browse -> KMS keys (Key Lifecycle page)")
+        say(f"{url}/  login: admin / {passwords['admin']}")
+        say(f"{url}/plugin/kmsflow  the Key Lifecycle page;  Ctrl-C stops Airflow and the emulator")
+        while self.airflow.running():
+            time.sleep(5)
+        raise SystemExit(f"demo: airflow standalone exited; see {OUT / 'airflow' / 'standalone.log'}")
+
 
 def main() -> int:
     # Stopped from outside (CI timeout, Ctrl-C): still stop Airflow and the emulator.
     signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
+    serve = "--serve" in sys.argv[1:]
+    unknown = [a for a in sys.argv[1:] if a != "--serve"]
+    if unknown:
+        raise SystemExit(f"usage: demo.sh [--serve] (unknown: {' '.join(unknown)})")
     if OUT.exists():
         shutil.rmtree(OUT)
     OUT.mkdir()
     demo = Demo()
     try:
         demo.run()
+        if serve:
+            demo.serve()
         return 0
+    except KeyboardInterrupt:
+        return 130
     finally:
         demo.stop()
 

@@ -8,6 +8,7 @@ when the demo says so, and DAGs are unpaused at creation. Runs are triggered and
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -130,12 +131,19 @@ class LocalAirflow:
                     found.append((path.stat().st_mtime, task_id, str(record.get("event", ""))))
         return [(task, message) for _, task, message in sorted(found, key=lambda f: f[0])]
 
+    def running(self) -> bool:
+        return self._process is not None and self._process.poll() is None
+
     def stop(self) -> None:
-        if self._process is None or self._process.poll() is not None:
+        """Stop ``airflow standalone`` and every process it started (its own process group)."""
+        if self._process is None:
             return
-        os.killpg(self._process.pid, signal.SIGTERM)
-        try:
+        group = self._process.pid
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(group, signal.SIGTERM)
+        with contextlib.suppress(subprocess.TimeoutExpired):
             self._process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(self._process.pid, signal.SIGKILL)
-            self._process.wait()
+        # standalone may exit before its scheduler, API server or triggerer do: none outlives it
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(group, signal.SIGKILL)
+        self._process.wait()

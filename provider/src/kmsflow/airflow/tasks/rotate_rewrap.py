@@ -219,6 +219,7 @@ def take_inventory(
     *,
     max_workers: int,
     every_version: bool = False,
+    on_scan: Callable[[Inventory], None] | None = None,
 ) -> InventoryPayload:
     """One scan of ``roots``; the envelopes of ``keys`` to visit (``targets``, record URLs), a summary.
 
@@ -227,9 +228,11 @@ def take_inventory(
     an envelope has whichever version wraps it. An incomplete scan does not stop the run: what is
     readable is still visited, and the findings travel to :func:`verify`, which fails the run at the
     end (what was not seen was not visited). Envelopes of keys outside the selection are counted,
-    never touched.
+    never touched. ``on_scan`` is given the scan first (the inventory snapshot, :mod:`.snapshot`).
     """
     inventory = scan(list(roots), max_workers=max_workers)
+    if on_scan is not None:
+        on_scan(inventory)
     wanted = set(keys)
     mine = [r for r in inventory.envelopes if r.crypto_key in wanted]
     stale = sorted(

@@ -19,6 +19,7 @@ from kmsflow.airflow.errors import airflow_errors, audit_errors
 from kmsflow.airflow.hooks.kms import KmsHook, within_deadline
 from kmsflow.airflow.tasks.common import audit_and_clock, load_key_spec, require_shared
 from kmsflow.airflow.tasks.payloads import RestoredPayload, ShredReportPayload, report_payload
+from kmsflow.airflow.tasks.snapshot import snapshot_writer
 from kmsflow.kms.errors import KmsError
 from kmsflow.kms.resources import VersionState
 from kmsflow.lifecycle import ShredReport, restore, run_shred
@@ -72,6 +73,7 @@ def shred(
             keys=chosen if manual or keys else None,
             confirm=confirm,
             run_id=run,
+            on_scan=snapshot_writer(spec, hook, run),
         )
     log.info("%s", report.render())
     return report_payload(report.to_dict(), ShredReportPayload)

@@ -157,14 +157,19 @@ class _Pending:
 class _ProofScan:
     """One inventory scan of every configured root, made on first need and shared by the run."""
 
-    def __init__(self, roots: Sequence[str], max_workers: int) -> None:
+    def __init__(
+        self, roots: Sequence[str], max_workers: int, on_scan: Callable[[Inventory], None] | None = None
+    ) -> None:
         self._roots = list(roots)
         self._max_workers = max_workers
+        self._on_scan = on_scan
         self._inventory: Inventory | None = None
 
     def inventory(self) -> Inventory:
         if self._inventory is None:
             self._inventory = scan(self._roots, max_workers=self._max_workers)
+            if self._on_scan is not None:
+                self._on_scan(self._inventory)
         return self._inventory
 
 
@@ -179,12 +184,14 @@ def run_shred(
     confirm: str | None = None,
     run_id: str,
     max_workers: int = 16,
+    on_scan: Callable[[Inventory], None] | None = None,
 ) -> ShredReport:
     """Advance every retired version of the spec's keys (or of ``keys``) by at most one step.
 
     ``now`` is the run's clock (default: wall clock UTC); ``keys`` given makes this a *manual* run,
     which unless ``dry_run`` must be confirmed (``confirm`` names each key; else
-    ``ConfirmationError`` before any KMS call). Refusals and KMS errors on one version are reported,
+    ``ConfirmationError`` before any KMS call). ``on_scan`` is given the proof scan when one is made
+    (for the inventory snapshot; it must not raise). Refusals and KMS errors on one version are reported,
     never raised, so one bad version cannot stall the rest; audit-log failures do raise.
     """
     moment = _utc(now) if now is not None else utc_now()
@@ -194,7 +201,7 @@ def run_shred(
         check_confirmation(selected, confirm)
     report = ShredReport(run_id=run_id, now=format_time(moment), dry_run=dry_run, manual=manual)
     events = _Events(audit)
-    proof = _ProofScan(sorted({root for _, k in spec.crypto_keys() for root in k.roots}), max_workers)
+    proof = _ProofScan(spec.roots(), max_workers, on_scan)
     for key_name, key_spec in selected:
         report.keys.append(
             _shred_key(client, key_name, key_spec, moment, dry_run, audit, events, run_id, proof)
