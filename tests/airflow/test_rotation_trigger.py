@@ -343,3 +343,25 @@ def test_spec_change_fires_on_content_not_on_touch(tmp_path: Path) -> None:
             assert (await watch.next())["sha256"] == store.values[DIGEST_STATE]
 
     run(scenario)
+
+
+def test_a_run_names_the_rotation_events_that_started_it() -> None:
+    from types import SimpleNamespace
+
+    from kmsflow.airflow.tasks.rotate_rewrap import rotation_events
+
+    key = f"{LOCATION}/keyRings/r/cryptoKeys/k"
+    fired = {
+        "key": key,
+        "previous_primary": f"{key}/cryptoKeyVersions/1",
+        "primary": f"{key}/cryptoKeyVersions/2",
+    }
+    events = {
+        "kmsflow_key_rotations": [
+            SimpleNamespace(extra={"from_trigger": True, "payload": fired}),
+            SimpleNamespace(extra={"from_trigger": True, "payload": {"key": key}}),  # not a rotation
+            SimpleNamespace(extra=None),
+        ]
+    }
+    assert rotation_events(events) == [fired]
+    assert rotation_events(None) == [] and rotation_events({}) == []
