@@ -82,6 +82,9 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
                 "KMSFLOW_ROTATION_POLL_INTERVAL": "2",
                 "KMSFLOW_SPEC_POLL_INTERVAL": "2",
                 "KMSFLOW_PROVISION_SCHEDULE": "* * * * *",
+                # The harness runs manual triggers only by default; here the scheduler must create
+                # the scheduled and the asset-triggered runs.
+                "AIRFLOW__SCHEDULER__USE_JOB_SCHEDULE": "True",
             }
         )
         running.wait_for_dags({REWRAP, PROVISION})
