@@ -223,6 +223,7 @@ class Demo:
 
         step("91 days pass: the emulator rotates ai-crypto-key automatically, like Cloud KMS")
         assert self.airflow is not None
+        self.airflow.wait_for_log(f"Watching {KEY}: primary")  # the watcher knows the primary before
         before = self.airflow.run_ids("kmsflow_rotate_rewrap")
         self.advance(91)
         self.versions(KEY)

@@ -133,6 +133,17 @@ class LocalAirflow:
             time.sleep(2)
         raise TimeoutError(f"{dag_id} run {run_id} did not finish in {timeout:.0f}s")
 
+    def wait_for_log(self, text: str, timeout: float = 180) -> None:
+        """Wait until the output of ``airflow standalone`` (every component's: the triggerer's
+        watchers log there) contains ``text``."""
+        log = self.home / "standalone.log"
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if text in log.read_text(errors="replace"):
+                return
+            time.sleep(1)
+        raise TimeoutError(f"{text!r} not in {log} after {timeout:.0f}s")
+
     def messages(self, dag_id: str, run_id: str) -> list[tuple[str, str]]:
         """(task id, message) for what the run's tasks themselves logged (not Airflow's own lines)."""
         run_dir = self.home / "logs" / f"dag_id={dag_id}" / f"run_id={run_id}"
