@@ -251,9 +251,9 @@ def test_rotations_start_the_rewrap_and_spec_edits_start_provisioning(cluster: C
 
     # An IAM binding removed by hand in the emulator: the next scheduled run grants it back.
     policy = client.get_iam_policy(request={"resource": KEY})
-    for binding in policy.bindings:
-        if binding.role == DECRYPTER:
-            binding.members.remove(CONSUMER)
+    (decrypters,) = [b for b in policy.bindings if b.role == DECRYPTER]
+    assert list(decrypters.members) == [CONSUMER]
+    policy.bindings.remove(decrypters)  # its only member: the whole binding goes (none may be empty)
     client.set_iam_policy(request={"resource": KEY, "policy": policy})
     removed_at = time.monotonic()
     known = {r["run_id"] for r in runs(cluster, PROVISION, "scheduled")}
