@@ -3,16 +3,17 @@
 Starts when a key of the spec rotates (the ``kmsflow_key_rotations`` asset, updated by a
 ``KeyRotationTrigger`` watcher in the triggerer: Cloud KMS's automatic rotation, kmsflow's and one
 made by hand alike), daily in any case (a missed event is still caught), and by hand with the form
-below. ``mode="rewrap"`` (the default) re-wraps the data
-keys of stale envelopes; ``mode="reencrypt"`` is the answer to a suspected *data-key* compromise:
-every envelope of the selected keys gets a new data key and new ciphertext. Each run:
+below. ``mode="rewrap"`` (the default) re-wraps the data keys of stale envelopes;
+``mode="reencrypt"`` is the answer to a suspected *data-key* compromise: every envelope of the
+selected keys gets a new data key and new ciphertext. Each run:
 
 1. **plan** -- checks the params against the spec (no KMS call);
 2. **rotate** -- only with ``rotate_first`` (and not in a dry run): a new primary per key, audited
    (``lifecycle.rotate``); refused when no audit log is configured;
 3. **detect** -- each key's primary vs. the one the last successful run recorded (Airflow
    Variable ``kmsflow_rotate_rewrap_primaries``): reports Cloud KMS automatic rotations and
-   rotations made by kmsflow or by hand. The run goes on either way;
+   rotations made by kmsflow or by hand (and logs the rotation events that started the run, if
+   any). The run goes on either way;
 4. **inventory** -- one scan of every root; the envelopes to visit, as record URLs: the stale ones
    (wrapped by a non-primary version) of the selected keys, or in ``reencrypt`` mode all of them,
    whatever version wraps them. An incomplete scan still visits what it could read;

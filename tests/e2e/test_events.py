@@ -222,7 +222,8 @@ def test_rotations_start_the_rewrap_and_spec_edits_start_provisioning(cluster: C
         cluster.kill("triggerer")
         new = by_hand()
         time.sleep(3)  # longer than a poll interval: nobody is watching
-        cluster.spawn("triggerer", [str(BIN / "airflow"), "triggerer"], cluster.env)
+        # Its own name: the first triggerer's log stays readable.
+        cluster.spawn("triggerer-restarted", [str(BIN / "airflow"), "triggerer"], cluster.env)
         return new
 
     rotated_and_rewrapped("automatic (clock)", by_clock)
