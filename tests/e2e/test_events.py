@@ -250,24 +250,35 @@ def test_rotations_start_the_rewrap_and_spec_edits_start_provisioning(cluster: C
     (payload,) = triggering_payloads(cluster, PROVISION, run_id)
     assert payload["spec_path"] == str(base / "spec.yaml") and payload["previous_sha256"] != payload["sha256"]
 
-    # An IAM binding removed by hand in the emulator: the next scheduled run grants it back.
+    # An IAM binding removed by hand in the emulator: the next scheduled run grants it back (the
+    # run that does is the first to *plan* after the removal: possibly one already running).
+    def regrants() -> list[Any]:
+        return [
+            e
+            for e in read_events(audit)
+            if e.action == "provision-grant" and e.resource == KEY and e.evidence.get("after") == CONSUMER
+        ]
+
+    granted_before = len(regrants())  # the first provisioning's grant
     policy = client.get_iam_policy(request={"resource": KEY})
     (decrypters,) = [b for b in policy.bindings if b.role == DECRYPTER]
     assert list(decrypters.members) == [CONSUMER]
     policy.bindings.remove(decrypters)  # its only member: the whole binding goes (none may be empty)
     client.set_iam_policy(request={"resource": KEY, "policy": policy})
     removed_at = time.monotonic()
-    known = {r["run_id"] for r in runs(cluster, PROVISION, "scheduled")}
-    run_id = next_run(cluster, PROVISION, "scheduled", known, timeout=60 * SCHEDULE_MINUTES + 150)
+    grant = wait_for(
+        "the binding granted back",
+        lambda: regrants()[granted_before:],
+        60 * SCHEDULE_MINUTES + 150,
+        cluster,
+    )[0]
+    assert grant.evidence.get("field") == DECRYPTER
+    dag_id, _, run_id = grant.run.partition("/")
+    assert dag_id == PROVISION and run_id.startswith("scheduled__"), grant.run
+    assert cluster.wait_run(PROVISION, run_id, timeout=300) == "success"
     print(
-        f"binding restored by {run_id}, {time.monotonic() - removed_at:.0f}s after its removal "
+        f"binding granted back by {run_id}, {time.monotonic() - removed_at:.0f}s after its removal "
         f"(first scheduled run: {first})"
     )
     bindings = {b.role: set(b.members) for b in client.get_iam_policy(request={"resource": KEY}).bindings}
-    assert CONSUMER in bindings[DECRYPTER]
-    granted = [
-        e for e in read_events(audit) if e.action == "provision-grant" and e.run == f"{PROVISION}/{run_id}"
-    ]
-    assert [(e.resource, e.evidence.get("field"), e.evidence.get("after")) for e in granted] == [
-        (KEY, DECRYPTER, CONSUMER)
-    ]
+    assert bindings[DECRYPTER] == {CONSUMER}
