@@ -1,23 +1,30 @@
 """kmsflow_provision: make Cloud KMS match a declarative key spec — validate, plan, apply, verify.
 
-Trigger it by hand (the form shows the Params below). Each run:
+Runs on its own: when the spec's content changes (the ``kmsflow_key_spec`` asset, updated by a
+``KeySpecChangeTrigger`` watcher in the triggerer, so a key or tenant added to the spec is created
+within a minute) and on a schedule for drift repair (hourly; ``KMSFLOW_PROVISION_SCHEDULE``, a cron
+expression or preset, read when the DAG file is parsed). Trigger it by hand too (the form shows the
+Params below). Each run:
 
 1. **validate** the spec file (no KMS call; every problem listed with its field path);
 2. **plan** the difference with live KMS (reads only), rendered in the task log like
    ``terraform plan``; the structured plan goes to XCom for review and for apply;
 3. **apply** exactly that plan — skipped when ``dry_run`` is on or the plan is empty. It only
-   creates and converges (rotation, labels, IAM of the roles the spec owns); it never deletes or
-   destroys, and an immutable-field conflict fails it before any write. Every landed change is
-   appended to the audit log (``audit_log`` param, else the connection's ``audit_log`` extra);
+   creates and converges (missing key rings and keys, rotation, labels, and IAM of the roles the
+   spec owns: members missing are granted, members the spec does not list are revoked); it never
+   deletes or destroys, and an immutable-field conflict (purpose, protection level...) fails it
+   before any write, so someone looks. Every landed change is appended to the audit log
+   (``audit_log`` param, else the spec's ``audit_log:``, else the connection's ``audit_log`` extra);
 4. **verify** by planning again: the run fails unless KMS now matches the spec.
 
 A second run therefore plans no changes and skips apply.
 
-``dry_run`` defaults to False. Why: the run is started by a person from the form (or a CI job) who
-chose this spec; the plan is always rendered before apply in the same run; and apply is additive and
-convergent (no deletion, no destruction, conflicts block before writing), so an unwanted apply is
-undone by fixing the spec and re-running, while a default of True would make every API/CI trigger a
-silent no-op. Tick ``dry_run`` to review a plan without applying it.
+``dry_run`` defaults to False, scheduled and spec-change runs included. Why: the spec is the
+reviewed source of truth (edited by a person or a CI job who chose it); the plan is always rendered
+before apply in the same run; and apply is additive and convergent (no deletion, no destruction,
+conflicts block before writing), so an unwanted apply is undone by fixing the spec and re-running,
+while a default of True would make every scheduled, spec-change and API/CI run a silent no-op.
+Tick ``dry_run`` to review a plan without applying it.
 """
 
 from __future__ import annotations
@@ -25,11 +32,18 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from airflow.sdk import Param, dag, task
+from airflow.sdk import AssetOrTimeSchedule, Param, dag, task
 from airflow.sdk.exceptions import AirflowSkipException
 
 from kmsflow.airflow.hooks.kms import KmsHook
-from kmsflow.airflow.tasks.common import hook_scope, resolve_spec_path, run_label, spec_path_param
+from kmsflow.airflow.schedules import key_spec_asset, provision_timetable
+from kmsflow.airflow.tasks.common import (
+    default_spec_path,
+    hook_scope,
+    resolve_spec_path,
+    run_label,
+    spec_path_param,
+)
 from kmsflow.airflow.tasks.payloads import (
     ApplyPayload,
     ConvergedPayload,
@@ -52,8 +66,12 @@ log = logging.getLogger(__name__)
 
 @dag(
     dag_id=DAG_ID,
-    schedule=None,
+    schedule=AssetOrTimeSchedule(
+        timetable=provision_timetable(),
+        assets=key_spec_asset(str(resolve_spec_path(default_spec_path(REPO_ROOT), REPO_ROOT))),
+    ),
     catchup=False,
+    max_active_runs=1,
     tags=["kmsflow", "kms"],
     doc_md=__doc__,
     params={
@@ -68,8 +86,8 @@ log = logging.getLogger(__name__)
             "",
             type="string",
             title="Audit log",
-            description="Where applied changes are recorded (path or gs://); empty: the connection's "
-            "'audit_log' extra.",
+            description="Where applied changes are recorded (path or gs://); empty: the spec's "
+            "'audit_log:', else the connection's 'audit_log' extra.",
         ),
         "kmsflow_conn_id": Param(
             KmsHook.default_conn_name,

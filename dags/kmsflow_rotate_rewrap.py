@@ -1,15 +1,19 @@
 """kmsflow_rotate_rewrap: keep every envelope wrapped by its key's current primary version.
 
-Runs daily (and by hand, with the form below). ``mode="rewrap"`` (the default) re-wraps the data
-keys of stale envelopes; ``mode="reencrypt"`` is the answer to a suspected *data-key* compromise:
-every envelope of the selected keys gets a new data key and new ciphertext. Each run:
+Starts when a key of the spec rotates (the ``kmsflow_key_rotations`` asset, updated by a
+``KeyRotationTrigger`` watcher in the triggerer: Cloud KMS's automatic rotation, kmsflow's and one
+made by hand alike), daily in any case (a missed event is still caught), and by hand with the form
+below. ``mode="rewrap"`` (the default) re-wraps the data keys of stale envelopes;
+``mode="reencrypt"`` is the answer to a suspected *data-key* compromise: every envelope of the
+selected keys gets a new data key and new ciphertext. Each run:
 
 1. **plan** -- checks the params against the spec (no KMS call);
 2. **rotate** -- only with ``rotate_first`` (and not in a dry run): a new primary per key, audited
    (``lifecycle.rotate``); refused when no audit log is configured;
 3. **detect** -- each key's primary vs. the one the last successful run recorded (Airflow
    Variable ``kmsflow_rotate_rewrap_primaries``): reports Cloud KMS automatic rotations and
-   rotations made by kmsflow or by hand. The run goes on either way;
+   rotations made by kmsflow or by hand (and logs the rotation events that started the run, if
+   any). The run goes on either way;
 4. **inventory** -- one scan of every root; the envelopes to visit, as record URLs: the stale ones
    (wrapped by a non-primary version) of the selected keys, or in ``reencrypt`` mode all of them,
    whatever version wraps them. An incomplete scan still visits what it could read;
@@ -46,13 +50,23 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-from airflow.sdk import Param, Variable, dag, get_current_context, task
+from airflow.sdk import (
+    AssetOrTimeSchedule,
+    CronTriggerTimetable,
+    Param,
+    Variable,
+    dag,
+    get_current_context,
+    task,
+)
 from airflow.sdk.configuration import conf
 from airflow.sdk.exceptions import AirflowSkipException
 
 from kmsflow.airflow.hooks.kms import KmsHook
+from kmsflow.airflow.schedules import key_rotation_asset
 from kmsflow.airflow.tasks.common import (
     audit_location,
+    default_spec_path,
     hook_scope,
     load_key_spec,
     open_audit,
@@ -89,6 +103,7 @@ from kmsflow.airflow.tasks.rotate_rewrap import (
     render_summary,
     rewrap_batch,
     rotate_keys,
+    rotation_events,
     run_batch,
     summarize,
     take_inventory,
@@ -124,7 +139,10 @@ def _reports(ti: Any, config: RunConfig) -> list[BatchReport]:
 
 @dag(
     dag_id=DAG_ID,
-    schedule="@daily",
+    schedule=AssetOrTimeSchedule(
+        timetable=CronTriggerTimetable("@daily", timezone="UTC"),
+        assets=key_rotation_asset(str(resolve_spec_path(default_spec_path(REPO_ROOT), REPO_ROOT))),
+    ),
     catchup=False,
     max_active_runs=1,
     tags=["kmsflow", "kms", "lifecycle"],
@@ -214,9 +232,18 @@ def kmsflow_rotate_rewrap() -> None:
             return rotate_keys(hook, config["keys"], audit, reason=params["reason"], run=run)
 
     @task(multiple_outputs=False, trigger_rule="none_failed")
-    def detect(config: RunConfig, params: RotateRewrapParams | None = None) -> Detection:
+    def detect(
+        config: RunConfig, params: RotateRewrapParams | None = None, triggering_asset_events: Any = None
+    ) -> Detection:
         """Which keys rotated since the last successful run (reported; the run goes on anyway)."""
         assert params is not None
+        for event in rotation_events(triggering_asset_events):
+            log.info(
+                "started by a rotation event: %s %s -> %s",
+                event["key"],
+                event["previous_primary"],
+                event["primary"],
+            )
         previous = Variable.get(PRIMARIES_VARIABLE, default=None, deserialize_json=True)
         with hook_scope(params["kmsflow_conn_id"]) as hook:
             location = audit_location(load_key_spec(config["spec_path"]), hook)

@@ -3,13 +3,14 @@
 Everything runs on this machine, under ``demo-output/`` (or ``$KMSFLOW_DEMO_DIR``; wiped at the start):
 
 1. the Cloud KMS emulator (IAM enforced, persistent, clock under the demo's control);
-2. a local Airflow (``airflow standalone``: scheduler, DAG processor, API server) running the
-   kmsflow DAGs from ``dags/``, with one kmsflow connection per identity;
+2. a local Airflow (``airflow standalone``: scheduler, DAG processor, triggerer, API server) running
+   the kmsflow DAGs from ``dags/``, with one kmsflow connection per identity;
 3. ``kmsflow_provision`` converges KMS to the seed's key spec (then a second run changes nothing);
 4. ``kmsflow_ml_pipeline`` trains a model and encrypts dataset, model and metrics as the producer,
    then decrypts and scores them as the consumer; the CLI shows who may do what;
-5. 91 days pass: Cloud KMS-style automatic rotation; ``kmsflow_rotate_rewrap`` re-wraps every data
-   key onto the new version without touching the data;
+5. 91 days pass: Cloud KMS-style automatic rotation; the triggerer's rotation watcher sees it and
+   starts ``kmsflow_rotate_rewrap`` (no manual trigger), which re-wraps every data key onto the new
+   version without touching the data;
 6. ``kmsflow_shred`` proves the old version unreferenced, disables it, lets it soak, destroys it and
    confirms DESTROYED, while every artifact still decrypts;
 7. ``kmsflow_rotate_rewrap`` in ``reencrypt`` mode gives every artifact of the key a new data key
@@ -110,6 +111,11 @@ class Demo:
                 ),
                 "AIRFLOW_CONN_KMSFLOW_PRODUCER": kmsflow_connection(self.endpoint, PRODUCER),
                 "AIRFLOW_CONN_KMSFLOW_CONSUMER": kmsflow_connection(self.endpoint, CONSUMER),
+                # The scheduler starts runs itself (asset events: a rotation starts the re-wrap),
+                # and the watchers poll every few seconds.
+                "AIRFLOW__SCHEDULER__USE_JOB_SCHEDULE": "True",
+                "KMSFLOW_ROTATION_POLL_INTERVAL": "5",
+                "KMSFLOW_SPEC_POLL_INTERVAL": "5",
             },
         )
         self.airflow.start(DAGS)
@@ -127,7 +133,11 @@ class Demo:
     def dag(self, dag_id: str, conf: dict[str, Any] | None = None, *, show: tuple[str, ...] = ()) -> None:
         """Run a DAG on the local Airflow; print what the ``show`` tasks logged; fail loudly."""
         assert self.airflow is not None
-        state, run_id = self.airflow.run_dag(dag_id, conf)
+        self.report(dag_id, *self.airflow.run_dag(dag_id, conf), show=show)
+
+    def report(self, dag_id: str, state: str, run_id: str, *, show: tuple[str, ...] = ()) -> None:
+        """Print a finished run and what its ``show`` tasks logged; fail loudly unless it succeeded."""
+        assert self.airflow is not None
         say(f"{dag_id} {run_id}: {state}")
         for task, message in self.airflow.messages(dag_id, run_id):
             if task in show:
@@ -216,11 +226,15 @@ class Demo:
         shutil.rmtree(tenant_src.parent)
 
         step("91 days pass: the emulator rotates ai-crypto-key automatically, like Cloud KMS")
+        assert self.airflow is not None
+        self.airflow.wait_for_log(f"Watching {KEY}: primary")  # the watcher knows the primary before
+        before = self.airflow.run_ids("kmsflow_rotate_rewrap")
         self.advance(91)
         self.versions(KEY)
 
-        step("kmsflow_rotate_rewrap: re-wrap every stale data key onto the new primary (data untouched)")
-        self.dag("kmsflow_rotate_rewrap", {"spec_path": str(spec)}, show=("detect", "publish"))
+        step("The rotation event starts kmsflow_rotate_rewrap (no manual trigger): re-wrap the stale keys")
+        found = self.airflow.next_run("kmsflow_rotate_rewrap", before, "asset_triggered__")
+        self.report("kmsflow_rotate_rewrap", *found, show=("detect", "publish"))
         say(self.cli("inventory", str(OUT / "artifacts"), principal=CONSUMER))
 
         step("A careless link in a root: the scan says it cannot see behind it, so nothing can be shredded")

@@ -1,9 +1,10 @@
 """A throw-away local Airflow (``airflow standalone``: scheduler, DAG processor, triggerer, API server)
 for the demo: real scheduling, real task processes, a SQLite metadata DB under the demo directory.
 
-Only manual triggers run (``[scheduler] use_job_schedule = False``), so the @daily kmsflow DAGs run
-when the demo says so, and DAGs are unpaused at creation. Runs are triggered and watched through the
-``airflow`` CLI, exactly as an operator would.
+By default only manual triggers run (``[scheduler] use_job_schedule = False``), so the @daily kmsflow
+DAGs run when the caller says so; ``env`` may turn the scheduler's own runs on (timetables and asset
+events: the demo's rotation event). DAGs are unpaused at creation. Runs are triggered and watched
+through the ``airflow`` CLI, exactly as an operator would.
 """
 
 from __future__ import annotations
@@ -41,13 +42,13 @@ class LocalAirflow:
         self.home = home
         self.env = {
             **os.environ,
+            "AIRFLOW__SCHEDULER__USE_JOB_SCHEDULE": "False",
             **env,
             "PATH": f"{VENV_BIN}{os.pathsep}{os.environ.get('PATH', '')}",
             "AIRFLOW_HOME": str(home),
             "AIRFLOW__CORE__DAGS_FOLDER": str(dags_folder),
             "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
             "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "False",
-            "AIRFLOW__SCHEDULER__USE_JOB_SCHEDULE": "False",
             "AIRFLOW__API__PORT": str(port),
             "AIRFLOW__API__HOST": "127.0.0.1",
             "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"http://127.0.0.1:{port}/execution/",
@@ -106,14 +107,43 @@ class LocalAirflow:
         """Trigger ``dag_id`` with ``conf``, wait for the run to finish; returns (state, run_id)."""
         out = self.airflow("dags", "trigger", dag_id, "-c", json.dumps(conf or {}), "-o", "json")
         run_id = next(json.loads(line) for line in out.splitlines() if line.startswith("["))[0]["dag_run_id"]
+        return self.wait_run(dag_id, str(run_id), timeout), str(run_id)
+
+    def run_ids(self, dag_id: str) -> set[str]:
+        return {str(r["run_id"]) for r in self._json("dags", "list-runs", dag_id, "-o", "json") or []}
+
+    def next_run(self, dag_id: str, known: set[str], prefix: str, timeout: float = 300) -> tuple[str, str]:
+        """Wait for a run of ``dag_id`` not in ``known`` whose id starts with ``prefix`` (its run type,
+        e.g. ``asset_triggered__``: started by the scheduler, not by us), then for its end."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            new = sorted(r for r in self.run_ids(dag_id) - known if r.startswith(prefix))
+            if new:
+                return self.wait_run(dag_id, new[0], deadline - time.monotonic()), new[0]
+            time.sleep(2)
+        raise TimeoutError(f"no {prefix}* run of {dag_id} started in {timeout:.0f}s")
+
+    def wait_run(self, dag_id: str, run_id: str, timeout: float) -> str:
+        """The final state of the run (success or failed)."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             runs = self._json("dags", "list-runs", dag_id, "-o", "json") or []
             state = next((r["state"] for r in runs if r["run_id"] == run_id), None)
             if state in ("success", "failed"):
-                return str(state), str(run_id)
+                return str(state)
             time.sleep(2)
         raise TimeoutError(f"{dag_id} run {run_id} did not finish in {timeout:.0f}s")
+
+    def wait_for_log(self, text: str, timeout: float = 180) -> None:
+        """Wait until the output of ``airflow standalone`` (every component's: the triggerer's
+        watchers log there) contains ``text``."""
+        log = self.home / "standalone.log"
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if text in log.read_text(errors="replace"):
+                return
+            time.sleep(1)
+        raise TimeoutError(f"{text!r} not in {log} after {timeout:.0f}s")
 
     def messages(self, dag_id: str, run_id: str) -> list[tuple[str, str]]:
         """(task id, message) for what the run's tasks themselves logged (not Airflow's own lines)."""

@@ -14,13 +14,17 @@ DAG_ID = "kmsflow_provision"
 ROGUE = "user:rogue@example.com"
 
 
-@pytest.fixture(scope="module")
-def provision_dag(airflow_db: str) -> Any:
+def load_dag() -> Any:
     from airflow.dag_processing.dagbag import DagBag
 
     bag = DagBag(dag_folder=str(REPO / "dags" / "kmsflow_provision.py"))
     assert not bag.import_errors, bag.import_errors
     return bag.get_dag(DAG_ID)
+
+
+@pytest.fixture(scope="module")
+def provision_dag(airflow_db: str) -> Any:
+    return load_dag()
 
 
 @pytest.fixture
@@ -53,6 +57,41 @@ def test_params_default_to_the_example_spec_and_applying(provision_dag: Any) -> 
     assert params["kmsflow_conn_id"] == "kmsflow_default"
     assert params["audit_log"] == ""
     assert [t.task_id for t in provision_dag.topological_sort()] == ["validate", "plan", "apply", "verify"]
+
+
+def test_runs_on_spec_changes_and_on_a_drift_repair_schedule(provision_dag: Any) -> None:
+    from airflow.sdk import AssetOrTimeSchedule
+
+    from kmsflow.airflow.triggers import KeySpecChangeTrigger
+
+    schedule = provision_dag.timetable
+    assert isinstance(schedule, AssetOrTimeSchedule)
+    assert schedule.timetable.expression == "0 * * * *"  # hourly unless KMSFLOW_PROVISION_SCHEDULE
+    asset = schedule.asset_condition
+    assert asset.name == "kmsflow_key_spec" and asset.uri == f"file://{SEED}"
+    (watcher,) = asset.watchers
+    assert isinstance(watcher.trigger, KeySpecChangeTrigger) and watcher.trigger.spec_path == str(SEED)
+    assert provision_dag.max_active_runs == 1  # an event and the schedule never apply at once
+
+
+def test_the_schedule_comes_from_the_environment(airflow_db: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    from airflow.dag_processing.dagbag import DagBag
+
+    monkeypatch.setenv("KMSFLOW_PROVISION_SCHEDULE", "*/5 * * * *")
+    monkeypatch.setenv("KMSFLOW_SPEC_POLL_INTERVAL", "7")
+    dag = load_dag()
+    assert dag.timetable.timetable.expression == "*/5 * * * *"
+    assert dag.timetable.asset_condition.watchers[0].trigger.poll_interval == 7.0
+
+    for variable, value in (
+        ("KMSFLOW_PROVISION_SCHEDULE", "every hour"),
+        ("KMSFLOW_SPEC_POLL_INTERVAL", "-1"),
+    ):
+        monkeypatch.setenv(variable, value)
+        bag = DagBag(dag_folder=str(REPO / "dags" / "kmsflow_provision.py"))
+        (error,) = bag.import_errors.values()
+        assert variable in error and repr(value) in error
+        monkeypatch.delenv(variable)
 
 
 def test_apply_then_noop_then_drift_repaired(

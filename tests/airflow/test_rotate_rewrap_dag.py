@@ -115,7 +115,17 @@ def assert_all_decrypt(world: World, tmp_path: Path) -> None:
 
 def test_dag_shape_and_defaults(rewrap_dag: Any) -> None:
     params = rewrap_dag.params
-    assert rewrap_dag.schedule == "@daily" and rewrap_dag.catchup is False
+    from airflow.sdk import AssetOrTimeSchedule
+
+    from kmsflow.airflow.triggers import KeyRotationTrigger
+
+    schedule = rewrap_dag.timetable  # a rotation event or the daily run, whichever comes first
+    assert isinstance(schedule, AssetOrTimeSchedule) and schedule.timetable.expression == "0 0 * * *"
+    assert schedule.asset_condition.name == "kmsflow_key_rotations"
+    (watcher,) = schedule.asset_condition.watchers
+    assert isinstance(watcher.trigger, KeyRotationTrigger)
+    assert watcher.trigger.spec_path == params["spec_path"] and watcher.trigger.poll_interval == 60.0
+    assert rewrap_dag.catchup is False
     assert params["dry_run"] is False and params["rotate_first"] is False
     assert params["max_parallel"] == 16 and params["mode"] == "rewrap"
     assert params["key"] == "" and params["roots"] == []

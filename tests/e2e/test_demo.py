@@ -39,6 +39,9 @@ def test_the_demo_runs_the_whole_lifecycle_on_a_real_scheduler(tmp_path: Path) -
         pytest.fail(f"the demo did not finish in time:\n{out[-4000:]}{err[-4000:]}")
     assert demo.returncode == 0, out[-4000:] + err[-4000:]
     assert "No changes: Cloud KMS matches the spec" in out  # provision is idempotent
+    # The clock jump's rotation started the re-wrap through the watcher, not a manual trigger.
+    assert "kmsflow_rotate_rewrap asset_triggered__" in out
+    assert "started by a rotation event: projects/kmsflow-demo/" in out
     assert "Decrypted model reproduces its metrics" in out  # consumer scored the producer's model
     assert "cloudkms.cryptoKeyVersions.useToDecrypt' denied" in out  # producer refused
     assert "v1 [ENABLED] disabled:" in out and "destroyed_confirmed" in out  # the shred path

@@ -1,4 +1,4 @@
-"""Client for the emulator's Admin service: move the clock, script faults."""
+"""Client for the emulator's Admin service: move the clock, script faults, count calls."""
 
 from __future__ import annotations
 
@@ -62,3 +62,11 @@ class AdminClient:
 
     def faults(self) -> dict[str, Any]:
         return self._call("GetFaults")
+
+    def calls(self) -> dict[str, int]:
+        """How many times each KMS/IAM RPC was received since start (or the last reset), by name."""
+        return {name: int(n) for name, n in self._call("GetCalls").get("calls", {}).items()}
+
+    def reset_calls(self) -> dict[str, int]:
+        """Zero the counts; returns them as they were."""
+        return {name: int(n) for name, n in self._call("ResetCalls").get("calls", {}).items()}

@@ -4,8 +4,9 @@ emulator's Admin service on one port.
 Handlers are registered generically from ``backend.KMS_METHODS``/``IAM_METHODS`` using the protobuf
 classes ``google-cloud-kms`` ships, so no proto is copied. Every KMS and IAM call reads the caller's
 principal from ``x-kmsflow-principal`` metadata, may meet an injected fault, then reaches the backend.
-The Admin service (clock, faults) speaks ``google.protobuf.Struct`` and is neither IAM-checked nor
-fault-injected: it is the test harness's hand on the emulator, not part of Cloud KMS.
+The Admin service (clock, faults, call counts) speaks ``google.protobuf.Struct`` and is neither
+IAM-checked, fault-injected nor counted: it is the test harness's hand on the emulator, not part of
+Cloud KMS.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from kmsflow_emulator.backend import (
     OPERATIONS_METHODS,
     Backend,
 )
+from kmsflow_emulator.calls import CallCounter
 from kmsflow_emulator.errors import EmulatorError
 from kmsflow_emulator.faults import FaultInjector, FaultPlan, corrupt
 
@@ -68,6 +70,7 @@ class EmulatorServer:
             data_dir=data_dir, enforce_iam=enforce_iam, owner=owner, generation_delay=generation_delay
         )
         self.faults = FaultInjector(faults)
+        self.calls = CallCounter()
         self._server = grpc.server(
             futures.ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="kms-emulator")
         )
@@ -115,9 +118,10 @@ class EmulatorServer:
         return grpc.method_handlers_generic_handler(service_name, handlers)
 
     def _wrap(self, rpc: str, func: Callable[..., Any]) -> Callable[[Any, grpc.ServicerContext], Any]:
-        backend, faults = self.backend, self.faults
+        backend, faults, calls = self.backend, self.faults, self.calls
 
         def handle(request: Any, context: grpc.ServicerContext) -> Any:
+            calls.count(rpc)
             fault = faults.next_fault(rpc)
             if isinstance(fault, grpc.StatusCode):
                 context.abort(fault, f"kmsflow emulator: injected {fault.name} for {rpc}")
@@ -169,6 +173,12 @@ class EmulatorServer:
         def get_faults(_: dict[str, Any]) -> dict[str, Any]:
             return self.faults.status()
 
+        def get_calls(_: dict[str, Any]) -> dict[str, Any]:
+            return {"calls": self.calls.snapshot()}
+
+        def reset_calls(_: dict[str, Any]) -> dict[str, Any]:
+            return {"calls": self.calls.reset()}
+
         return grpc.method_handlers_generic_handler(
             ADMIN_SERVICE,
             {
@@ -176,5 +186,7 @@ class EmulatorServer:
                 "GetClock": struct_handler(clock),
                 "SetFaults": struct_handler(set_faults),
                 "GetFaults": struct_handler(get_faults),
+                "GetCalls": struct_handler(get_calls),
+                "ResetCalls": struct_handler(reset_calls),
             },
         )

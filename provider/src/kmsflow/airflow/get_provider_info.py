@@ -106,7 +106,14 @@ def get_provider_info() -> dict[str, Any]:
             {"integration-name": _INTEGRATION, "python-modules": ["kmsflow.airflow.sensors.key_version"]}
         ],
         "triggers": [
-            {"integration-name": _INTEGRATION, "python-modules": ["kmsflow.airflow.triggers.key_version"]}
+            {
+                "integration-name": _INTEGRATION,
+                "python-modules": [
+                    "kmsflow.airflow.triggers.key_version",
+                    "kmsflow.airflow.triggers.key_rotation",
+                    "kmsflow.airflow.triggers.key_spec",
+                ],
+            }
         ],
         "extra-links": ["kmsflow.airflow.links.KmsConsoleLink"],
     }

@@ -55,6 +55,8 @@ from kmsflow.kms.crypto import Wrapped, is_transient
 from kmsflow.kms.errors import translate
 
 DEFAULT_DEADLINE = 60.0
+LIST_PAGE_SIZE = 1000
+"""Keys per ListCryptoKeys page (Cloud KMS's maximum): a key ring of up to 1000 keys is one call."""
 
 
 _T = TypeVar("_T")
@@ -458,21 +460,39 @@ class KmsAsyncHook(BaseHook):
                 )
         return self._client
 
-    async def get_crypto_key_version(self, version_name: str) -> kms_v1.CryptoKeyVersion:
-        """One CryptoKeyVersion, transient errors retried under the hook's deadline."""
-        client = await self.get_conn()
+    async def _retry(self) -> retry_async.AsyncRetry:
+        """Transient errors retried with jittered backoff under the hook's deadline."""
         sync_hook = await self.get_sync_hook()
-        retry = retry_async.AsyncRetry(
+        return retry_async.AsyncRetry(
             predicate=is_transient,
             initial=0.1,
             maximum=5.0,
             multiplier=2.0,
             timeout=sync_hook.deadline,
         )
+
+    async def get_crypto_key_version(self, version_name: str) -> kms_v1.CryptoKeyVersion:
+        """One CryptoKeyVersion, transient errors retried under the hook's deadline."""
+        client = await self.get_conn()
         try:
-            return await client.get_crypto_key_version(name=version_name, retry=retry)
+            return await client.get_crypto_key_version(name=version_name, retry=await self._retry())
         except gexc.GoogleAPIError as exc:
             raise translate(exc, f"get {version_name}") from exc
+
+    async def list_crypto_keys(self, key_ring: str) -> list[kms_v1.CryptoKey]:
+        """Every CryptoKey of ``key_ring`` (each with its primary version): one ListCryptoKeys call
+        per :data:`LIST_PAGE_SIZE` keys, each retried under the hook's deadline."""
+        client = await self.get_conn()
+        keys: list[kms_v1.CryptoKey] = []
+        try:
+            pager = await client.list_crypto_keys(
+                request={"parent": key_ring, "page_size": LIST_PAGE_SIZE}, retry=await self._retry()
+            )
+            async for page in pager.pages:  # each further page: one call, same retry
+                keys.extend(page.crypto_keys)
+            return keys
+        except gexc.GoogleAPIError as exc:
+            raise translate(exc, f"list the keys of {key_ring}") from exc
 
     async def close(self) -> None:
         """Close the async channel, if one was opened."""

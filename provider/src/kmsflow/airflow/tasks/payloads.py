@@ -128,6 +128,14 @@ class KeyRotation(TypedDict):
     next_rotation_time: str | None
 
 
+class RotationEvent(TypedDict):
+    """A ``KeyRotationTrigger`` event's payload (the asset event's ``extra["payload"]``)."""
+
+    key: str
+    previous_primary: str
+    primary: str
+
+
 class Detection(TypedDict):
     """``detect``: each key's primary vs. the last successful run's."""
 

@@ -17,6 +17,7 @@ from airflow.sdk.exceptions import AirflowFailException
 
 from kmsflow.airflow.errors import airflow_errors
 from kmsflow.airflow.hooks.kms import KmsHook
+from kmsflow.airflow.tasks.common import audit_location
 from kmsflow.airflow.tasks.payloads import (
     ApplyPayload,
     ConvergedPayload,
@@ -64,10 +65,12 @@ def apply_plan(
 ) -> ApplyPayload:
     """Apply the reviewed plan (from XCom); each landed change is logged and audited as it happens.
 
-    ``audit_log`` defaults to the connection's ``audit_log`` extra; without either, changes are only
-    in the task log (and a warning says so).
+    ``audit_log`` defaults to the spec's ``audit_log:``, else the connection's ``audit_log`` extra
+    (:func:`~kmsflow.airflow.tasks.common.audit_location`); without any, changes are only in the
+    task log (and a warning says so).
     """
-    location = audit_log or hook.audit_log
+    the_plan = Plan.from_dict(dict(plan_dict))
+    location = audit_log or audit_location(the_plan.spec, hook)
     record = (
         provision_recorder(AuditLog(location, actor=hook.actor(), run=run), run=run) if location else None
     )
@@ -79,7 +82,6 @@ def apply_plan(
         if record is not None:
             record(change)
 
-    the_plan = Plan.from_dict(dict(plan_dict))
     with airflow_errors(), hook.deadline_scope():
         report = apply(the_plan, hook.get_conn(), on_change=on_change)
     log.info("%s", report.render())

@@ -50,6 +50,7 @@ from kmsflow.airflow.tasks.payloads import (
     ReencryptResult,
     RewrapBatchReport,
     Rotated,
+    RotationEvent,
     RunConfig,
     RunSummary,
     ScanStatistics,
@@ -143,6 +144,27 @@ def rotate_keys(hook: KmsHook, keys: Sequence[str], audit: AuditLog, *, reason: 
             log.info("rotated %s: new primary %s", key, version.name)
             rotated[key] = version.name
     return rotated
+
+
+def rotation_events(triggering_asset_events: Mapping[Any, Sequence[Any]] | None) -> list[RotationEvent]:
+    """The rotations that started this run: the ``KeyRotationTrigger`` payloads among the run's
+    triggering asset events (none for a scheduled or manual run). Only reported: ``detect``
+    compares every key anyway, since a run consumes all the events queued before it started."""
+    found: list[RotationEvent] = []
+    for events in (triggering_asset_events or {}).values():
+        for event in events:
+            payload = (getattr(event, "extra", None) or {}).get("payload")
+            if isinstance(payload, Mapping) and all(
+                isinstance(payload.get(f), str) for f in ("key", "previous_primary", "primary")
+            ):
+                found.append(
+                    {
+                        "key": payload["key"],
+                        "previous_primary": payload["previous_primary"],
+                        "primary": payload["primary"],
+                    }
+                )
+    return found
 
 
 @within_deadline
