@@ -89,7 +89,7 @@ def verify_all(client: Any, urls: list[str]) -> None:
         list(pool.map(lambda url: verify(client, url), urls))
 
 
-@pytest.mark.timeout(1800)
+@pytest.mark.timeout(2400)  # a hang guard: ~28 min on a 2-core machine at load 20+, far less idle
 def test_lifecycle_on_celery_workers_with_gcs_roots(cluster: Cluster, tmp_path: Path) -> None:
     spec = str(tmp_path / "spec.yaml")
     state, _ = cluster.run_dag("kmsflow_provision", {"spec_path": spec})
@@ -143,8 +143,8 @@ def test_lifecycle_on_celery_workers_with_gcs_roots(cluster: Cluster, tmp_path: 
         )
 
     running = wait_for("both workers running a batch", both_workers_busy, cluster, 300)
-    killed = {t["map_index"] for t in running if t["task_id"] == "rewrap" and t["hostname"] == "w1"}
-    watched = cluster.xcom(DAG_ID, run_id, "batches")[int(min(killed))]
+    killed = {int(t["map_index"]) for t in running if t["task_id"] == "rewrap" and t["hostname"] == "w1"}
+    watched = cluster.xcom(DAG_ID, run_id, "batches")[min(killed)]
     subprocess.run([*faults, "--rate", "0"], check=True, timeout=60)
     sample = watched[::25]
     wait_for(
@@ -160,7 +160,7 @@ def test_lifecycle_on_celery_workers_with_gcs_roots(cluster: Cluster, tmp_path: 
     state = cluster.wait_run(DAG_ID, run_id, timeout=900)
     instances = cluster.task_instances(DAG_ID, run_id)
     assert state == "success", instances
-    batches_by_index = {t["map_index"]: t for t in instances if t["task_id"] == "rewrap"}
+    batches_by_index = {int(t["map_index"]): t for t in instances if t["task_id"] == "rewrap"}
     assert len(batches_by_index) == ENVELOPES // BATCH_SIZE
     assert all(t["state"] == "success" for t in batches_by_index.values())
     for index in killed:  # retried elsewhere
