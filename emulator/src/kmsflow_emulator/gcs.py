@@ -227,8 +227,7 @@ class PreconditionStorage(Storage):  # type: ignore[misc]
         metadata (indented JSON) into its store on each change, so that a disk-backed emulator
         can reload it at start. In memory nothing ever reads it back (``_read_config_from_file``
         runs once, on an empty store), and the snapshot costs time linear in the objects held,
-        which makes N uploads quadratic: ~8 uploads/s once a bucket holds a few thousand
-        objects, against several hundred without it (docs/BENCHMARKS.md)."""
+        which makes N uploads quadratic (docs/BENCHMARKS.md, "GCS emulator")."""
 
     def _list_live_candidates(
         self, bucket_name: str, prefix: str | None = None
