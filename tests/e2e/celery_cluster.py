@@ -1,10 +1,13 @@
-"""The docker-compose topology without containers, for tests/e2e/test_celery_cluster.py.
+"""The docker-compose topology without containers, for tests/e2e/test_celery_cluster.py and
+bench/rewrap_cluster.py.
 
 PostgreSQL (the machine's binaries, a cluster in a temp dir), Redis (Debian's ``redis-server``,
 installed here when missing), the KMS emulator (IAM enforced) and the GCS emulator, then Airflow
 with the CeleryExecutor: api-server, scheduler, dag-processor, triggerer and two Celery workers.
 The workers report distinct hostnames (``[core] hostname_callable`` -> ``celery_hostname``), so task
-instances show which one ran them. Every wait has a deadline; ``stop`` ends every process group.
+instances show which one ran them. Every wait has a deadline and fails fast, with the log tail of
+the component that died; ``stop`` ends every process group. ``started`` starts it all for one key
+spec; ``seed_envelopes`` fills a ``gs://`` root with real envelopes quickly.
 """
 
 from __future__ import annotations
@@ -19,8 +22,12 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
+
+from google.cloud import kms_v1
 
 BIN = Path(sys.executable).parent
 HERE = Path(__file__).resolve().parent
@@ -87,6 +94,7 @@ class Cluster:
     def __init__(self, base: Path) -> None:
         self.base = base
         self.processes: dict[str, subprocess.Popen[bytes]] = {}
+        self.killed: set[str] = set()  # by ``kill``: their end is expected
         self.env: dict[str, str] = {}
         self.pg_port = self.redis_port = self.api_port = self.kms_port = self.gcs_port = 0
         self.pg_dir: Path | None = None
@@ -105,8 +113,17 @@ class Cluster:
     def kill(self, name: str) -> None:
         """SIGKILL the whole process group: a machine lost mid-task."""
         process = self.processes[name]
+        self.killed.add(name)
         os.killpg(process.pid, signal.SIGKILL)
         process.wait(timeout=30)
+
+    def check_alive(self) -> None:
+        """Raise, with its log tail, if a component ended that ``kill`` did not end: every wait
+        calls this, so a dead scheduler or worker fails the test at once, not at a deadline."""
+        for name, process in self.processes.items():
+            if name not in self.killed and process.poll() is not None:
+                tail = (self.base / f"{name}.log").read_text(errors="replace").splitlines()[-40:]
+                raise RuntimeError(f"{name} exited with {process.returncode}:\n" + "\n".join(tail))
 
     def stop(self) -> None:
         for process in reversed(list(self.processes.values())):
@@ -309,6 +326,12 @@ class Cluster:
                 "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"http://127.0.0.1:{self.api_port}/execution/",
                 "AIRFLOW__API_AUTH__JWT_SECRET": JWT_SECRET,
                 "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "5",
+                # Every component on its own port, so that two workers -- or two clusters, e.g. a
+                # test and a benchmark -- on one machine never collide on Airflow's fixed defaults.
+                "AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT": str(free_port()),
+                # A task's calls to the API server wait longer than the 5 s default: on a loaded
+                # shared machine a slow answer is not a lost server (Airflow's own advice).
+                "AIRFLOW__WORKERS__EXECUTION_API_TIMEOUT": "60",
                 **extra_env,
             }
         )
@@ -329,7 +352,11 @@ class Cluster:
                     "--concurrency",
                     "2",
                 ],
-                {**env, "KMSFLOW_TEST_HOSTNAME": worker},
+                {
+                    **env,
+                    "KMSFLOW_TEST_HOSTNAME": worker,
+                    "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(free_port()),
+                },
             )
         wait_port(self.api_port, 240, api)
 
@@ -354,6 +381,7 @@ class Cluster:
             }
             if listed >= dag_ids:
                 return
+            self.check_alive()
             time.sleep(3)
         raise TimeoutError(f"DAGs {sorted(dag_ids)} not parsed after {timeout:.0f}s")
 
@@ -374,6 +402,7 @@ class Cluster:
             found = self.rows(f"select state from dag_run where dag_id = '{dag_id}' and run_id = '{run_id}'")
             if found and found[0][0] in ("success", "failed"):
                 return found[0][0]
+            self.check_alive()
             time.sleep(2)
         raise TimeoutError(f"{dag_id} run {run_id} did not finish in {timeout:.0f}s")
 
@@ -384,3 +413,89 @@ class Cluster:
         )
         keys = ("task_id", "map_index", "hostname", "state", "try_number")
         return [dict(zip(keys, row, strict=True)) for row in rows]
+
+    def xcom(self, dag_id: str, run_id: str, task_id: str, map_index: int = -1) -> Any:
+        """A task's return value (``key = 'return_value'``), as stored in the metadata database."""
+        rows = self.rows(
+            "select value from xcom where key = 'return_value' "
+            f"and dag_id = '{dag_id}' and run_id = '{run_id}' and task_id = '{task_id}' "
+            f"and map_index = {map_index}"
+        )
+        if not rows:
+            raise LookupError(f"no XCom from {dag_id}/{run_id}/{task_id}[{map_index}]")
+        return json.loads("|".join(rows[0]))
+
+
+DAGS = {"kmsflow_provision", "kmsflow_rotate_rewrap", "kmsflow_shred", "kmsflow_erase", "kmsflow_ml_pipeline"}
+"""Every DAG kmsflow ships: ``started`` waits until all are parsed."""
+
+KMS_DEADLINE_S = 600
+"""The connection's KMS deadline: a task stalled by injected KMS faults waits instead of failing."""
+
+HEARTBEAT_TIMEOUT_S = 20
+"""A lost worker's task instances fail (and are retried) this long after their last heartbeat."""
+
+
+@contextlib.contextmanager
+def started(base: Path, spec: Path, bucket: str) -> Iterator[Cluster]:
+    """The whole deployment under ``base``: PostgreSQL, Redis, the KMS emulator (IAM enforced,
+    ``OWNER`` holds every permission) and the GCS emulator with ``bucket``, then Airflow with two
+    Celery workers, the key spec at ``spec`` (``KMSFLOW_SPEC``) and the ``kmsflow_default``
+    connection acting as ``OWNER``; yields once every kmsflow DAG is parsed. Prints every
+    component's log tail if anything fails, and stops everything at the end."""
+    running = Cluster(base)
+    try:
+        running.start_postgres()
+        running.start_redis()
+        running.start_emulators(bucket)
+        connection = {
+            "conn_type": "kmsflow",
+            "extra": {"endpoint": running.kms_endpoint, "principal": OWNER, "deadline": KMS_DEADLINE_S},
+        }
+        running.start_airflow(
+            {
+                "KMSFLOW_SPEC": str(spec),
+                "STORAGE_EMULATOR_HOST": running.gcs_host,
+                "AIRFLOW_CONN_KMSFLOW_DEFAULT": json.dumps(connection),
+                "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT": str(HEARTBEAT_TIMEOUT_S),
+            }
+        )
+        running.wait_for_dags(DAGS)
+        yield running
+    except BaseException:
+        print(running.log_tails())
+        raise
+    finally:
+        running.stop()
+
+
+def seed_envelopes(
+    client: kms_v1.KeyManagementServiceClient, key: str, root: str, count: int, work: Path
+) -> list[str]:
+    """``count`` file envelopes of 256 random bytes each under ``root`` (a ``gs://`` URL), wrapped
+    by ``key``'s primary; returns their URLs (``{root}/f{i}.enc``).
+
+    Each is made by ``kmsflow.envelope.encrypt`` (one KMS Encrypt, a fresh data key) into a local
+    directory, and the directory is then copied whole to ``root`` with gcsfs ``put``: JSON-API
+    uploads through the GCS emulator, byte for byte what encrypt writes there itself, but without
+    its dozen existence checks per envelope (a fresh destination needs none). An envelope copied
+    whole still decrypts anywhere (docs/FORMAT.md), and everything the DAGs do with it afterwards
+    goes through ``gs://`` only.
+    """
+    from kmsflow.envelope import encrypt, gcs_filesystem
+
+    plain, sealed = work / "plain", work / "sealed"
+    plain.mkdir(parents=True)
+    sealed.mkdir()
+    for i in range(count):
+        (plain / f"f{i}").write_bytes(os.urandom(256))
+    with ThreadPoolExecutor(8) as pool:
+        list(
+            pool.map(
+                lambda i: encrypt(client, key, str(plain / f"f{i}"), str(sealed / f"f{i}.enc")), range(count)
+            )
+        )
+    gcs_filesystem().put(f"{sealed}/", f"{root}/", recursive=True)
+    shutil.rmtree(plain)
+    shutil.rmtree(sealed)
+    return [f"{root}/f{i}.enc" for i in range(count)]

@@ -25,12 +25,16 @@ with the preconditions enforced the way Cloud Storage documents them
   G is HTTP 404.
 
 Check and write are one critical section (a lock around both), so two writers racing with
-``ifGenerationMatch=0`` for one name get exactly one success. The package's HTTP server is not
-threaded (one request at a time), and neither is this one, since the package's storage is not
-thread-safe: requests are serialized, which is what makes the PATCH check (made where the package
-reads the object, before it patches it in place) atomic too; the lock keeps uploads, copies and
-deletes atomic should the server ever become threaded. A precondition that is not a number is
-answered 400, as GCS does.
+``ifGenerationMatch=0`` for one name get exactly one success. The server receives requests on a
+thread per connection but serves them one at a time, under that same lock, since the package's
+handlers and storage are not thread-safe: requests are serialized, which is what makes the PATCH
+check (made where the package reads the object, before it patches it in place) atomic too. A
+precondition that is not a number is answered 400, as GCS does.
+
+Fast enough for tens of thousands of objects (docs/BENCHMARKS.md, "GCS emulator"): the package's
+per-change metadata snapshot (quadratic in memory, where nothing reads it) is dropped and prefix
+listings bisect a sorted index of names; the package's routes, handlers and object resources are
+unchanged.
 
 Not covered: sub-requests of a JSON batch (``/batch/storage/v1``; gcsfs never batches against an
 emulator), preconditions on ``compose`` *source* objects, ETag (``If-Match``) and date conditions.
@@ -42,8 +46,11 @@ needs the ``gcs`` extra (``gcp-storage-emulator``): it is test tooling, not part
 from __future__ import annotations
 
 import argparse
+import bisect
 import functools
 import http.server
+import io
+import itertools
 import json
 import logging
 import re
@@ -71,6 +78,7 @@ __all__ = [
     "PreconditionRequestHandler",
     "PreconditionStorage",
     "RequestConditions",
+    "crlf_multipart",
     "main",
     "make_server",
     "request_conditions",
@@ -208,16 +216,45 @@ class PreconditionStorage(Storage):  # type: ignore[misc]
     ``delete_file``), under one lock with the change itself."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
-        self._lock = threading.RLock()
+        self.lock = threading.RLock()
+        """Held around every storage change here, and by the request handler around each request."""
         self._sessions: dict[str, Conditions] = {}  # resumable upload id -> its write conditions
+        self._names: dict[str, list[str]] = {}  # bucket -> its live object names, sorted
         super().__init__(*args, **kwargs)
+
+    def _write_config_to_file(self) -> None:
+        """Keep no metadata snapshot: the package re-serializes *every* bucket's and object's
+        metadata (indented JSON) into its store on each change, so that a disk-backed emulator
+        can reload it at start. In memory nothing ever reads it back (``_read_config_from_file``
+        runs once, on an empty store), and the snapshot costs time linear in the objects held,
+        which makes N uploads quadratic (docs/BENCHMARKS.md, "GCS emulator")."""
+
+    def _list_live_candidates(
+        self, bucket_name: str, prefix: str | None = None
+    ) -> list[tuple[str, dict[str, Any]]]:
+        """The live objects whose name starts with ``prefix``, found by bisection in a sorted index
+        of names instead of the package's test of every name of the bucket: gcsfs lists a prefix
+        several times per object it writes or opens, which made writing N objects quadratic."""
+        objects = self.objects.get(bucket_name, {})
+        names = self._names.get(bucket_name, [])
+        found = []
+        for name in itertools.islice(names, bisect.bisect_left(names, prefix or ""), None):
+            if prefix and not name.startswith(prefix):
+                break
+            found.append((name, objects[name]))
+        return found
+
+    def wipe(self, keep_buckets: bool = False) -> None:
+        with self.lock:
+            super().wipe(keep_buckets)
+            self._names.clear()
 
     def _live(self, bucket_name: str, file_name: str) -> dict[str, Any] | None:
         obj = self.objects.get(bucket_name, {}).get(file_name)
         return obj if isinstance(obj, dict) else None
 
     def get_file_obj(self, bucket_name: str, file_name: str) -> dict[str, Any]:
-        with self._lock:
+        with self.lock:
             obj: dict[str, Any] = super().get_file_obj(bucket_name, file_name)
             current = _current()
             current.read.check(obj, not_modified=current.is_get)
@@ -231,15 +268,18 @@ class PreconditionStorage(Storage):  # type: ignore[misc]
         file_obj: dict[str, Any],
         file_id: str | None = None,
     ) -> None:
-        with self._lock:
+        with self.lock:
             conditions = self._sessions.get(file_id, _current().write) if file_id else _current().write
-            conditions.check(self._live(bucket_name, file_name))
+            live = self._live(bucket_name, file_name)
+            conditions.check(live)
             super().create_file(bucket_name, file_name, content, file_obj, file_id)
+            if live is None:
+                bisect.insort(self._names.setdefault(bucket_name, []), file_name)
             if file_id:
                 self._sessions.pop(file_id, None)
 
     def create_resumable_upload(self, bucket_name: str, file_name: str, file_obj: dict[str, Any]) -> str:
-        with self._lock:
+        with self.lock:
             conditions = _current().write
             conditions.check(self._live(bucket_name, file_name))
             file_id = str(super().create_resumable_upload(bucket_name, file_name, file_obj))
@@ -247,35 +287,50 @@ class PreconditionStorage(Storage):  # type: ignore[misc]
             return file_id
 
     def delete_file(self, bucket_name: str, file_name: str) -> None:
-        with self._lock:
+        with self.lock:
             obj = self._live(bucket_name, file_name)
             if obj is not None:  # a missing object is the package's 404
                 _current().write.check(obj)
             super().delete_file(bucket_name, file_name)
+            names = self._names[bucket_name]
+            del names[bisect.bisect_left(names, file_name)]
 
 
 class PreconditionRequestHandler(RequestHandler):  # type: ignore[misc]
     """The package's request handler, with the request's conditions published to the storage for
-    the duration of the request and their failures answered as GCS answers them."""
+    the duration of the request and their failures answered as GCS answers them.
+
+    Requests are served one at a time (under the storage's lock: the package's handlers and
+    storage are not thread-safe), but each is received whole before it waits for the lock: a body
+    with a ``Content-Length`` is read into memory first, so a client slow to send never holds up
+    the others (a chunked body is still read by the package, under the lock)."""
+
+    storage: PreconditionStorage
+    rfile: io.BufferedIOBase
 
     def _serve(self, dispatch: Callable[[], None]) -> None:
         url = urlsplit(self.path)
         method = self.headers.get("x-http-method-override") or self.command
         headers = {k.lower(): v for k, v in self.headers.items()}
+        length = self.headers.get("Content-Length") or ""
+        received = self.rfile
+        if length.isdigit():
+            body = crlf_multipart(received.read(int(length)), self.headers.get("Content-Type") or "")
+            self.headers.replace_header("Content-Length", str(len(body)))
+            self.rfile = io.BytesIO(body)
         try:
             _CURRENT.conditions = request_conditions(method, url.path, parse_qs(url.query), headers)
+            with self.storage.lock:
+                dispatch()
         except InvalidConditionError as exc:
-            self.rfile.read(int(self.headers.get("Content-Length") or 0))  # unread, it would reset
             self._answer(HTTPStatus.BAD_REQUEST, {"error": {"code": 400, "message": str(exc)}})
-            return
-        try:
-            dispatch()
         except PreconditionFailedError as exc:
             self._answer(HTTPStatus.PRECONDITION_FAILED, _condition_not_met(str(exc)))
         except NotModifiedError:
             self._answer(HTTPStatus.NOT_MODIFIED, None)
         finally:
             _CURRENT.conditions = None
+            self.rfile = received
 
     def _answer(self, status: HTTPStatus, body: dict[str, Any] | None) -> None:
         content = b"" if body is None else json.dumps(body).encode()
@@ -302,6 +357,29 @@ class PreconditionRequestHandler(RequestHandler):  # type: ignore[misc]
         self._serve(super().do_PATCH)
 
 
+_BOUNDARY = re.compile(r'boundary="?([^";]+)"?')
+
+
+def crlf_multipart(body: bytes, content_type: str) -> bytes:
+    """``body`` with the delimiters of a bare-LF multipart body written CRLF, as the package's
+    parser (Python's ``email``) expects; any other body unchanged.
+
+    gcsfs writes its multipart uploads (``simple_upload``: ``pipe``, ``put`` of small files) with
+    bare LF line breaks, so the delimiter after the media is ``\n--boundary``. The ``email``
+    parser takes the line break before a delimiter to be CRLF when it can, so media ending in CR
+    lost that byte (one object in 256 of random bytes). A body whose first delimiter line ends in
+    LF only is a bare-LF body: every ``\n--boundary`` in it is a delimiter (a boundary may not
+    occur in the content), and a CR before one is content.
+    """
+    found = _BOUNDARY.search(content_type) if content_type.startswith("multipart/") else None
+    if found is None:
+        return body
+    delimiter = b"--" + found.group(1).encode()
+    if not body.startswith(delimiter + b"\n"):
+        return body
+    return body.replace(b"\n" + delimiter, b"\r\n" + delimiter)
+
+
 def _condition_not_met(detail: str) -> dict[str, Any]:
     """The JSON error GCS returns with a 412 (``detail`` says which condition, for humans)."""
     error = {
@@ -314,9 +392,11 @@ def _condition_not_met(detail: str) -> dict[str, Any]:
     return {"error": {"code": 412, "message": CONDITION_NOT_MET, "errors": [error], "detail": detail}}
 
 
-class _Server(http.server.HTTPServer):
-    """One request at a time, like the package's server; a deep accept queue, so that a burst of
-    concurrent clients (the race tests) waits instead of having connections dropped."""
+class _Server(http.server.ThreadingHTTPServer):
+    """A thread per connection, so that receiving one request overlaps serving another (each is
+    served under the storage's lock, see :class:`PreconditionRequestHandler`); a deep accept
+    queue, so that a burst of concurrent clients (the race tests) waits instead of having
+    connections dropped."""
 
     request_queue_size = 128
 
