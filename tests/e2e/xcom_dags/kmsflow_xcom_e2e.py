@@ -1,4 +1,4 @@
-"""The DAG tests/e2e/test_xcom_backend.py runs on a real scheduler with EncryptedXComBackend.
+"""The DAG tests/e2e/test_xcom_cluster.py runs on a real scheduler with EncryptedXComBackend.
 
 Values carry ``KMSFLOW_E2E_MARKER`` so the test can search the metadata database, the stored objects
 and the task logs for it: a return value, a value pushed under its own key, a mapped task's values
