@@ -7,7 +7,9 @@ Everything runs on this machine, under ``demo-output/`` (or ``$KMSFLOW_DEMO_DIR`
    the kmsflow DAGs from ``dags/``, with one kmsflow connection per identity;
 3. ``kmsflow_provision`` converges KMS to the seed's key spec (then a second run changes nothing);
 4. ``kmsflow_ml_pipeline`` trains a model and encrypts dataset, model and metrics as the producer,
-   then decrypts and scores them as the consumer; the CLI shows who may do what;
+   then decrypts and scores them as the consumer; the CLI shows who may do what; a producer
+   holding only an ML-KEM-768 public key file encrypts with no KMS access, and a model signed with
+   an EC key is verified offline with the signer's public key file;
 5. 91 days pass: Cloud KMS-style automatic rotation; the triggerer's rotation watcher sees it and
    starts ``kmsflow_rotate_rewrap`` (no manual trigger), which re-wraps every data key onto the new
    version without touching the data;
@@ -39,6 +41,7 @@ from typing import Any
 from local_airflow import LocalAirflow, kmsflow_connection
 
 from kmsflow.kms import new_kms_client
+from kmsflow.kms.iam import DECAPSULATOR_ROLE, PUBLIC_KEY_VIEWER_ROLE, SIGNER_ROLE, grant
 from kmsflow_emulator import gcs
 from kmsflow_emulator.admin import AdminClient
 from kmsflow_emulator.process import spawn
@@ -186,6 +189,72 @@ class Demo:
         )
         return {e["url"]: e["envelope_id"] for e in report["envelopes"]}
 
+    def offline_cli(self, *args: str) -> str:
+        """``kmsflow`` with no KMS endpoint, principal or credentials: all a producer holding only a
+        public key file, or a verifier holding only a signer's, has."""
+        env = {k: v for k, v in os.environ.items() if k not in ("KMS_EMULATOR_HOST", "KMSFLOW_PRINCIPAL")}
+        result = subprocess.run(
+            [str(BIN / "kmsflow"), *args], env=env, capture_output=True, text=True, timeout=300
+        )
+        if result.returncode != 0:
+            raise SystemExit(
+                f"demo: kmsflow {' '.join(args)} exited {result.returncode}: {result.stderr.strip()}"
+            )
+        return result.stdout + result.stderr
+
+    def public_key_step(self) -> None:
+        """Recipient (post-quantum) envelopes and signed artifacts, outside the spec's roots."""
+        step("End to end with public keys: an ML-KEM-768 producer with no KMS access, a signed model")
+        client = new_kms_client(endpoint=self.endpoint, principal=PROVISIONER)
+        kem, signing = f"{RING}/cryptoKeys/ai-kem-key", f"{RING}/cryptoKeys/ai-signing-key"
+        for key, purpose, algorithm in (
+            (kem, "KEY_ENCAPSULATION", "ML_KEM_768"),
+            (signing, "ASYMMETRIC_SIGN", "EC_SIGN_P256_SHA256"),
+        ):
+            client.create_crypto_key(
+                request={
+                    "parent": RING,
+                    "crypto_key_id": key.rsplit("/", 1)[1],
+                    "crypto_key": {"purpose": purpose, "version_template": {"algorithm": algorithm}},
+                }
+            )
+        grant(client, kem, DECAPSULATOR_ROLE, [CONSUMER])
+        grant(client, signing, SIGNER_ROLE, [PRODUCER])
+        grant(client, signing, PUBLIC_KEY_VIEWER_ROLE, [PRODUCER])
+        pq = OUT / "public-key"
+        pq.mkdir()
+        for key, name in ((kem, "ai-kem.pub"), (signing, "ai-signing.pub")):
+            (pq / name).write_text(
+                self.cli("pubkey", "export", f"{key}/cryptoKeyVersions/1", principal=PROVISIONER)
+            )
+        (pq / "features.parquet").write_bytes(os.urandom(32 * 1024))
+        say(
+            self.offline_cli(
+                "encrypt",
+                "--recipient",
+                str(pq / "ai-kem.pub"),
+                str(pq / "features.parquet"),
+                str(pq / "features.enc"),
+            )
+        )
+        say("the producer held only ai-kem.pub: no KMS endpoint, no credentials, no KMS call")
+        self.cli("decrypt", str(pq / "features.enc"), str(pq / "features.out"), principal=CONSUMER)
+        assert (pq / "features.out").read_bytes() == (pq / "features.parquet").read_bytes()
+        say("the consumer (roles/cloudkms.decapsulator) opened it with one Decapsulate")
+        (pq / "model.bin").write_bytes(os.urandom(16 * 1024))
+        signer = f"{signing}/cryptoKeyVersions/1"
+        self.cli(
+            "encrypt",
+            "--key",
+            KEY,
+            "--sign-with",
+            signer,
+            str(pq / "model.bin"),
+            str(pq / "model.enc"),
+            principal=PRODUCER,
+        )
+        say(self.offline_cli("verify", "--signer", str(pq / "ai-signing.pub"), str(pq / "model.enc")))
+
     # ------------------------------------------------------------------ the story
 
     def run(self) -> None:
@@ -224,6 +293,8 @@ class Demo:
             principal=PRODUCER,
         )
         shutil.rmtree(tenant_src.parent)
+
+        self.public_key_step()
 
         step("91 days pass: the emulator rotates ai-crypto-key automatically, like Cloud KMS")
         assert self.airflow is not None
