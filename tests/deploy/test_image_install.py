@@ -17,6 +17,7 @@ import sys
 from pathlib import Path
 
 from dockerfile import copies, pip_installs
+from sources import copy_source
 
 ROOT = Path(__file__).resolve().parents[2]
 UV = Path(sys.executable).parent / "uv"  # scripts/bootstrap.sh installs it into the venv
@@ -39,14 +40,8 @@ print(json.dumps({
 def build_context(copied: dict[str, str], into: Path) -> Path:
     """The Dockerfile's COPY sources, copied out of the repository as ``docker build`` would: the
     build backend writes ``build/`` and ``*.egg-info`` next to what it builds, never into the tree."""
-    skip = shutil.ignore_patterns("build", "*.egg-info", "__pycache__")
     for source in copied.values():
-        origin, target = ROOT / source, into / source
-        target.parent.mkdir(parents=True, exist_ok=True)
-        if origin.is_dir():
-            shutil.copytree(origin, target, ignore=skip)
-        else:
-            shutil.copy2(origin, target)
+        copy_source(ROOT / source, into / source)
     return into
 
 

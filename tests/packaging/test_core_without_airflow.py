@@ -13,6 +13,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from sources import copy_source
+
 ROOT = Path(__file__).resolve().parents[2]
 PACKAGE = ROOT / "provider" / "src" / "kmsflow"
 CORE = ["kms", "envelope", "inventory", "lifecycle", "audit", "spec", "cli.py", "__init__.py"]
@@ -44,10 +46,13 @@ def test_consumer_venv_without_airflow(tmp_path: Path) -> None:
     python = venv / "bin" / "python"
     install = [str(uv), "pip", "install", "--quiet", "--python", str(python)]
     subprocess.run([*install, "-r", str(ROOT / "requirements" / "core-lock.txt")], check=True)
-    subprocess.run([*install, "--no-deps", str(ROOT / "provider")], check=True)
+    # Built from copies (tests/sources.py: never leave build outputs in the tree).
+    provider = copy_source(ROOT / "provider", tmp_path / "src" / "provider")
+    subprocess.run([*install, "--no-deps", str(provider)], check=True)
     # The round trip runs against the emulator (a dev/test distribution; its dependencies are core
     # dependencies too, so core-lock.txt has them, but pqcrypto, which only SLH-DSA keys import).
-    subprocess.run([*install, "--no-deps", str(ROOT / "emulator")], check=True)
+    emulator = copy_source(ROOT / "emulator", tmp_path / "src" / "emulator")
+    subprocess.run([*install, "--no-deps", str(emulator)], check=True)
     script = (ROOT / "tests" / "packaging" / "consumer_roundtrip.py").read_text()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW", "KMS_EMULATOR"))}
     result = subprocess.run([str(python), "-c", script], capture_output=True, text=True, env=env, timeout=120)
