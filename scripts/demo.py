@@ -205,6 +205,9 @@ class Demo:
     def public_key_step(self) -> None:
         """Recipient (post-quantum) envelopes and signed artifacts, outside the spec's roots."""
         step("End to end with public keys: an ML-KEM-768 producer with no KMS access, a signed model")
+        # The demo's emulator is new each run but its version names are not: a public key cached
+        # by an earlier run (~/.cache/kmsflow) would be another key's.
+        os.environ["KMSFLOW_CACHE_DIR"] = str(OUT / "public-key-cache")
         client = new_kms_client(endpoint=self.endpoint, principal=PROVISIONER)
         kem, signing = f"{RING}/cryptoKeys/ai-kem-key", f"{RING}/cryptoKeys/ai-signing-key"
         for key, purpose, algorithm in (
