@@ -96,7 +96,7 @@ def paused_temp(proc: subprocess.Popen[str], marker: Path, parent: Path, dst_nam
 def finish(proc: subprocess.Popen[str], signum: int) -> tuple[int, str, str]:
     proc.send_signal(signum)
     try:
-        out, err = proc.communicate(timeout=60)
+        out, err = proc.communicate(timeout=180)  # a loaded machine: slow, not hung
     except subprocess.TimeoutExpired:
         proc.kill()
         proc.communicate(timeout=10)
