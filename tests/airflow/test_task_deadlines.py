@@ -17,7 +17,7 @@ from inventory.builders import make_file, make_key
 
 from kmsflow.airflow.hooks.kms import KmsHook
 from kmsflow.airflow.tasks.rotate_rewrap import reencrypt_batch, rewrap_batch
-from kmsflow.kms import crypto, resources
+from kmsflow.kms import backoff, resources
 from kmsflow.lifecycle import verify_unwraps
 
 BATCH_TASKS = {"rewrap": rewrap_batch, "reencrypt": reencrypt_batch}
@@ -63,7 +63,7 @@ def test_library_fan_out_keeps_the_callers_deadline(fresh_emulator: Any, tmp_pat
     client = fresh_emulator.client()
     fresh_emulator.admin.set_faults(rate=1.0, codes=["UNAVAILABLE"], methods=["Decrypt"])
     started = time.monotonic()
-    with crypto.retry_deadline(0.5):
+    with backoff.retry_deadline(0.5):
         issues = verify_unwraps(client, urls, max_workers=4)
     elapsed = time.monotonic() - started
     fresh_emulator.admin.set_faults()

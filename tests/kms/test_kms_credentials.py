@@ -9,7 +9,7 @@ from expired_credentials import REAUTH, refresh_failing_client
 from google.api_core import exceptions as gexc
 
 from kmsflow.kms import KmsCredentialsError, crypto, resources
-from kmsflow.kms.crypto import is_transient, retry_deadline
+from kmsflow.kms.backoff import is_transient, retry_deadline
 from kmsflow.kms.errors import translate
 
 KEY = "projects/p/locations/global/keyRings/r/cryptoKeys/k"

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import threading
 
-from kmsflow.kms.crypto import default_retry, retry_deadline
+from kmsflow.kms.backoff import retry_deadline
+from kmsflow.kms.crypto import default_retry
 
 
 def test_ambient_deadline_applies_in_its_block_only_and_not_to_other_threads() -> None:

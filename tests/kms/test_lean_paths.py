@@ -31,7 +31,7 @@ from kmsflow.kms import (
     new_data_client,
     new_kms_client,
 )
-from kmsflow.kms.crypto import retry_deadline
+from kmsflow.kms.backoff import retry_deadline
 from kmsflow.kms.dataplane import data_client
 
 PATHS = {"gapic": new_kms_client, "lean": new_data_client}

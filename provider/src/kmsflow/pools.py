@@ -1,7 +1,7 @@
 """Thread pools whose tasks run in a copy of the submitting thread's context, and work split into
 chunks for them.
 
-Why: the KMS retry deadline a caller puts in force (:func:`kmsflow.kms.crypto.retry_deadline`, e.g.
+Why: the KMS retry deadline a caller puts in force (:func:`kmsflow.kms.backoff.retry_deadline`, e.g.
 an Airflow connection's ``deadline`` through ``KmsHook.deadline_scope``) lives in a ``ContextVar``,
 and a plain :class:`~concurrent.futures.ThreadPoolExecutor` runs its tasks in the worker thread's
 own, empty context. Rewrap, re-encrypt, inventory and erasure fan their KMS calls out over

@@ -18,9 +18,7 @@ from typing import TYPE_CHECKING, Any
 from google.api_core import exceptions as gexc
 from google.protobuf.wrappers_pb2 import Int64Value
 
-from kmsflow.kms.backoff import INITIAL, MAXIMUM, MULTIPLIER, current_deadline
-from kmsflow.kms.backoff import is_transient as is_transient  # also spelled from here, as before
-from kmsflow.kms.backoff import retry_deadline as retry_deadline
+from kmsflow.kms.backoff import INITIAL, MAXIMUM, MULTIPLIER, current_deadline, is_transient
 from kmsflow.kms.crc import crc32c
 from kmsflow.kms.dataplane import KmsDataClient
 from kmsflow.kms.errors import KmsIntegrityError, translate

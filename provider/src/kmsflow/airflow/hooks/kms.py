@@ -50,8 +50,9 @@ from google.cloud.kms_v1.services.key_management_service.transports import (
 
 from kmsflow.audit import resolve_actor
 from kmsflow.kms import crypto, iam, resources
+from kmsflow.kms.backoff import is_transient, retry_deadline
 from kmsflow.kms.client import PRINCIPAL_ENV, PRINCIPAL_METADATA_KEY, emulator_host, new_kms_client
-from kmsflow.kms.crypto import Wrapped, is_transient
+from kmsflow.kms.crypto import Wrapped
 from kmsflow.kms.errors import translate
 
 DEFAULT_DEADLINE = 60.0
@@ -178,8 +179,8 @@ class KmsHook(GoogleBaseHook):
 
     def deadline_scope(self) -> AbstractContextManager[None]:
         """A block in which every kmsflow KMS call made on this thread retries under :attr:`deadline`
-        (resource, IAM and key-spec functions do not take ``retry=``: see ``crypto.retry_deadline``)."""
-        return crypto.retry_deadline(self.deadline)
+        (resource, IAM and key-spec functions do not take ``retry=``: see ``backoff.retry_deadline``)."""
+        return retry_deadline(self.deadline)
 
     @property
     def audit_log(self) -> str | None:
