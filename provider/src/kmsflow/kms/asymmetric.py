@@ -17,7 +17,7 @@ rewrap moved every envelope off it (the shred DAG's proof), which also makes it 
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from google.api_core import exceptions as gexc
 from google.api_core import retry as gretry
@@ -25,7 +25,7 @@ from google.cloud import kms_v1
 from google.protobuf.wrappers_pb2 import Int64Value
 
 from kmsflow.kms.crc import crc32c
-from kmsflow.kms.crypto import default_retry
+from kmsflow.kms.crypto import crc_matches, default_retry
 from kmsflow.kms.dataplane import data_client
 from kmsflow.kms.errors import KmsError, KmsIntegrityError, translate
 from kmsflow.kms.resources import CryptoKeyVersion, VersionState, list_versions
@@ -77,10 +77,6 @@ def add_version(client: kms_v1.KeyManagementServiceClient, key_name: str) -> Cry
         raise translate(exc, f"create a version of {key_name}") from exc
 
 
-def _crc(data: bytes) -> Int64Value:
-    return Int64Value(value=crc32c(data))
-
-
 def asymmetric_decrypt(
     client: CryptoClient,
     version_name: str,
@@ -90,20 +86,8 @@ def asymmetric_decrypt(
 ) -> bytes:
     """RSA-OAEP decryption of ``ciphertext`` by the KMS-held private key of ``version_name``."""
     action = f"asymmetric-decrypt with {version_name}"
-    request = {
-        "name": version_name,
-        "ciphertext": ciphertext,
-        "ciphertext_crc32c": _crc(ciphertext),
-    }
-    try:
-        response = data_client(client).asymmetric_decrypt(request, retry=retry)
-    except gexc.GoogleAPIError as exc:
-        raise translate(exc, action) from exc
-    if not response.verified_ciphertext_crc32c:
-        raise KmsIntegrityError(f"{action}: KMS did not verify the request checksum")
-    if not response.HasField("plaintext_crc32c") or response.plaintext_crc32c.value != crc32c(
-        response.plaintext
-    ):
+    response = _unwrap_call(client, "asymmetric_decrypt", action, version_name, ciphertext, retry)
+    if not crc_matches(response, "plaintext"):
         raise KmsIntegrityError(f"{action}: the plaintext was corrupted in transit")
     return bytes(response.plaintext)
 
@@ -117,17 +101,7 @@ def decapsulate(
 ) -> bytes:
     """The shared secret KMS decapsulates from ``ciphertext`` with the private key of ``version_name``."""
     action = f"decapsulate with {version_name}"
-    request = {
-        "name": version_name,
-        "ciphertext": ciphertext,
-        "ciphertext_crc32c": _crc(ciphertext),
-    }
-    try:
-        response = data_client(client).decapsulate(request, retry=retry)
-    except gexc.GoogleAPIError as exc:
-        raise translate(exc, action) from exc
-    if not response.verified_ciphertext_crc32c:
-        raise KmsIntegrityError(f"{action}: KMS did not verify the request checksum")
+    response = _unwrap_call(client, "decapsulate", action, version_name, ciphertext, retry)
     if response.name and response.name != version_name:
         raise KmsIntegrityError(f"{action}: KMS answered for {response.name!r}")
     # DecapsulateResponse's checksum is a proto3 optional int64, not an Int64Value wrapper.
@@ -135,3 +109,27 @@ def decapsulate(
     if not response.HasField("shared_secret_crc32c") or secret_crc != crc32c(response.shared_secret):
         raise KmsIntegrityError(f"{action}: the shared secret was corrupted in transit")
     return bytes(response.shared_secret)
+
+
+def _unwrap_call(
+    client: CryptoClient,
+    method: str,
+    action: str,
+    version_name: str,
+    ciphertext: bytes,
+    retry: gretry.Retry | None,
+) -> Any:
+    """One AsymmetricDecrypt or Decapsulate through the lean data path, its request checksummed and
+    KMS's verification of it required; the raw response, for the caller's own checks."""
+    request = {
+        "name": version_name,
+        "ciphertext": ciphertext,
+        "ciphertext_crc32c": Int64Value(value=crc32c(ciphertext)),
+    }
+    try:
+        response = getattr(data_client(client), method)(request, retry=retry)
+    except gexc.GoogleAPIError as exc:
+        raise translate(exc, action) from exc
+    if not response.verified_ciphertext_crc32c:
+        raise KmsIntegrityError(f"{action}: KMS did not verify the request checksum")
+    return response

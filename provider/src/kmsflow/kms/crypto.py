@@ -87,7 +87,7 @@ def encrypt(
         raise translate(exc, action) from exc
     if not response.verified_plaintext_crc32c or not response.verified_additional_authenticated_data_crc32c:
         raise KmsIntegrityError(f"{action}: KMS did not verify the request checksums")
-    if not _crc_matches(response, "ciphertext"):
+    if not crc_matches(response, "ciphertext"):
         raise KmsIntegrityError(f"{action}: the ciphertext was corrupted in transit")
     return Wrapped(ciphertext=response.ciphertext, key_version=response.name)
 
@@ -113,12 +113,12 @@ def decrypt(
         response = _call(client, "decrypt", request, retry)
     except gexc.GoogleAPIError as exc:
         raise translate(exc, action) from exc
-    if not _crc_matches(response, "plaintext"):
+    if not crc_matches(response, "plaintext"):
         raise KmsIntegrityError(f"{action}: the plaintext was corrupted in transit")
     return bytes(response.plaintext)
 
 
-def _crc_matches(response: Any, field: str) -> bool:
+def crc_matches(response: Any, field: str) -> bool:
     """Whether the response carries ``<field>_crc32c`` and it is the CRC32C of ``<field>``."""
     checksum = f"{field}_crc32c"
     return bool(response.HasField(checksum)) and getattr(response, checksum).value == crc32c(
