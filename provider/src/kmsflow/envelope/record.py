@@ -73,6 +73,16 @@ def _timestamp(value: str) -> str:
 Timestamp = Annotated[str, AfterValidator(_timestamp)]
 
 
+def _version_name(value: str) -> str:
+    if not VERSION_NAME.match(value):
+        raise ValueError("must be a full CryptoKeyVersion resource name")
+    return value
+
+
+VersionName = Annotated[str, AfterValidator(_version_name)]
+"""A full CryptoKeyVersion resource name: the exact version records and signatures name."""
+
+
 class FileEntry(BaseModel):
     """One data file: its path relative to the envelope root, its sizes and its ciphertext CRC32C."""
 
@@ -97,16 +107,9 @@ class _Wrap(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     crypto_key: str
-    crypto_key_version: str
+    crypto_key_version: VersionName
     wrapped_keyset: str
     wrapped_at: Timestamp
-
-    @field_validator("crypto_key_version")
-    @classmethod
-    def _version(cls, value: str) -> str:
-        if not VERSION_NAME.match(value):
-            raise ValueError("must be a full CryptoKeyVersion resource name")
-        return value
 
     @field_validator("wrapped_keyset")
     @classmethod

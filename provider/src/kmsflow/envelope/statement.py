@@ -35,9 +35,9 @@ from kmsflow.envelope.errors import RecordInvalidError
 from kmsflow.envelope.record import (
     ENVELOPE_ID,
     MAX_RECORD_FILES,
-    VERSION_NAME,
     EnvelopeRecord,
     Timestamp,
+    VersionName,
     decode_b64,
 )
 
@@ -68,15 +68,8 @@ class Signer(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    crypto_key_version: str
+    crypto_key_version: VersionName
     algorithm: str
-
-    @field_validator("crypto_key_version")
-    @classmethod
-    def _version(cls, value: str) -> str:
-        if not VERSION_NAME.match(value):
-            raise ValueError("must be a full CryptoKeyVersion resource name")
-        return value
 
 
 class Statement(BaseModel):
