@@ -52,8 +52,9 @@ def test_a_crlf_multipart_body_and_other_bodies_are_left_alone() -> None:
 
 @pytest.mark.parametrize("tail", [b"\r", b"\n", b"\r\n", b"\n\r", b""])
 def test_gcsfs_small_uploads_round_trip_whatever_they_end_with(gcs_bucket: str, tail: bytes) -> None:
-    """``pipe`` and ``put`` of a small file are multipart uploads with bare LF line breaks: a
-    ciphertext ending in CR used to lose that byte (one random object in 256)."""
+    """``pipe`` and ``put`` of a small file are multipart uploads with bare LF line breaks, which
+    the package parses as if CRLF: a ciphertext ending in CR (one random object in 256) must keep
+    that byte."""
     fs = gcs_filesystem()
     data = b"\x00ciphertext" + tail
     fs.pipe_file(f"{gcs_bucket}/obj", data)

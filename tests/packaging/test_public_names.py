@@ -1,4 +1,5 @@
-"""The lazy package ``__init__``s (``kmsflow.lazy``) keep every public name importable as before."""
+"""The lazy package ``__init__``s (``kmsflow.lazy``) keep every public name importable from its
+package, without importing what a command does not use."""
 
 from __future__ import annotations
 
