@@ -23,7 +23,6 @@ def test_encapsulation_matches_the_draft_test_vector() -> None:
     public = algorithms.public_key(SPEC, VECTOR_SEED, RAW)
     assert hashlib.sha256(public).hexdigest() == VECTOR_PK_SHA256
     key = xwing.XWingPublicKey.from_public_bytes(public)
-    assert key.public_bytes_raw() == public
     # ML-KEM's encapsulation takes no caller randomness in cryptography, so the vector's ss_M comes
     # from decapsulating its ct_M; the X25519 half and the combiner run exactly as in encapsulate().
     expanded = hashlib.shake_256(VECTOR_SEED).digest(96)

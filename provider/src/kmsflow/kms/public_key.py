@@ -6,7 +6,8 @@ need and nothing they could get wrong silently: which exact CryptoKeyVersion it 
 record names it, and shredding counts by it), its algorithm, the key in the format kmsflow reads
 it (:data:`KEY_FORMATS`: PEM for RSA recipients, DER for signing keys, NIST_PQC for ML-KEM and
 ML-DSA, XWING_RAW_BYTES for X-Wing) and a CRC32C over all of these, so a truncated or corrupted
-copy fails loudly instead of producing envelopes nobody can open. The file format (docs/FORMAT.md §10, §12)::
+copy fails loudly instead of producing envelopes nobody can open. The file format (docs/FORMAT.md
+§10, §12)::
 
     {"format": "kmsflow.public-key", "version": 1,
      "crypto_key_version": "projects/.../cryptoKeyVersions/3",
@@ -232,8 +233,8 @@ def fetch_public_key(
     Post-quantum keys are served only in their own format, which must be asked for before the answer
     names the algorithm. Pass ``algorithm`` when a listing gave it already; else DER is asked first,
     then NIST_PQC and XWING_RAW_BYTES while KMS refuses the format, then once more in PEM for an RSA
-    recipient key: GetPublicKey is
-    all ``roles/cloudkms.publicKeyViewer`` allows (GetCryptoKeyVersion would need more).
+    recipient key: GetPublicKey is all ``roles/cloudkms.publicKeyViewer`` allows
+    (GetCryptoKeyVersion would need more).
     """
     if not VERSION_NAME.match(version_name):
         raise PublicKeyError(f"{version_name!r} is not a full CryptoKeyVersion name")

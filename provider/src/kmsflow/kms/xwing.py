@@ -58,9 +58,6 @@ class XWingPublicKey:
         x25519.X25519PrivateKey.generate().exchange(key._dh)  # ValueError for a low-order point
         return key
 
-    def public_bytes_raw(self) -> bytes:
-        return bytes(self._ml_kem.public_bytes_raw()) + self._pk_x
-
     def encapsulate(self) -> tuple[bytes, bytes]:
         """(32-byte shared secret, 1120-byte ciphertext), as ``mlkem``'s ``encapsulate`` returns."""
         ss_m, ct_m = self._ml_kem.encapsulate()
