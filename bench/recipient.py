@@ -4,7 +4,7 @@ Measured in one process, against ``kmsflow-emulator`` started as a subprocess on
 
 1. **Throughput** of one file of ``--size-mib`` on tmpfs (``/dev/shm``): encrypt and decrypt of the
    same file as a symmetric envelope (KMS Encrypt/Decrypt: the baseline) and as recipient envelopes
-   for RSA-OAEP-3072-SHA256 and ML-KEM-768 keys (local wrap; AsymmetricDecrypt/Decapsulate), each
+   for RSA-OAEP-3072-SHA256, ML-KEM-768 and X-Wing keys (local wrap; AsymmetricDecrypt/Decapsulate), each
    ``--runs`` times interleaved; medians and ratios to the symmetric median. Library calls
    (``encrypt``, ``encrypt_for``, ``decrypt``) timed in this process; outputs removed between runs.
 2. **Wrap/unwrap cost per envelope**: ``--iterations`` wraps and unwraps of one serialized Tink
@@ -41,6 +41,7 @@ LOCATION = "projects/kmsflow-bench/locations/us-central1"
 RECIPIENTS = {
     "RSA-OAEP-3072-SHA256": ("ASYMMETRIC_DECRYPT", "RSA_DECRYPT_OAEP_3072_SHA256"),
     "ML-KEM-768": ("KEY_ENCAPSULATION", "ML_KEM_768"),
+    "X-Wing": ("KEY_ENCAPSULATION", "KEM_XWING"),
 }
 
 

@@ -1,4 +1,4 @@
-"""Recipient keys on the emulator for the recipient-envelope tests (RSA-OAEP, ML-KEM)."""
+"""Recipient keys on the emulator for the recipient-envelope tests (RSA-OAEP, ML-KEM, X-Wing)."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ from google.cloud import kms_v1
 from kmsflow.kms.public_key import PublicKey, fetch_public_key
 
 LOCATION = "projects/kmsflow-test/locations/us-central1"
-ALGORITHMS = ("RSA_DECRYPT_OAEP_3072_SHA256", "ML_KEM_768", "ML_KEM_1024")
-_PURPOSE = {"RSA": "ASYMMETRIC_DECRYPT", "ML": "KEY_ENCAPSULATION"}
+ALGORITHMS = ("RSA_DECRYPT_OAEP_3072_SHA256", "ML_KEM_768", "ML_KEM_1024", "KEM_XWING")
+_PURPOSE = {"RSA": "ASYMMETRIC_DECRYPT", "ML": "KEY_ENCAPSULATION", "KEM": "KEY_ENCAPSULATION"}
 
 
 def make_recipient_key(

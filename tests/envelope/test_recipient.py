@@ -1,6 +1,7 @@
-"""Recipient (public-key) envelopes per algorithm, through the real client against the emulator:
-``pubkey export``, ``encrypt --recipient`` with a public key file and no KMS at all, round trips of
-files and datasets, one KMS call to open, IAM, tamper, and a Hypothesis property."""
+"""Recipient (public-key) envelopes per algorithm (RSA-OAEP, ML-KEM, X-Wing), through the real
+client against the emulator: ``pubkey export``, ``encrypt --recipient`` with a public key file and
+no KMS at all, round trips of files and datasets, one KMS call to open, IAM, tamper, and a
+Hypothesis property."""
 
 from __future__ import annotations
 
@@ -29,8 +30,12 @@ from .conftest import counting_client, listing, write_random
 from .recipients import ALGORITHMS, make_recipient_key, public_key, wait_enabled
 from .test_cli import KMSFLOW, OWNER, failed, run, without_credentials
 
-UNWRAP_RPC = {"RSA": "AsymmetricDecrypt", "ML": "Decapsulate"}
-CONSUMER_ROLE = {"RSA": "roles/cloudkms.cryptoKeyDecrypter", "ML": "roles/cloudkms.decapsulator"}
+UNWRAP_RPC = {"RSA": "AsymmetricDecrypt", "ML": "Decapsulate", "KEM": "Decapsulate"}
+CONSUMER_ROLE = {
+    "RSA": "roles/cloudkms.cryptoKeyDecrypter",
+    "ML": "roles/cloudkms.decapsulator",
+    "KEM": "roles/cloudkms.decapsulator",
+}
 
 
 @pytest.fixture(scope="module")
@@ -93,7 +98,7 @@ def test_producer_with_only_a_public_key_file_and_no_kms(
 
     summary = json.loads(run(emulator.endpoint, "inspect", str(tmp_path / "enc")).stdout)
     assert summary["crypto_key_version"] == pub["crypto_key_version"]
-    assert summary["wrap"] in ("rsa-oaep-sha256", "ml-kem-768", "ml-kem-1024")
+    assert summary["wrap"] in ("rsa-oaep-sha256", "ml-kem-768", "ml-kem-1024", "x-wing")
 
     client, calls = counting_client(emulator.endpoint)
     envelope.decrypt(client, str(tmp_path / "enc"), str(tmp_path / "out"))
@@ -226,6 +231,7 @@ def test_tampered_recipient_records_are_refused(
         "rsa-oaep-sha256": "rsa-oaep-sha512",
         "ml-kem-768": "ml-kem-1024",
         "ml-kem-1024": "ml-kem-768",
+        "x-wing": "ml-kem-768",
     }
     key = original["key"]
     edits = {
@@ -255,7 +261,7 @@ def test_tampered_recipient_records_are_refused(
 
 def test_consumer_without_the_role_is_refused(iam_emulator: Any, tmp_path: Path) -> None:
     owner = iam_emulator.client(OWNER)
-    for algorithm in ("ML_KEM_768", "RSA_DECRYPT_OAEP_3072_SHA256"):
+    for algorithm in ("ML_KEM_768", "KEM_XWING", "RSA_DECRYPT_OAEP_3072_SHA256"):
         key = make_recipient_key(owner, algorithm)
         family = algorithm.split("_")[0]
         producer = f"serviceAccount:p-{uuid.uuid4().hex[:6]}@proj.iam.gserviceaccount.com"

@@ -7,7 +7,7 @@ import json
 
 import pytest
 from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import mlkem, rsa
+from cryptography.hazmat.primitives.asymmetric import mlkem, rsa, x25519
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -18,6 +18,10 @@ from kmsflow.kms.public_key import PublicKey, PublicKeyError
 VERSION = "projects/p/locations/l/keyRings/r/cryptoKeys/k/cryptoKeyVersions/1"
 RSA_KEY = rsa.generate_private_key(public_exponent=65537, key_size=3072)
 ML_KEM_KEY = mlkem.MLKEM768PrivateKey.generate()
+XWING_KEY = (
+    mlkem.MLKEM768PrivateKey.generate().public_key().public_bytes_raw()
+    + x25519.X25519PrivateKey.generate().public_key().public_bytes_raw()
+)
 PUBLIC_KEYS = {
     "RSA_DECRYPT_OAEP_3072_SHA256": PublicKey(
         VERSION,
@@ -28,6 +32,7 @@ PUBLIC_KEYS = {
         "PEM",
     ),
     "ML_KEM_768": PublicKey(VERSION, "ML_KEM_768", ML_KEM_KEY.public_key().public_bytes_raw(), "NIST_PQC"),
+    "KEM_XWING": PublicKey(VERSION, "KEM_XWING", XWING_KEY, "XWING_RAW_BYTES"),
 }
 
 
@@ -67,6 +72,13 @@ def test_a_wrong_key_for_the_algorithm_is_refused() -> None:
         PublicKey.checked(VERSION, "ML_KEM_1024", PUBLIC_KEYS["ML_KEM_768"].key, "NIST_PQC", "f")
     with pytest.raises(PublicKeyError, match="neither wraps for nor signs with"):
         PublicKey.checked(VERSION, "RSA_DECRYPT_OAEP_3072_SHA1", pem, "PEM", "f")
+    with pytest.raises(PublicKeyError, match="comes as XWING_RAW_BYTES, not NIST_PQC"):
+        PublicKey.checked(VERSION, "KEM_XWING", XWING_KEY, "NIST_PQC", "f")
+    ml_kem_only = PUBLIC_KEYS["ML_KEM_768"].key
+    low_order = XWING_KEY[:1184] + bytes(32)  # an X25519 point whose shared secret is all zeros
+    for bad in (ml_kem_only, low_order, b"\xff" * 1184 + XWING_KEY[1184:]):
+        with pytest.raises(PublicKeyError, match="not an X-Wing public key"):
+            PublicKey.checked(VERSION, "KEM_XWING", bad, "XWING_RAW_BYTES", "f")
 
 
 @settings(max_examples=20, deadline=None)

@@ -31,6 +31,7 @@ CONSUMER = "serviceAccount:inference@proj.iam.gserviceaccount.com"
     ("purpose", "algorithm", "consumer_role"),
     [
         ("KEY_ENCAPSULATION", "ML_KEM_768", "roles/cloudkms.decapsulator"),
+        ("KEY_ENCAPSULATION", "KEM_XWING", "roles/cloudkms.decapsulator"),
         ("ASYMMETRIC_DECRYPT", "RSA_DECRYPT_OAEP_3072_SHA256", "roles/cloudkms.cryptoKeyDecrypter"),
     ],
 )

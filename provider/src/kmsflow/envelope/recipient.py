@@ -1,12 +1,13 @@
 """Recipient envelopes: the data key wrapped locally for a KMS-held private key (docs/FORMAT.md §12).
 
 A producer holding only a public key (an ASYMMETRIC_DECRYPT RSA-OAEP or a KEY_ENCAPSULATION ML-KEM
-version's) wraps the fresh Tink keyset itself, with no KMS call and no credentials; only a holder of
+or X-Wing version's) wraps the fresh Tink keyset itself, with no KMS call and no credentials; only a holder of
 the KMS decrypt/decapsulate permission on that exact version can unwrap it. Both kinds follow one
 shape, so one reader rule covers them:
 
 1. a 32-byte shared secret and its encapsulation: RSA-OAEP (MGF1 and label as Cloud KMS: the key's
-   own hash, empty label) of 32 random bytes, or ML-KEM encapsulation to the public key;
+   own hash, empty label) of 32 random bytes, or ML-KEM or X-Wing encapsulation to the public key
+   (X-Wing: :mod:`kmsflow.kms.xwing`);
 2. a wrapping key = HKDF-SHA256(secret, no salt, 32 bytes, ``info = aad.recipient_info(...)``),
    which binds the wrap kind, the envelope id and the exact CryptoKeyVersion name;
 3. ``wrapped_keyset`` = 12-byte random nonce ‖ AES-256-GCM(wrapping key, nonce, keyset,
@@ -14,7 +15,7 @@ shape, so one reader rule covers them:
 
 Why not RSA-OAEP of the keyset itself: Cloud KMS's AsymmetricDecrypt takes no associated data (and
 no OAEP label), so the envelope id could not be bound; going through a secret and an AEAD makes RSA
-and ML-KEM identical from step 2 on. Every primitive is a ``cryptography`` call.
+and the KEMs identical from step 2 on. Every primitive is a ``cryptography`` call.
 
 Unwrapping is exactly one KMS call (AsymmetricDecrypt or Decapsulate on the record's version).
 Anything inconsistent in what the record says — an encapsulation of the wrong size for its kind, a
@@ -37,7 +38,7 @@ from kmsflow.clock import record_time
 from kmsflow.envelope.aad import keyset_aad, recipient_info
 from kmsflow.envelope.errors import TamperedError
 from kmsflow.envelope.record import RecipientWrap, WrapKind, encode_b64
-from kmsflow.kms import asymmetric
+from kmsflow.kms import asymmetric, xwing
 from kmsflow.kms.crypto import key_of
 from kmsflow.kms.errors import KmsInvalidArgumentError
 from kmsflow.kms.public_key import PublicKey, PublicKeyError
@@ -55,6 +56,7 @@ WRAP_KIND_OF: dict[str, WrapKind] = {
     "RSA_DECRYPT_OAEP_4096_SHA512": "rsa-oaep-sha512",
     "ML_KEM_768": "ml-kem-768",
     "ML_KEM_1024": "ml-kem-1024",
+    "KEM_XWING": "x-wing",
 }
 """The record's ``key.wrap`` for each Cloud KMS algorithm kmsflow wraps for."""
 
@@ -65,7 +67,7 @@ _OAEP_HASH: dict[str, type[hashes.HashAlgorithm]] = {
     "rsa-oaep-sha256": hashes.SHA256,
     "rsa-oaep-sha512": hashes.SHA512,
 }
-_ML_KEM_CIPHERTEXT_SIZE = {"ml-kem-768": 1088, "ml-kem-1024": 1568}
+_KEM_CIPHERTEXT_SIZE = {"ml-kem-768": 1088, "ml-kem-1024": 1568, "x-wing": xwing.CIPHERTEXT_SIZE}
 _RSA_CIPHERTEXT_SIZES = (256, 384, 512)  # RSA-2048, -3072, -4096: a ciphertext is the modulus size
 
 
@@ -133,7 +135,7 @@ def unwrap_keyset(
     if wrap.wrap in _OAEP_HASH:
         fits = len(encapsulated) in _RSA_CIPHERTEXT_SIZES
     else:
-        fits = len(encapsulated) == _ML_KEM_CIPHERTEXT_SIZE[wrap.wrap]
+        fits = len(encapsulated) == _KEM_CIPHERTEXT_SIZE[wrap.wrap]
     if not fits or len(wrapped) < NONCE_SIZE + _TAG_SIZE:
         raise TamperedError(
             f"{where}: the wrapped data key of envelope {envelope_id} does not fit its kind {wrap.wrap}"

@@ -125,7 +125,7 @@ class KeyWrap(_Wrap):
     """The data key wrapped by Cloud KMS (Encrypt), and the exact version that wrapped it."""
 
 
-WrapKind = Literal["rsa-oaep-sha256", "rsa-oaep-sha512", "ml-kem-768", "ml-kem-1024"]
+WrapKind = Literal["rsa-oaep-sha256", "rsa-oaep-sha512", "ml-kem-768", "ml-kem-1024", "x-wing"]
 """How a recipient envelope's data key was wrapped for a public key (docs/FORMAT.md §12)."""
 
 

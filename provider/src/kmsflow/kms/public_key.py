@@ -5,8 +5,9 @@ consumer that only verifies a signature needs nothing else, so the file must say
 need and nothing they could get wrong silently: which exact CryptoKeyVersion it belongs to (the
 record names it, and shredding counts by it), its algorithm, the key in the format kmsflow reads
 it (:data:`KEY_FORMATS`: PEM for RSA recipients, DER for signing keys, NIST_PQC for ML-KEM and
-ML-DSA) and a CRC32C over all of these, so a truncated or corrupted copy fails loudly instead of
-producing envelopes nobody can open. The file format (docs/FORMAT.md §10, §12)::
+ML-DSA, XWING_RAW_BYTES for X-Wing) and a CRC32C over all of these, so a truncated or corrupted
+copy fails loudly instead of producing envelopes nobody can open. The file format (docs/FORMAT.md
+§10, §12)::
 
     {"format": "kmsflow.public-key", "version": 1,
      "crypto_key_version": "projects/.../cryptoKeyVersions/3",
@@ -48,7 +49,7 @@ VERSION_NAME = re.compile(
 )
 KEY_NAME = re.compile(r"^projects/[^/]+/locations/[^/]+/keyRings/[^/]+/cryptoKeys/[^/]+$")
 
-PEM, DER, NIST_PQC = "PEM", "DER", "NIST_PQC"
+PEM, DER, NIST_PQC, XWING_RAW_BYTES = "PEM", "DER", "NIST_PQC", "XWING_RAW_BYTES"
 """The key formats of a public key file (``key_format``), named as ``GetPublicKey`` names them."""
 RECIPIENT_FORMATS: dict[str, str] = {
     "RSA_DECRYPT_OAEP_2048_SHA256": "PEM",
@@ -57,6 +58,7 @@ RECIPIENT_FORMATS: dict[str, str] = {
     "RSA_DECRYPT_OAEP_4096_SHA512": "PEM",
     "ML_KEM_768": "NIST_PQC",
     "ML_KEM_1024": "NIST_PQC",
+    "KEM_XWING": "XWING_RAW_BYTES",
 }
 """The algorithms kmsflow writes recipient envelopes for, and the format their public key comes in.
 RSA-OAEP with SHA-1 is left out on purpose: no new envelope should depend on SHA-1."""
@@ -85,7 +87,7 @@ class PublicKey:
     """The public half of one CryptoKeyVersion, as Cloud KMS serves it.
 
     ``key`` holds the bytes in ``key_format``: the PEM text (UTF-8) for ``PEM``, the raw encoding
-    for ``NIST_PQC`` (the FIPS 203 encapsulation key).
+    for ``NIST_PQC`` (the FIPS 203 encapsulation key), ``pk_M || pk_X`` for ``XWING_RAW_BYTES``.
     """
 
     version_name: str
@@ -187,6 +189,13 @@ class PublicKey:
                 return serialization.load_der_public_key(self.key)
             except ValueError:
                 raise PublicKeyError(f"{where}: not a {self.algorithm} public key") from None
+        if self.algorithm == "KEM_XWING":
+            from kmsflow.kms.xwing import XWingPublicKey
+
+            try:
+                return XWingPublicKey.from_public_bytes(self.key)
+            except ValueError:
+                raise PublicKeyError(f"{where}: not an X-Wing public key") from None
         if self.algorithm.startswith("ML_KEM_"):
             kem = mlkem.MLKEM768PublicKey if self.algorithm == "ML_KEM_768" else mlkem.MLKEM1024PublicKey
             try:
@@ -222,9 +231,10 @@ def fetch_public_key(
     a version's public key never changes.
 
     Post-quantum keys are served only in their own format, which must be asked for before the answer
-    names the algorithm. Pass ``algorithm`` when a listing gave it already; else DER is asked first
-    and NIST_PQC if KMS refuses it, then once more in PEM for an RSA recipient key: GetPublicKey is
-    all ``roles/cloudkms.publicKeyViewer`` allows (GetCryptoKeyVersion would need more).
+    names the algorithm. Pass ``algorithm`` when a listing gave it already; else DER is asked first,
+    then NIST_PQC and XWING_RAW_BYTES while KMS refuses the format, then once more in PEM for an RSA
+    recipient key: GetPublicKey is all ``roles/cloudkms.publicKeyViewer`` allows
+    (GetCryptoKeyVersion would need more).
     """
     if not VERSION_NAME.match(version_name):
         raise PublicKeyError(f"{version_name!r} is not a full CryptoKeyVersion name")
@@ -242,10 +252,7 @@ def fetch_public_key(
     action = f"get the public key of {version_name}"
     try:
         if algorithm is None:
-            try:
-                answered, key, key_format = _get_public_key(client, version_name, "DER")
-            except gexc.InvalidArgument:
-                answered, key, key_format = _get_public_key(client, version_name, "NIST_PQC")
+            answered, key, key_format = _get_public_key_in_any(client, version_name)
             wanted = KEY_FORMATS.get(answered)
             if wanted is not None and wanted != key_format:  # an RSA recipient key: PEM
                 answered, key, key_format = _get_public_key(client, version_name, wanted)
@@ -263,6 +270,22 @@ def fetch_public_key(
     with _LOCK:
         _CACHE[version_name] = public
     return public
+
+
+def _get_public_key_in_any(
+    client: kms_v1.KeyManagementServiceClient, version_name: str
+) -> tuple[str, bytes, str]:
+    """:func:`_get_public_key` in the first of DER, NIST_PQC, XWING_RAW_BYTES that KMS serves the
+    version in (a wrong format is InvalidArgument; any other error is raised as it comes)."""
+    from google.api_core import exceptions as gexc
+
+    *first, last = (DER, NIST_PQC, XWING_RAW_BYTES)
+    for key_format in first:
+        try:
+            return _get_public_key(client, version_name, key_format)
+        except gexc.InvalidArgument:
+            continue
+    return _get_public_key(client, version_name, last)
 
 
 def _get_public_key(
