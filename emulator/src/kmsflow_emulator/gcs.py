@@ -47,6 +47,7 @@ from __future__ import annotations
 
 import argparse
 import bisect
+import contextlib
 import functools
 import http.server
 import io
@@ -66,7 +67,7 @@ from urllib.parse import parse_qs, urlsplit
 from gcp_storage_emulator.exceptions import NotFound
 from gcp_storage_emulator.handlers.buckets import create_bucket
 from gcp_storage_emulator.server import RequestHandler
-from gcp_storage_emulator.storage import Storage
+from gcp_storage_emulator.storage import RESUMABLE_DIR, Storage
 
 from kmsflow_emulator.process import spawn_server
 
@@ -285,6 +286,24 @@ class PreconditionStorage(Storage):  # type: ignore[misc]
             file_id = str(super().create_resumable_upload(bucket_name, file_name, file_obj))
             self._sessions[file_id] = conditions
             return file_id
+
+    def add_to_resumable_upload(
+        self, file_id: str, content: bytes, total_size: int | None = None, expected_start: int | None = None
+    ) -> bytes | None:
+        """Append a chunk in place. The package reads the bytes received so far, concatenates the
+        chunk into a new object and stores that, so an upload of N chunks copies ~N²/2 chunks: a
+        256 MiB envelope sent in gcsfs's 16 MiB blocks copied ~2 GiB, more than a 50 MiB-chunk
+        ``put_file`` of the same bytes (docs/BENCHMARKS.md, "Whole process"). Held in memory as a
+        ``bytearray``, the package's own ``+=`` extends it where it is; the completed object is
+        stored as ``bytes``, as every other object."""
+        with self.lock:
+            path = self._object_path(RESUMABLE_DIR, self.safe_id(file_id))
+            with contextlib.suppress(FileNotFoundError):
+                received = self._store.read_bytes(path)
+                if getattr(self._store, "_use_memory", False) and not isinstance(received, bytearray):
+                    self._store.write_bytes(path, bytearray(received))
+            data = super().add_to_resumable_upload(file_id, content, total_size, expected_start)
+            return None if data is None else bytes(data)
 
     def delete_file(self, bucket_name: str, file_name: str) -> None:
         with self.lock:
