@@ -155,11 +155,32 @@ def items(check: Check, max_length: int) -> Check:
 
 def indented_json(value: Any) -> str:
     """What ``json.dumps(value, indent=2, ensure_ascii=False)`` writes, for values made of dicts,
-    lists, strings and integers (a record's), in about half its time: ``json`` indents in pure
-    Python, this writes strings with its C string encoder."""
+    lists, strings and integers (a record's), several times faster: ``json`` indents in pure
+    Python, this writes strings with its C string encoder and a list of flat objects (the file
+    entries) with one call of its C encoder (:func:`_flat_objects`)."""
     out: list[str] = []
     _write(value, "\n", out)
     return "".join(out)
+
+
+def _is_flat_object(value: Any) -> bool:
+    return (
+        isinstance(value, dict)
+        and bool(value)
+        and all(type(v) is str or type(v) is int for v in value.values())
+    )
+
+
+def _flat_objects(objects: list[dict[str, Any]], newline: str) -> str:
+    """A list of non-empty objects of strings and integers, indented after ``newline``.
+
+    ``json``'s C encoder writes the list with its item separator set to the fields' line break, so
+    the fields come out right; the objects' boundaries, ``},`` + that break + ``{``, are then
+    re-indented. The pattern occurs nowhere else: a line break inside a string is escaped."""
+    item, field = newline + "  ", newline + "    "
+    compact = json.dumps(objects, ensure_ascii=False, separators=("," + field, ": "))
+    body = compact[2:-2].replace("}," + field + "{", item + "}," + item + "{" + field)
+    return "[" + item + "{" + field + body + item + "}" + newline + "]"
 
 
 def _write(value: Any, newline: str, out: list[str]) -> None:
@@ -183,6 +204,9 @@ def _write(value: Any, newline: str, out: list[str]) -> None:
     elif isinstance(value, list):
         if not value:
             out.append("[]")
+            return
+        if all(_is_flat_object(item) for item in value):
+            out.append(_flat_objects(value, newline))
             return
         inner = newline + "  "
         sep = "[" + inner
