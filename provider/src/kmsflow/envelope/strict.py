@@ -74,7 +74,9 @@ class StrictRecord:
 
     def model_dump(self, *, mode: Literal["json"] = "json", exclude: Collection[str] = ()) -> dict[str, Any]:
         """The fields as JSON values (lists, not tuples), in :attr:`CHECKS` order, but ``exclude``."""
-        return {name: _dumped(getattr(self, name)) for name in self.CHECKS if name not in exclude}
+        if exclude:
+            return {name: _dumped(getattr(self, name)) for name in self.CHECKS if name not in exclude}
+        return {name: _dumped(getattr(self, name)) for name in self.CHECKS}
 
     def model_copy(self, *, update: Mapping[str, Any]) -> Self:
         """A copy with ``update``'s fields replaced, not validated (as pydantic's ``model_copy``)."""
@@ -82,6 +84,8 @@ class StrictRecord:
 
 
 def _dumped(value: Any) -> Any:
+    if type(value) is str or type(value) is int:
+        return value
     if isinstance(value, StrictRecord):
         return value.model_dump()
     if isinstance(value, tuple):
