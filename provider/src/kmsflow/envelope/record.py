@@ -20,7 +20,7 @@ import itertools
 import json
 import re
 from datetime import datetime
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar, Literal, get_args
 
 from kmsflow.envelope.aad import FORMAT_VERSION
 from kmsflow.envelope.errors import RecordInvalidError, UnsupportedFormatError
@@ -132,27 +132,29 @@ def _files(value: Any) -> tuple[FileEntry, ...]:
     return sorted_paths(_entries(value))
 
 
-_WRAP_CHECKS = {
-    "crypto_key": text,
-    "crypto_key_version": version_name,
-    "wrapped_keyset": base64_text,
-    "wrapped_at": timestamp,
-}
-
-
 @dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
-class KeyWrap(StrictRecord):
-    """The data key wrapped by Cloud KMS (Encrypt), and the exact version that wrapped it."""
+class _Wrap(StrictRecord):
+    """What every record's ``key`` holds: the exact version that wrapped the data key, and how."""
 
     crypto_key: str
     crypto_key_version: str
     wrapped_keyset: str
     wrapped_at: str
 
-    CHECKS: ClassVar = _WRAP_CHECKS
+    CHECKS: ClassVar = {
+        "crypto_key": text,
+        "crypto_key_version": version_name,
+        "wrapped_keyset": base64_text,
+        "wrapped_at": timestamp,
+    }
 
     def wrapped_bytes(self) -> bytes:
         return decode_b64(self.wrapped_keyset)
+
+
+@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
+class KeyWrap(_Wrap):
+    """The data key wrapped by Cloud KMS (Encrypt), and the exact version that wrapped it."""
 
 
 WrapKind = Literal["rsa-oaep-sha256", "rsa-oaep-sha512", "ml-kem-768", "ml-kem-1024"]
@@ -160,27 +162,20 @@ WrapKind = Literal["rsa-oaep-sha256", "rsa-oaep-sha512", "ml-kem-768", "ml-kem-1
 
 
 @dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
-class RecipientWrap(StrictRecord):
+class RecipientWrap(_Wrap):
     """The data key wrapped locally for the public key of an ASYMMETRIC_DECRYPT or KEY_ENCAPSULATION
     version: ``encapsulated_key`` is what KMS's AsymmetricDecrypt/Decapsulate turns back into the
     shared secret, ``wrapped_keyset`` the AES-256-GCM wrap of the keyset under a key derived from
     it (``kmsflow.envelope.recipient``)."""
 
-    crypto_key: str
-    crypto_key_version: str
-    wrapped_keyset: str
-    wrapped_at: str
     wrap: WrapKind
     encapsulated_key: str
 
     CHECKS: ClassVar = {
-        **_WRAP_CHECKS,
-        "wrap": one_of("rsa-oaep-sha256", "rsa-oaep-sha512", "ml-kem-768", "ml-kem-1024"),
+        **_Wrap.CHECKS,
+        "wrap": one_of(*get_args(WrapKind)),
         "encapsulated_key": base64_text,
     }
-
-    def wrapped_bytes(self) -> bytes:
-        return decode_b64(self.wrapped_keyset)
 
     def encapsulated_bytes(self) -> bytes:
         return decode_b64(self.encapsulated_key)
