@@ -44,7 +44,7 @@ def test_help_and_argument_errors_do_not_load_the_kms_client() -> None:
     assert _python(code).strip() == "[]"
 
 
-HEAVY = ("grpc", "google.cloud.kms_v1", "fsspec", "tink")  # fsspec: URLs with a scheme; tink: unlocking
+HEAVY = ("grpc", "google.cloud.kms_v1", "fsspec", "tink", "pydantic")  # fsspec: URLs; tink: unlocking
 
 
 def _loaded_by(
@@ -73,7 +73,7 @@ def test_commands_without_kms_calls_load_neither_grpc_nor_the_kms_client(
     kms: kms_v1.KeyManagementServiceClient, key: str, tmp_path: Path
 ) -> None:
     """``--help``, ``inspect``, ``audit``, ``clean`` and argument errors import only what they use
-    (local paths: no fsspec either; no Tink before a key is unlocked)."""
+    (local paths: no fsspec either; no Tink before a key is unlocked; records without pydantic)."""
     (tmp_path / "plain.txt").write_bytes(b"hello\n")
     envelope.encrypt(kms, key, str(tmp_path / "plain.txt"), str(tmp_path / "plain.enc"))
     AuditLog(str(tmp_path / "audit.log"), actor="test").append(
@@ -96,21 +96,30 @@ def test_commands_without_kms_calls_load_neither_grpc_nor_the_kms_client(
         assert _loaded_by(list(argv), tmp_path, env) == (expected, []), argv
 
 
-def test_audit_does_not_build_the_record_model(tmp_path: Path) -> None:
+def test_audit_does_not_load_the_record_model(tmp_path: Path) -> None:
     """The audit log reads through ``envelope.storage``'s capped reads, whose cap lives apart from
-    the pydantic record model (``envelope.record_caps``)."""
+    the record model (``envelope.record_caps``)."""
     AuditLog(str(tmp_path / "audit.log"), actor="test").append(
         Action.DISABLE, "k/cryptoKeyVersions/1", reason="t"
     )
-    assert _loaded_by(["audit", "audit.log"], tmp_path, watched=("pydantic",)) == (exits.EXIT_OK, [])
+    assert _loaded_by(["audit", "audit.log"], tmp_path, watched=("kmsflow.envelope.record",)) == (
+        exits.EXIT_OK,
+        [],
+    )
 
 
 def test_encrypt_decrypt_verify_take_the_lean_kms_path(emulator: Any, key: str, tmp_path: Path) -> None:
     """One KMS call needs neither ``google-cloud-kms`` nor ``google.api_core.retry`` (which imports
-    ``requests``): the lean data path (``kmsflow.kms.dataplane``) makes it."""
+    ``requests``): the lean data path (``kmsflow.kms.dataplane``) makes it; records need no pydantic."""
     (tmp_path / "plain.txt").write_bytes(b"hello\n")
     env = {**os.environ, "KMS_EMULATOR_HOST": emulator.endpoint}
-    watched = ("google.cloud.kms_v1", "google.api_core.retry", "requests", "kmsflow.kms.dataplane")
+    watched = (
+        "google.cloud.kms_v1",
+        "google.api_core.retry",
+        "requests",
+        "pydantic",
+        "kmsflow.kms.dataplane",
+    )
     for argv in (
         ["encrypt", "--key", key, "plain.txt", "plain.enc"],
         ["verify", "plain.enc"],

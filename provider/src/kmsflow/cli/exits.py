@@ -2,9 +2,8 @@
 
 Exceptions map to codes through :data:`EXIT_CODES` (most specific first). Its classes live in
 ``kmsflow.envelope.errors``, ``kmsflow.audit.log`` and ``kmsflow.kms.errors``, which load neither
-gRPC nor the Cloud KMS client but do load pydantic (through the record model), so the table names
-them as text and imports them on first use: ``kmsflow --help`` and argument errors never load them
-(``EXIT_CODES`` is resolved lazily, PEP 562).
+gRPC nor the Cloud KMS client, so the table names them as text and imports them on first use:
+``kmsflow --help`` and argument errors never load them (``EXIT_CODES`` is resolved lazily, PEP 562).
 """
 
 from __future__ import annotations

@@ -15,23 +15,12 @@ from __future__ import annotations
 
 import base64
 import binascii
+import dataclasses
 import itertools
 import json
 import re
 from datetime import datetime
-from typing import Annotated, Any, Literal
-
-import pydantic_core
-from pydantic import (
-    AfterValidator,
-    BaseModel,
-    ConfigDict,
-    Discriminator,
-    Field,
-    Tag,
-    ValidationError,
-    field_validator,
-)
+from typing import Any, ClassVar, Literal, get_args
 
 from kmsflow.envelope.aad import FORMAT_VERSION
 from kmsflow.envelope.errors import RecordInvalidError, UnsupportedFormatError
@@ -41,6 +30,16 @@ from kmsflow.envelope.record_caps import MAX_RECORD_SIZE as MAX_RECORD_SIZE
 from kmsflow.envelope.record_caps import RECORD_BOUND as RECORD_BOUND
 from kmsflow.envelope.record_caps import record_size_bound as record_size_bound
 from kmsflow.envelope.record_caps import record_too_large as record_too_large
+from kmsflow.envelope.strict import (
+    FieldError,
+    StrictRecord,
+    byte_count,
+    indented_json,
+    items,
+    load_json,
+    one_of,
+    text,
+)
 
 FORMAT_NAME = "kmsflow.envelope"
 RECORD_MEDIA_TYPE = "application/json"
@@ -54,13 +53,14 @@ _TIMESTAMP = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}Z
 _TIMESTAMP_PROBLEM = "must be a valid UTC time spelled YYYY-MM-DDTHH:MM:SSZ"
 
 
-def _timestamp(value: str) -> str:
+def timestamp(raw: Any) -> str:
     """The one spelling a record's times have (``kmsflow.clock.record_time``): inventory compares
     them as strings.
 
     The pattern pins the spelling; ``fromisoformat`` (in C, a tenth of ``strptime``'s cost:
     rewrap and inventory parse every record) requires a real date and time.
     """
+    value = text(raw)
     if _TIMESTAMP.fullmatch(value) is None:
         raise ValueError(_TIMESTAMP_PROBLEM)
     try:
@@ -70,57 +70,89 @@ def _timestamp(value: str) -> str:
     return value
 
 
-Timestamp = Annotated[str, AfterValidator(_timestamp)]
-
-
-def _version_name(value: str) -> str:
+def version_name(raw: Any) -> str:
+    """A full CryptoKeyVersion resource name: the exact version records and signatures name."""
+    value = text(raw)
     if not VERSION_NAME.match(value):
         raise ValueError("must be a full CryptoKeyVersion resource name")
     return value
 
 
-VersionName = Annotated[str, AfterValidator(_version_name)]
-"""A full CryptoKeyVersion resource name: the exact version records and signatures name."""
+def envelope_id_hex(raw: Any) -> str:
+    value = text(raw)
+    if not ENVELOPE_ID.match(value):
+        raise ValueError("must be 32 lowercase hex characters")
+    return value
 
 
-class FileEntry(BaseModel):
+def base64_text(raw: Any) -> str:
+    value = text(raw)
+    decode_b64(value)
+    return value
+
+
+def _crc32c(raw: Any) -> str:
+    value = text(raw)
+    if len(decode_b64(value)) != 4:
+        raise ValueError("must be a CRC32C as GCS writes it: base64 of 4 big-endian bytes")
+    return value
+
+
+def sorted_paths(entries: tuple[Any, ...]) -> tuple[Any, ...]:
+    """``entries`` (each with a ``path``), refused unless sorted: one order, so two readers walk the
+    files alike and a path cannot be listed twice (Python compares strings by code point, which is
+    UTF-8 byte order)."""
+    for before, after in itertools.pairwise(entries):
+        if not before.path < after.path:
+            raise ValueError("must be sorted by path, each path once")
+    return entries
+
+
+@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
+class FileEntry(StrictRecord):
     """One data file: its path relative to the envelope root, its sizes and its ciphertext CRC32C."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
     path: str
-    size: int = Field(ge=0)
-    ciphertext_size: int = Field(ge=0)
+    size: int
+    ciphertext_size: int
     ciphertext_crc32c: str
 
-    @field_validator("ciphertext_crc32c")
-    @classmethod
-    def _crc32c(cls, value: str) -> str:
-        if len(decode_b64(value)) != 4:
-            raise ValueError("must be a CRC32C as GCS writes it: base64 of 4 big-endian bytes")
-        return value
+    CHECKS: ClassVar = {
+        "path": text,
+        "size": byte_count,
+        "ciphertext_size": byte_count,
+        "ciphertext_crc32c": _crc32c,
+    }
 
 
-class _Wrap(BaseModel):
+_entries = items(FileEntry.model_validate, MAX_RECORD_FILES)
+
+
+def _files(value: Any) -> tuple[FileEntry, ...]:
+    return sorted_paths(_entries(value))
+
+
+@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
+class _Wrap(StrictRecord):
     """What every record's ``key`` holds: the exact version that wrapped the data key, and how."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
     crypto_key: str
-    crypto_key_version: VersionName
+    crypto_key_version: str
     wrapped_keyset: str
-    wrapped_at: Timestamp
+    wrapped_at: str
 
-    @field_validator("wrapped_keyset")
-    @classmethod
-    def _b64(cls, value: str) -> str:
-        decode_b64(value)
-        return value
+    CHECKS: ClassVar = {
+        "crypto_key": text,
+        "crypto_key_version": version_name,
+        "wrapped_keyset": base64_text,
+        "wrapped_at": timestamp,
+    }
 
     def wrapped_bytes(self) -> bytes:
         return decode_b64(self.wrapped_keyset)
 
 
+@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
 class KeyWrap(_Wrap):
     """The data key wrapped by Cloud KMS (Encrypt), and the exact version that wrapped it."""
 
@@ -129,6 +161,7 @@ WrapKind = Literal["rsa-oaep-sha256", "rsa-oaep-sha512", "ml-kem-768", "ml-kem-1
 """How a recipient envelope's data key was wrapped for a public key (docs/FORMAT.md §12)."""
 
 
+@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
 class RecipientWrap(_Wrap):
     """The data key wrapped locally for the public key of an ASYMMETRIC_DECRYPT or KEY_ENCAPSULATION
     version: ``encapsulated_key`` is what KMS's AsymmetricDecrypt/Decapsulate turns back into the
@@ -138,67 +171,49 @@ class RecipientWrap(_Wrap):
     wrap: WrapKind
     encapsulated_key: str
 
-    @field_validator("encapsulated_key")
-    @classmethod
-    def _encapsulated_b64(cls, value: str) -> str:
-        decode_b64(value)
-        return value
+    CHECKS: ClassVar = {
+        **_Wrap.CHECKS,
+        "wrap": one_of(*get_args(WrapKind)),
+        "encapsulated_key": base64_text,
+    }
 
     def encapsulated_bytes(self) -> bytes:
         return decode_b64(self.encapsulated_key)
 
 
-def _wrap_tag(value: Any) -> str:
-    """Which model a record's ``key`` is: a recipient wrap names its ``wrap`` kind."""
-    if isinstance(value, dict):
-        return "recipient" if "wrap" in value else "kms"
-    return "recipient" if isinstance(value, RecipientWrap) else "kms"
+def _wrap(value: Any) -> KeyWrap | RecipientWrap:
+    """A record's ``key``: a recipient wrap (public key) names its ``wrap`` kind, a KMS Encrypt wrap
+    (symmetric key) does not."""
+    if isinstance(value, KeyWrap | RecipientWrap):
+        return value
+    if isinstance(value, dict) and "wrap" in value:
+        return RecipientWrap.model_validate(value)
+    return KeyWrap.model_validate(value)
 
 
-_WRAP_TAGS = ("kms", "recipient")
-AnyWrap = Annotated[
-    Annotated[KeyWrap, Tag("kms")] | Annotated[RecipientWrap, Tag("recipient")],
-    Discriminator(_wrap_tag),
-]
-"""A record's ``key``: a KMS Encrypt wrap (symmetric key), or a recipient wrap (public key)."""
-
-
-class EnvelopeRecord(BaseModel):
+@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
+class EnvelopeRecord(StrictRecord):
     """Format version 1 of the record (see docs/FORMAT.md for every field)."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
     format: Literal["kmsflow.envelope"] = "kmsflow.envelope"
     version: Literal[1] = 1
     envelope_id: str
     kind: Literal["file", "dataset"]
-    created: Timestamp
-    key: AnyWrap
+    created: str
+    key: KeyWrap | RecipientWrap
     manifest: str
-    files: tuple[FileEntry, ...] = Field(max_length=MAX_RECORD_FILES)
+    files: tuple[FileEntry, ...]
 
-    @field_validator("envelope_id")
-    @classmethod
-    def _id(cls, value: str) -> str:
-        if not ENVELOPE_ID.match(value):
-            raise ValueError("must be 32 lowercase hex characters")
-        return value
-
-    @field_validator("manifest")
-    @classmethod
-    def _manifest_b64(cls, value: str) -> str:
-        decode_b64(value)
-        return value
-
-    @field_validator("files")
-    @classmethod
-    def _sorted(cls, value: tuple[FileEntry, ...]) -> tuple[FileEntry, ...]:
-        """One order, so two readers walk the files alike and a path cannot be listed twice
-        (Python compares strings by code point, which is UTF-8 byte order)."""
-        for before, after in itertools.pairwise(value):
-            if not before.path < after.path:
-                raise ValueError("must be sorted by path, each path once")
-        return value
+    CHECKS: ClassVar = {
+        "format": one_of(FORMAT_NAME),
+        "version": one_of(FORMAT_VERSION),
+        "envelope_id": envelope_id_hex,
+        "kind": one_of("file", "dataset"),
+        "created": timestamp,
+        "key": _wrap,
+        "manifest": base64_text,
+        "files": _files,
+    }
 
     @property
     def plaintext_size(self) -> int:
@@ -209,34 +224,28 @@ class EnvelopeRecord(BaseModel):
         return sum(f.ciphertext_size for f in self.files)
 
     def to_json(self) -> bytes:
-        """Pretty, stable JSON (keys in model order), UTF-8, trailing newline.
-
-        pydantic's serializer writes exactly what ``json.dumps(..., indent=2, ensure_ascii=False)``
-        would, 5x faster (``json``'s C encoder does not do indentation): rewrap writes one record
-        per envelope, so this is on its hot path."""
-        return self.model_dump_json(indent=2).encode() + b"\n"
+        """Pretty, stable JSON (keys in :attr:`CHECKS` order), UTF-8, trailing newline: exactly what
+        ``json.dumps(..., indent=2, ensure_ascii=False)`` writes (:func:`indented_json`)."""
+        return (indented_json(self.model_dump()) + "\n").encode()
 
     @classmethod
     def from_json(cls, data: bytes, where: str) -> EnvelopeRecord:
         """Parse and validate; ``where`` names the record in error messages.
 
         Every failure is a :class:`RecordInvalidError` (or :class:`UnsupportedFormatError`): a
-        record is input from whoever may encrypt. A valid record is parsed and validated in one
-        pass by pydantic's own JSON parser (a third faster; inventory and rewrap parse every
-        record). Only a record that fails it is parsed again step by step, by the same parser
-        (its nesting limit refuses a record of 100,000 ``[`` where ``json`` hit RecursionError),
-        to say precisely what is wrong with it.
+        record is input from whoever may encrypt. Only a record that fails validation is looked at
+        again, to say that it is not a record at all, or one from a newer kmsflow.
         """
         if len(data) > MAX_RECORD_SIZE:
             raise RecordInvalidError(record_too_large(where))
         try:
-            return cls.model_validate_json(data)
-        except ValidationError:
-            pass
-        try:
-            raw = pydantic_core.from_json(data)
-        except ValueError as exc:  # invalid UTF-8 or JSON; says where, never what
+            raw = load_json(data)
+        except ValueError as exc:
             raise RecordInvalidError(f"{where}: not a JSON envelope record ({exc})") from None
+        try:
+            return cls.model_validate(raw)
+        except FieldError as exc:
+            invalid = exc
         if not isinstance(raw, dict):
             raise RecordInvalidError(f"{where}: not a JSON envelope record (top level is not an object)")
         if raw.get("format") != FORMAT_NAME:
@@ -244,20 +253,13 @@ class EnvelopeRecord(BaseModel):
                 f"{where}: not a kmsflow envelope record (format is not {FORMAT_NAME!r})"
             )
         version = raw.get("version")
-        if isinstance(version, int) and version > FORMAT_VERSION:
+        if type(version) is int and version > FORMAT_VERSION:
             raise UnsupportedFormatError(
                 f"{where}: envelope format version {version} is newer than this kmsflow "
                 f"(supports {FORMAT_VERSION}); upgrade kmsflow"
             )
-        try:
-            return cls.model_validate(raw)
-        except ValidationError as exc:
-            first = exc.errors()[0]
-            # "key.recipient.wrap" -> "key.wrap": the union's tag is not a field of the record
-            loc = ".".join(str(p) for i, p in enumerate(first["loc"]) if not (i == 1 and p in _WRAP_TAGS))
-            raise RecordInvalidError(
-                f"{where}: invalid envelope record field {loc!r}: {first['msg']}"
-            ) from None
+        loc = ".".join(map(str, invalid.loc))
+        raise RecordInvalidError(f"{where}: invalid envelope record field {loc!r}: {invalid.problem}")
 
 
 _UNSEALED_KEY_FIELDS = ("wrapped_keyset", "encapsulated_key")

@@ -1,8 +1,8 @@
 """The record's size caps, as plain numbers: what readers accept and encrypt may write.
 
-Apart from the record model (``kmsflow.envelope.record``, which re-exports them) because that
-module builds pydantic models at import, and a reader that only needs the cap (``storage``'s capped
-reads, and through it the audit log) should not pay for them (docs/BENCHMARKS.md, CLI start-up).
+Apart from the record model (``kmsflow.envelope.record``, which re-exports them) so that a reader
+that only needs the cap (``storage``'s capped reads, and through it the audit log) does not load
+the model (docs/BENCHMARKS.md, CLI start-up).
 """
 
 from __future__ import annotations

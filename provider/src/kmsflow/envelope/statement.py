@@ -22,96 +22,106 @@ accepts exactly what :meth:`Statement.encode` writes, nothing else (one byte str
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
-import itertools
 import json
 import re
-from typing import Literal
-
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from typing import Any, ClassVar, Literal
 
 from kmsflow.envelope.aad import SIGNATURE_LABEL
 from kmsflow.envelope.errors import RecordInvalidError
 from kmsflow.envelope.record import (
-    ENVELOPE_ID,
     MAX_RECORD_FILES,
     EnvelopeRecord,
-    Timestamp,
-    VersionName,
     decode_b64,
+    envelope_id_hex,
+    sorted_paths,
+    timestamp,
+    version_name,
 )
+from kmsflow.envelope.strict import StrictRecord, byte_count, items, one_of, text
 
 STATEMENT_FORMAT = "kmsflow.signed-envelope"
 _SHA256_HEX = re.compile(r"^[0-9a-f]{64}$")
 
 
-class SignedFile(BaseModel):
+def _sha256_hex(raw: Any) -> str:
+    value = text(raw)
+    if not _SHA256_HEX.match(value):
+        raise ValueError("must be 64 lowercase hex characters")
+    return value
+
+
+def _commitment(raw: Any) -> str:
+    value = text(raw)
+    if len(decode_b64(value)) != 32:
+        raise ValueError("must be base64 of 32 bytes")
+    return value
+
+
+@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
+class SignedFile(StrictRecord):
     """One data file as signed: path, plaintext and ciphertext sizes, ciphertext SHA-256 (hex)."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
     path: str
-    size: int = Field(ge=0)
-    ciphertext_size: int = Field(ge=0)
+    size: int
+    ciphertext_size: int
     ciphertext_sha256: str
 
-    @field_validator("ciphertext_sha256")
-    @classmethod
-    def _hex(cls, value: str) -> str:
-        if not _SHA256_HEX.match(value):
-            raise ValueError("must be 64 lowercase hex characters")
-        return value
+    CHECKS: ClassVar = {
+        "path": text,
+        "size": byte_count,
+        "ciphertext_size": byte_count,
+        "ciphertext_sha256": _sha256_hex,
+    }
 
 
-class Signer(BaseModel):
+@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
+class Signer(StrictRecord):
     """The CryptoKeyVersion that signs, and its Cloud KMS algorithm name."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    crypto_key_version: VersionName
+    crypto_key_version: str
     algorithm: str
 
+    CHECKS: ClassVar = {"crypto_key_version": version_name, "algorithm": text}
 
-class Statement(BaseModel):
+
+_signed_files = items(SignedFile.model_validate, MAX_RECORD_FILES)
+
+
+def _files(value: Any) -> tuple[SignedFile, ...]:
+    return sorted_paths(_signed_files(value))
+
+
+@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
+class Statement(StrictRecord):
     """Version 1 of the signed statement."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
     format: Literal["kmsflow.signed-envelope"] = "kmsflow.signed-envelope"
     version: Literal[1] = 1
     envelope_id: str
     kind: Literal["file", "dataset"]
-    created: Timestamp
-    files: tuple[SignedFile, ...] = Field(max_length=MAX_RECORD_FILES)
+    created: str
+    files: tuple[SignedFile, ...]
     data_key_commitment: str
     signer: Signer
 
-    @field_validator("envelope_id")
-    @classmethod
-    def _id(cls, value: str) -> str:
-        if not ENVELOPE_ID.match(value):
-            raise ValueError("must be 32 lowercase hex characters")
-        return value
-
-    @field_validator("files")
-    @classmethod
-    def _sorted(cls, value: tuple[SignedFile, ...]) -> tuple[SignedFile, ...]:
-        for before, after in itertools.pairwise(value):
-            if not before.path < after.path:
-                raise ValueError("must be sorted by path, each path once")
-        return value
-
-    @field_validator("data_key_commitment")
-    @classmethod
-    def _commitment(cls, value: str) -> str:
-        if len(decode_b64(value)) != 32:
-            raise ValueError("must be base64 of 32 bytes")
-        return value
+    CHECKS: ClassVar = {
+        "format": one_of(STATEMENT_FORMAT),
+        "version": one_of(1),
+        "envelope_id": envelope_id_hex,
+        "kind": one_of("file", "dataset"),
+        "created": timestamp,
+        "files": _files,
+        "data_key_commitment": _commitment,
+        "signer": Signer.model_validate,
+    }
 
     def encode(self) -> bytes:
         """The canonical bytes: compact, key-sorted JSON, UTF-8."""
-        body = self.model_dump(mode="json")
-        return json.dumps(body, separators=(",", ":"), sort_keys=True, ensure_ascii=False).encode()
+        return json.dumps(
+            self.model_dump(), separators=(",", ":"), sort_keys=True, ensure_ascii=False
+        ).encode()
 
     def differences(self, record: EnvelopeRecord) -> str | None:
         """What in ``record`` is not what was signed (one line), or None.
@@ -135,7 +145,7 @@ def parse(data: bytes, where: str) -> Statement:
     try:
         raw = json.loads(data.decode("utf-8"))
         statement = Statement.model_validate(raw)
-    except (UnicodeDecodeError, ValueError, ValidationError, RecursionError):
+    except (ValueError, RecursionError):  # UnicodeDecodeError and FieldError are ValueErrors
         raise RecordInvalidError(f"{where}: the signed statement is not a valid {STATEMENT_FORMAT}") from None
     if statement.encode() != data:
         raise RecordInvalidError(f"{where}: the signed statement is not in canonical form")
