@@ -433,6 +433,9 @@ class Demo:
 def main() -> int:
     # Stopped from outside (CI timeout, Ctrl-C): still stop Airflow and the emulator.
     signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
+    # Ctrl-C ends --serve even when started from a non-interactive shell's background job, which
+    # starts it with SIGINT ignored.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     serve = "--serve" in sys.argv[1:]
     unknown = [a for a in sys.argv[1:] if a != "--serve"]
     if unknown:
