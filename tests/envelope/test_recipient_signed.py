@@ -6,6 +6,7 @@ a new recipient version keeps the signature valid."""
 
 from __future__ import annotations
 
+import base64
 import json
 import shutil
 import uuid
@@ -14,6 +15,7 @@ from typing import Any
 
 import pytest
 from google.cloud import kms_v1
+from terminal import run_on_terminal
 
 from envelope.recipients import make_recipient_key, public_key, wait_enabled
 from kmsflow.cli import exits
@@ -24,7 +26,7 @@ from kmsflow.envelope.signature import SignatureError, verify_signature
 from kmsflow.kms.public_key import clear_cache, fetch_public_key
 
 from .conftest import counting_client, write_random
-from .test_cli import failed, run
+from .test_cli import KMSFLOW, failed, run, without_credentials
 from .test_recipient import offline
 from .test_signature import dataset, make_signing_key
 
@@ -155,3 +157,63 @@ def test_encrypt_recipient_sign_with_commands(emulator: Any, keys: dict[str, str
     )  # fmt: skip
     assert no_kms.returncode == exits.EXIT_KMS_CREDENTIALS, no_kms.stderr
     assert not list(tmp_path.glob("unsigned.enc*"))
+
+
+def test_inspect_names_the_claimed_signer_without_verifying(
+    emulator: Any, keys: dict[str, str], tmp_path: Path
+) -> None:
+    """``inspect`` (no KMS, no credentials) says whether an envelope is signed and by which
+    version, and that it did not check it: a signature record whose signature bytes are junk is
+    still shown as a claim; ``verify --signer`` is what refuses it."""
+    kms = emulator.client()
+    inbox, signer = keys["ML_KEM_768"], keys["PQ_SIGN_ML_DSA_65"]
+    signer_version = f"{signer}/cryptoKeyVersions/1"
+    public = public_key(kms, inbox)
+    write_random(tmp_path / "m.bin", 3000)
+    encrypt_for(public, str(tmp_path / "m.bin"), str(tmp_path / "signed.enc"), client=kms, sign_with=signer)
+    encrypt_for(public, str(tmp_path / "m.bin"), str(tmp_path / "plain.enc"))
+
+    def inspect(name: str) -> dict[str, Any]:
+        shown = offline(tmp_path, "inspect", "--no-files", str(tmp_path / name))
+        assert (shown.returncode, shown.stderr) == (0, ""), shown.stderr
+        return dict(json.loads(shown.stdout))
+
+    signed = inspect("signed.enc")
+    assert signed["wrap"] == "ml-kem-768" and signed["crypto_key_version"] == public.version_name
+    assert signed["signature"] == {
+        "signed_by": signer_version,
+        "algorithm": "PQ_SIGN_ML_DSA_65",
+        "verified": False,
+        "note": f"signed by {signer_version} (not verified; use kmsflow verify --signer)",
+    }
+    assert inspect("plain.enc")["signature"] is None
+
+    # On a terminal, the same in one line of text after the JSON.
+    code, text = run_on_terminal(
+        [KMSFLOW, "inspect", "--no-files", str(tmp_path / "signed.enc")],
+        without_credentials(tmp_path / "home"),
+    )
+    assert code == 0, text
+    assert (
+        f"file envelope under {public.version_name} (ml-kem-768, for a recipient); signed by "
+        f"{signer_version} (not verified; use kmsflow verify --signer)"
+    ) in text.replace("\n", "")
+
+    # Junk signature bytes: still only a claim to inspect; verify --signer refuses it.
+    sig = tmp_path / "signed.enc.kmsflow.sig.json"
+    body = json.loads(sig.read_text())
+    body["signature"] = base64.b64encode(b"\0" * 64).decode()
+    sig.write_text(json.dumps(body))
+    assert inspect("signed.enc")["signature"]["signed_by"] == signer_version
+    signer_pub = tmp_path / "signer.pub"
+    signer_pub.write_bytes(fetch_public_key(kms, signer_version).to_file_bytes())
+    failed(
+        offline(tmp_path, "verify", "--signer", str(signer_pub), str(tmp_path / "signed.enc")),
+        exits.EXIT_TAMPERED,
+    )
+
+    # Not a signature record at all: described, the envelope still inspected.
+    sig.write_text("not json")
+    described = inspect("signed.enc")["signature"]
+    assert described["signed_by"] is None and described["verified"] is False
+    assert described["note"].startswith("signature record invalid: ") and "not JSON" in described["note"]

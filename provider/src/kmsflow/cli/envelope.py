@@ -169,6 +169,10 @@ def _cmd_inspect(args: argparse.Namespace) -> int:
     if not args.files:
         summary.pop("files")
     sys.stdout.write(json.dumps(summary, indent=2, ensure_ascii=False) + "\n")
+    wrap = f" ({summary['wrap']}, for a recipient)" if "wrap" in summary else ""
+    signature = summary["signature"]
+    signed = "not signed" if signature is None else signature["note"]
+    note(args, f"{summary['kind']} envelope under {summary['crypto_key_version']}{wrap}; {signed}")
     return EXIT_OK
 
 
@@ -251,7 +255,10 @@ def add_sign(sub: Any) -> None:
 
 def add_inspect(sub: Any) -> None:
     p = sub.add_parser(
-        "inspect", parents=[common()], help="print the envelope record summary as JSON (no KMS call)"
+        "inspect",
+        parents=[common()],
+        help="print the envelope record summary as JSON (no KMS call); whether it is signed and by "
+        "which version is shown, not verified (that is verify --signer)",
     )
     p.add_argument("src", metavar="SRC", help="the envelope")
     p.add_argument("--no-files", dest="files", action="store_false", help="omit the per-file list")
