@@ -170,8 +170,19 @@ def test_producer_with_a_public_key_file_signs_with_its_connection(
     assert not (tmp_path / "o2").exists()
 
 
-def test_key_name_and_recipient_are_exclusive() -> None:
+def test_key_name_and_recipient_are_exclusive(tmp_path: Path) -> None:
+    """Neither is refused when the DAG is built; both (or neither) non-empty once rendered is
+    refused when the task runs, before anything is read or written."""
     with pytest.raises(ValueError, match="exactly one"):
         EncryptArtifactOperator(task_id="x", src="a", dst="b")
-    with pytest.raises(ValueError, match="exactly one"):
-        EncryptArtifactOperator(task_id="y", src="a", dst="b", key_name="k", recipient="r")
+    (tmp_path / "a").write_bytes(PLAINTEXT)
+    for task_id, key_name, recipient in (("both", "k", "r"), ("neither", "", "")):
+        with pytest.raises(AirflowFailException, match="exactly one of key_name and recipient"):
+            EncryptArtifactOperator(
+                task_id=task_id,
+                src=str(tmp_path / "a"),
+                dst=str(tmp_path / "b"),
+                key_name=key_name,
+                recipient=recipient,
+            ).execute(context=context())
+    assert not (tmp_path / "b").exists()

@@ -420,6 +420,8 @@ class EncryptArtifactOperator(_ArtifactOperator):
     """Envelope-encrypt a file or a dataset directory under a Cloud KMS key (one KMS call).
 
     :param key_name: CryptoKey (its primary version wraps) or a specific CryptoKeyVersion. Templated.
+        Exactly one of ``key_name`` and ``recipient`` must be non-empty once rendered, so a DAG
+        param can choose between them (the other templated to ``""``).
     :param recipient: instead of ``key_name``: wrap locally for a public key (a recipient
         envelope, docs/FORMAT.md §12): a public key file from ``kmsflow pubkey export`` (no KMS
         call; no connection used unless ``sign_with`` is set too) or an
@@ -466,7 +468,7 @@ class EncryptArtifactOperator(_ArtifactOperator):
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
-        if (key_name is None) == (recipient is None):
+        if key_name is None and recipient is None:
             raise ValueError("EncryptArtifactOperator needs exactly one of key_name and recipient")
         self.key_name = key_name
         self.recipient = recipient
@@ -477,23 +479,30 @@ class EncryptArtifactOperator(_ArtifactOperator):
         return source_name + self.suffix
 
     def execute(self, context: Context) -> dict[str, Any]:
-        self.console_resource = self.key_name or self.recipient
+        # Both may be given when templates choose between them (a DAG param): one must render empty.
+        key_name, recipient = self.key_name or None, self.recipient or None
+        if (key_name is None) == (recipient is None):
+            raise AirflowFailException(
+                "EncryptArtifactOperator needs exactly one of key_name and recipient "
+                f"(rendered: key_name={key_name!r}, recipient={recipient!r})"
+            )
+        self.console_resource = key_name or recipient
         src_url = artifact_url(self.src)
         dst_url = self.destination(src_url)
         # A public key file needs no connection, unless the envelope is also signed (in KMS).
-        by_file = self.recipient is not None and not names_a_key(self.recipient) and not self.sign_with
+        by_file = recipient is not None and not names_a_key(recipient) and not self.sign_with
         try:
             with self.killable_outputs():
                 result = encrypt_artifact(
                     None if by_file else self.client(),
-                    self.key_name,
+                    key_name,
                     src_url,
                     dst_url,
                     log=self.log,
                     retry=None if by_file else self.kms_retry(),
                     skip_unsupported=self.skip_unsupported,
                     sign_with=self.sign_with or None,
-                    recipient=self.recipient,
+                    recipient=recipient,
                 )
         finally:
             if not by_file:
