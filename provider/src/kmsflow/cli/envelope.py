@@ -89,7 +89,7 @@ def _encrypt_for_recipient(args: argparse.Namespace, omitted: list[Obstacle] | N
     from kmsflow.kms.public_key_cache import PublicKeyCache
 
     with _signing_kms_with_progress(args) as (client, progress):
-        recipient = public_key.load(args.recipient, client, cache=PublicKeyCache())
+        recipient = public_key.load(args.recipient, client, cache=PublicKeyCache.for_client(client))
         return encrypt_for(
             recipient,
             args.src,

@@ -241,7 +241,8 @@ def encrypt_artifact(
             from kmsflow.kms import public_key
             from kmsflow.kms.public_key_cache import PublicKeyCache
 
-            public = public_key.load(recipient, client, cache=PublicKeyCache())
+            cache = PublicKeyCache.for_client(client) if client is not None else None
+            public = public_key.load(recipient, client, cache=cache)
             record = encrypt_for(
                 public,
                 src_url,
