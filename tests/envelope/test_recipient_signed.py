@@ -15,6 +15,8 @@ from typing import Any
 
 import pytest
 from google.cloud import kms_v1
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from terminal import run_on_terminal
 
 from envelope.recipients import make_recipient_key, public_key, wait_enabled
@@ -217,3 +219,39 @@ def test_inspect_names_the_claimed_signer_without_verifying(
     described = inspect("signed.enc")["signature"]
     assert described["signed_by"] is None and described["verified"] is False
     assert described["note"].startswith("signature record invalid: ") and "not JSON" in described["note"]
+
+
+@pytest.fixture(scope="module")
+def signed_envelope(emulator: Any, keys: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> Path:
+    kms = emulator.client()
+    where = tmp_path_factory.mktemp("signed")
+    write_random(where / "m.bin", 100)
+    encrypt_for(
+        public_key(kms, keys["ML_KEM_768"]),
+        str(where / "m.bin"),
+        str(where / "m.enc"),
+        client=kms,
+        sign_with=keys["EC_SIGN_P256_SHA256"],
+    )
+    return where / "m.enc"
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(at=st.floats(0, 1, exclude_max=True), bit=st.integers(0, 7))
+def test_inspect_describes_any_corrupted_signature_record(signed_envelope: Path, at: float, bit: int) -> None:
+    """One bit flipped anywhere in the signature record: inspect still shows the envelope, never
+    calls anything verified, and either names a claimed signer or says the record is invalid."""
+    sig = signed_envelope.with_name(signed_envelope.name + ".kmsflow.sig.json")
+    original = sig.read_bytes()
+    data = bytearray(original)
+    data[int(at * len(data))] ^= 1 << bit
+    sig.write_bytes(bytes(data))
+    try:
+        shown = Envelope.open(str(signed_envelope)).inspect()["signature"]
+    finally:
+        sig.write_bytes(original)
+    assert shown is not None and shown["verified"] is False
+    if shown["signed_by"] is None:
+        assert shown["note"].startswith("signature record invalid: ")
+    else:
+        assert shown["note"] == f"signed by {shown['signed_by']} (not verified; use kmsflow verify --signer)"
