@@ -32,7 +32,11 @@ from .test_cli import KMSFLOW, failed, run, without_credentials
 from .test_recipient import offline
 from .test_signature import dataset, make_signing_key
 
-PAIRS = [("ML_KEM_768", "PQ_SIGN_ML_DSA_65"), ("RSA_DECRYPT_OAEP_3072_SHA256", "EC_SIGN_P256_SHA256")]
+PAIRS = [
+    ("ML_KEM_768", "PQ_SIGN_ML_DSA_65"),
+    ("RSA_DECRYPT_OAEP_3072_SHA256", "EC_SIGN_P256_SHA256"),
+    ("KEM_XWING", "EC_SIGN_P384_SHA384"),
+]
 
 
 @pytest.fixture(scope="module")
