@@ -59,7 +59,8 @@ def test_producers_against_two_kms_wrap_for_each_ones_key(
         client = emulator.client()
         cache = PublicKeyCache.for_client(client, tmp_path / "lib-cache")
         assert public_key.load(key, client, cache=cache).key == keys[emulator.endpoint]
-        assert cache.get(version) is not None and cache.get(version).key == keys[emulator.endpoint]  # type: ignore[union-attr]
+        cached = cache.get(version)
+        assert cached is not None and cached.key == keys[emulator.endpoint]
     assert len(list((tmp_path / "lib-cache" / "public-keys").iterdir())) == 2
 
     # Through the CLI with one shared cache: each envelope opens on its own KMS (Decapsulate).
