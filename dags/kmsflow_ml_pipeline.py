@@ -16,11 +16,16 @@ envelopes; the **consumer** connection (``kmsflow_consumer``, e.g. ``serviceAcco
    envelope each), all as the producer. Every envelope is an asset event (alias
    ``kmsflow-ml-artifacts``) whose extra names the envelope id and the exact key version. With the
    ``signing_key`` param (an ``ASYMMETRIC_SIGN`` CryptoKeyVersion; the producer needs
-   ``roles/cloudkms.signer`` and ``publicKeyViewer`` on it) each envelope is also signed;
+   ``roles/cloudkms.signer`` and ``publicKeyViewer`` on it) each envelope is also signed. With the
+   ``recipient`` param (an ML-KEM / RSA-OAEP key, or a public key file) the producer holds only
+   that key's public key file (**recipient_public_key** exports it into staging, as
+   ``kmsflow pubkey export`` does) and wraps locally for it: no KMS call and no role on the key
+   but ``publicKeyViewer``; its connection then only signs;
 4. **cleanup_staging** (teardown): removes the plaintext staging directory — also when training or
    encryption failed, as long as prepare ran;
 5. **check_least_privilege**: the producer must be *refused* decrypting (verify writes nothing) and
-   the consumer refused encrypting; either succeeding fails the run: over-broad grants are a finding;
+   the consumer refused encrypting (not for a recipient: its public key encrypts); either
+   succeeding fails the run: over-broad grants are a finding;
 6. **score** (consumer): decrypts the three envelopes into a temporary directory, loads the model,
    re-scores it on the decrypted shards and requires exactly the metrics recorded at training time.
    With ``signing_key`` it first requires each envelope's signature by that version
@@ -56,6 +61,8 @@ from kmsflow.airflow.tasks.payloads import ArtifactPayload, LeastPrivilege, MlPa
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 ARTIFACTS = AssetAlias("kmsflow-ml-artifacts")
+KEY_UNLESS_RECIPIENT = "{{ '' if params.recipient else params.key_name }}"
+"""The encrypt tasks' ``key_name``: empty when a recipient's public key file wraps instead."""
 log = logging.getLogger(__name__)
 
 
@@ -97,6 +104,16 @@ log = logging.getLogger(__name__)
             description="ASYMMETRIC_SIGN CryptoKeyVersion the producer signs every envelope with and the "
             "consumer requires the signature of; empty: envelopes are not signed.",
         ),
+        "recipient": Param(
+            "",
+            type="string",
+            title="Recipient key or public key file",
+            description="Encrypt for a public key instead of CryptoKey: a KEY_ENCAPSULATION (ML-KEM) or "
+            "ASYMMETRIC_DECRYPT (RSA-OAEP) CryptoKey or version, whose public key file the producer "
+            "exports first (publicKeyViewer), or a file from `kmsflow pubkey export`. The producer "
+            "then holds only that file (plus the signing key, if any); the consumer needs the "
+            "decapsulate/decrypt role. Empty: the CryptoKey above wraps, in KMS.",
+        ),
     },
 )
 def kmsflow_ml_pipeline() -> None:
@@ -119,6 +136,14 @@ def kmsflow_ml_pipeline() -> None:
         steps.cleanup_staging(staging)
 
     @task
+    def recipient_public_key(staging: str, params: MlParams | None = None) -> str:
+        """The recipient's public key file for the producer ("" without a recipient)."""
+        assert params is not None
+        return steps.recipient_public_key(
+            params["recipient"], staging=staging, producer_conn_id=params["producer_conn_id"]
+        )
+
+    @task
     def check_least_privilege(envelope: ArtifactPayload, params: MlParams | None = None) -> LeastPrivilege:
         """The producer may not decrypt, the consumer may not encrypt (enforced by KMS IAM)."""
         assert params is not None
@@ -127,6 +152,7 @@ def kmsflow_ml_pipeline() -> None:
             producer_conn_id=params["producer_conn_id"],
             consumer_conn_id=params["consumer_conn_id"],
             key_name=params["key_name"],
+            recipient=bool(params["recipient"]),
         )
 
     @task
@@ -141,9 +167,11 @@ def kmsflow_ml_pipeline() -> None:
 
     prepared = prepare()
     files = train(prepared["staging"])
+    public_key_file = recipient_public_key(prepared["staging"])
     encrypt_dataset = EncryptArtifactOperator(
         task_id="encrypt_dataset",
-        key_name="{{ params.key_name }}",
+        key_name=KEY_UNLESS_RECIPIENT,
+        recipient=public_key_file,
         sign_with="{{ params.signing_key }}",
         kmsflow_conn_id="{{ params.producer_conn_id }}",
         src=prepared["dataset_src"],
@@ -152,7 +180,8 @@ def kmsflow_ml_pipeline() -> None:
     )
     encrypt_files = EncryptArtifactOperator.partial(
         task_id="encrypt_files",
-        key_name="{{ params.key_name }}",
+        key_name=KEY_UNLESS_RECIPIENT,
+        recipient=public_key_file,
         sign_with="{{ params.signing_key }}",
         kmsflow_conn_id="{{ params.producer_conn_id }}",
         dst_dir=prepared["output"],

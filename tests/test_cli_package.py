@@ -70,12 +70,17 @@ def _loaded_by(
 
 
 def test_commands_without_kms_calls_load_neither_grpc_nor_the_kms_client(
-    kms: kms_v1.KeyManagementServiceClient, key: str, tmp_path: Path
+    kms: kms_v1.KeyManagementServiceClient, key: str, ring_id: str, tmp_path: Path
 ) -> None:
-    """``--help``, ``inspect``, ``audit``, ``clean`` and argument errors import only what they use
-    (local paths: no fsspec either; no Tink before a key is unlocked; records without pydantic)."""
+    """``--help``, ``inspect`` (of a signed envelope too: it reads the signature record),
+    ``audit``, ``clean`` and argument errors import only what they use (local paths: no fsspec
+    either; no Tink before a key is unlocked; records without pydantic)."""
+    from envelope.test_signature import make_signing_key
+
     (tmp_path / "plain.txt").write_bytes(b"hello\n")
     envelope.encrypt(kms, key, str(tmp_path / "plain.txt"), str(tmp_path / "plain.enc"))
+    signer = make_signing_key(kms, ring_id, "EC_SIGN_P256_SHA256")
+    envelope.encrypt(kms, key, str(tmp_path / "plain.txt"), str(tmp_path / "signed.enc"), sign_with=signer)
     AuditLog(str(tmp_path / "audit.log"), actor="test").append(
         Action.DISABLE, f"{key}/cryptoKeyVersions/1", reason="test"
     )
@@ -84,6 +89,7 @@ def test_commands_without_kms_calls_load_neither_grpc_nor_the_kms_client(
     cases = {
         ("--help",): exits.EXIT_OK,
         ("inspect", "plain.enc"): exits.EXIT_OK,
+        ("inspect", "signed.enc"): exits.EXIT_OK,
         ("inspect", "missing.enc"): exits.EXIT_NOT_FOUND,
         ("audit", "audit.log"): exits.EXIT_OK,
         ("audit", "--json", "--resource", key, "audit.log"): exits.EXIT_OK,

@@ -81,6 +81,7 @@ def test_params_and_shape(ml_dag: Any) -> None:
         "kmsflow_producer",
         "kmsflow_consumer",
     )
+    assert (params["signing_key"], params["recipient"]) == ("", "")  # symmetric and unsigned by default
     tasks = {t.task_id: t for t in ml_dag.tasks}
     assert tasks["prepare"].is_setup and tasks["cleanup_staging"].is_teardown
     assert {"encrypt_dataset", "encrypt_files"} <= tasks["cleanup_staging"].upstream_task_ids
@@ -100,6 +101,7 @@ def test_pipeline_encrypts_as_producer_and_scores_as_consumer(
     assert states == {
         "prepare": "success",
         "train": "success",
+        "recipient_public_key": "success",  # "" without the recipient param
         "encrypt_dataset": "success",
         "encrypt_files[0]": "success",
         "encrypt_files[1]": "success",
@@ -111,6 +113,7 @@ def test_pipeline_encrypts_as_producer_and_scores_as_consumer(
     assert scored["matches_training_metrics"] is True
     assert 0.5 < scored["holdout_accuracy"] <= 1.0
     assert values["check_least_privilege"] == {"producer_decrypt": "refused", "consumer_encrypt": "refused"}
+    assert values["recipient_public_key"] == ""
 
     (run_dir,) = root.iterdir()
     dataset, model, metrics = run_dir / "dataset.enc", run_dir / "model.pkl.enc", run_dir / "metrics.json.enc"

@@ -40,7 +40,9 @@ def counting_client(endpoint: str) -> tuple[kms_v1.KeyManagementServiceClient, C
     """A real KMS client over gRPC to the emulator, with a counter on its channel."""
     counter = CallCounter()
     channel = grpc.intercept_channel(emulator_channel(endpoint), counter)
-    transport = KeyManagementServiceGrpcTransport(channel=channel, credentials=AnonymousCredentials())
+    transport = KeyManagementServiceGrpcTransport(
+        host=endpoint, channel=channel, credentials=AnonymousCredentials()
+    )
     client = kms_v1.KeyManagementServiceClient(
         transport=transport, client_options=ClientOptions(api_endpoint=endpoint)
     )

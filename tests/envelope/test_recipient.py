@@ -116,7 +116,7 @@ def test_recipient_by_key_name_fetches_once_then_uses_the_cache(
 
     key = recipient_keys["ML_KEM_768"]
     client, calls = counting_client(emulator.endpoint)
-    cache = PublicKeyCache(tmp_path / "cache")
+    cache = PublicKeyCache.for_client(client, tmp_path / "cache")
     first = public_key.load(key, client, cache=cache)
     assert calls.calls == {"ListCryptoKeyVersions": 1, "GetPublicKey": 1}
     entry = cache.path_for(first.version_name)
@@ -143,7 +143,7 @@ def test_a_tampered_cache_entry_is_refused_not_trusted(
     key = recipient_keys["ML_KEM_768"]
     version = f"{key}/cryptoKeyVersions/1"
     client = emulator.client()
-    cache = PublicKeyCache(tmp_path / "cache")
+    cache = PublicKeyCache.for_client(client, tmp_path / "cache")
     public_key.load(version, client, cache=cache)
     entry = cache.path_for(version)
     original = entry.read_bytes()

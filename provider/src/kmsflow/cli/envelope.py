@@ -13,7 +13,7 @@ from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 from kmsflow.cli.args import common
-from kmsflow.cli.exits import EXIT_OK, EXIT_SOURCE_INCOMPLETE, EXIT_USAGE
+from kmsflow.cli.exits import EXIT_OK, EXIT_SOURCE_INCOMPLETE
 from kmsflow.cli.progress import note, progress_bar, show_progress
 from kmsflow.display import printable
 
@@ -53,9 +53,6 @@ def _cmd_encrypt(args: argparse.Namespace) -> int:
 
     omitted: list[Obstacle] | None = [] if args.skip_unsupported else None
     if args.recipient is not None:
-        if args.sign_with:
-            sys.stderr.write("kmsflow: --sign-with with --recipient is not supported yet; sign afterwards\n")
-            return EXIT_USAGE
         record = _encrypt_for_recipient(args, omitted)
     else:
         kms = _signing_kms_with_progress if args.sign_with else _kms_with_progress
@@ -80,20 +77,28 @@ def _cmd_encrypt(args: argparse.Namespace) -> int:
 def _encrypt_for_recipient(args: argparse.Namespace, omitted: list[Obstacle] | None) -> EnvelopeRecord:
     """``encrypt --recipient``: a public key file needs no KMS client (nor credentials) at all; a
     key name costs one ListCryptoKeyVersions (its current version) and, unless cached, one
-    GetPublicKey."""
+    GetPublicKey. ``--sign-with`` needs a KMS client for the signature alone (the signing key's
+    GetPublicKey and one AsymmetricSign); the wrap stays local."""
     from kmsflow.envelope.encrypt import encrypt_for
     from kmsflow.kms import public_key
 
-    if public_key.names_a_key(args.recipient):
-        from kmsflow.kms.client import new_kms_client
-        from kmsflow.kms.public_key_cache import PublicKeyCache
-
-        with new_kms_client() as client:
-            recipient = public_key.load(args.recipient, client, cache=PublicKeyCache())
-    else:
+    if not public_key.names_a_key(args.recipient) and not args.sign_with:
         recipient = public_key.load(args.recipient)
-    with progress_bar(show_progress(args)) as progress:
-        return encrypt_for(recipient, args.src, args.dst, progress=progress, omitted=omitted)
+        with progress_bar(show_progress(args)) as progress:
+            return encrypt_for(recipient, args.src, args.dst, progress=progress, omitted=omitted)
+    from kmsflow.kms.public_key_cache import PublicKeyCache
+
+    with _signing_kms_with_progress(args) as (client, progress):
+        recipient = public_key.load(args.recipient, client, cache=PublicKeyCache.for_client(client))
+        return encrypt_for(
+            recipient,
+            args.src,
+            args.dst,
+            progress=progress,
+            omitted=omitted,
+            client=client,
+            sign_with=args.sign_with,
+        )
 
 
 def _cmd_decrypt(args: argparse.Namespace) -> int:
@@ -164,6 +169,10 @@ def _cmd_inspect(args: argparse.Namespace) -> int:
     if not args.files:
         summary.pop("files")
     sys.stdout.write(json.dumps(summary, indent=2, ensure_ascii=False) + "\n")
+    wrap = f" ({summary['wrap']}, for a recipient)" if "wrap" in summary else ""
+    signature = summary["signature"]
+    signed = "not signed" if signature is None else signature["note"]
+    note(args, f"{summary['kind']} envelope under {summary['crypto_key_version']}{wrap}; {signed}")
     return EXIT_OK
 
 
@@ -246,7 +255,10 @@ def add_sign(sub: Any) -> None:
 
 def add_inspect(sub: Any) -> None:
     p = sub.add_parser(
-        "inspect", parents=[common()], help="print the envelope record summary as JSON (no KMS call)"
+        "inspect",
+        parents=[common()],
+        help="print the envelope record summary as JSON (no KMS call); whether it is signed and by "
+        "which version is shown, not verified (that is verify --signer)",
     )
     p.add_argument("src", metavar="SRC", help="the envelope")
     p.add_argument("--no-files", dest="files", action="store_false", help="omit the per-file list")

@@ -1,8 +1,10 @@
 """``kmsflow pubkey export KEY``: the public key file a recipient producer encrypts with.
 
-One checked GetPublicKey per version (CRC32C, name, algorithm; see ``kmsflow.kms.public_key``),
-kept in the local cache (``kmsflow.kms.public_key_cache``) so exporting again costs no
-GetPublicKey. The file goes to stdout, so ``kmsflow pubkey export KEY > key.pub`` is the whole step.
+Always one checked GetPublicKey (CRC32C, name, algorithm; see ``kmsflow.kms.public_key``), never an
+answer from the local cache: an export is what users run to get the key KMS holds now (after the
+key was re-made, say), so it writes through to the cache (``kmsflow.kms.public_key_cache``) for
+later ``encrypt --recipient KEY`` but does not read it. The file goes to stdout, so
+``kmsflow pubkey export KEY > key.pub`` is the whole step.
 """
 
 from __future__ import annotations
@@ -25,7 +27,8 @@ def _cmd_export(args: argparse.Namespace) -> int:
     if not public_key.names_a_key(args.key):
         raise PublicKeyError(f"{args.key}: not a CryptoKey or CryptoKeyVersion resource name")
     with new_kms_client() as client:
-        public = public_key.load(args.key, client, cache=PublicKeyCache())
+        public = public_key.load(args.key, client)
+        PublicKeyCache.for_client(client).put(public)
     sys.stdout.buffer.write(public.to_file_bytes())
     sys.stdout.flush()
     note(args, f"exported the {public.algorithm} public key of {public.version_name}")

@@ -127,16 +127,29 @@ def encrypt_for(
     *,
     progress: Progress | None = None,
     omitted: list[Obstacle] | None = None,
+    client: CryptoClient | None = None,
+    sign_with: str | None = None,
+    retry: Retry | None = None,
 ) -> EnvelopeRecord:
     """:func:`encrypt` for a recipient: the data key is wrapped locally for ``recipient``'s public
     key (``kmsflow.envelope.recipient``), with no KMS call and no credentials. Only a holder of the
-    KMS decrypt/decapsulate permission on ``recipient.version_name`` can open the envelope."""
+    KMS decrypt/decapsulate permission on ``recipient.version_name`` can open the envelope.
+
+    ``sign_with`` also signs the new envelope, as for :func:`encrypt`: the producer made the data
+    key, so it commits to it as any signer does. The signing key lives in KMS, so this needs
+    ``client`` (google-cloud-kms's) for its GetPublicKey and AsymmetricSign only; the wrap still
+    makes no KMS call. ``retry`` bounds those two calls."""
     from kmsflow.envelope import recipient as recipients
 
     def wrap(key: DataKey, envelope_id: str) -> RecipientWrap:
         return recipients.wrap_key(recipient, key, envelope_id)
 
-    return _encrypt(src, dst, wrap, progress, omitted, None, None, None)
+    signing = None
+    if sign_with is not None:
+        if client is None:
+            raise TypeError("sign_with needs a google-cloud-kms client (kmsflow.kms.client.new_kms_client)")
+        signing = signature.signing_client(client)
+    return _encrypt(src, dst, wrap, progress, omitted, signing, sign_with, retry)
 
 
 def _encrypt(

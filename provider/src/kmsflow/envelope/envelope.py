@@ -113,7 +113,11 @@ class Envelope:
         return self.root.url
 
     def inspect(self) -> dict[str, Any]:
-        """JSON-safe summary (no KMS call, nothing secret): ids, exact key version, files, sizes."""
+        """JSON-safe summary (no KMS call, nothing secret): ids, exact key version, files, sizes, and
+        who the signature record (if any) says signed it, unverified (``signature``: None if unsigned,
+        see :func:`kmsflow.envelope.signature.claimed_signer`)."""
+        from kmsflow.envelope.signature import claimed_signer
+
         r = self.record
         wrap = {"wrap": r.key.wrap} if isinstance(r.key, RecipientWrap) else {}
         return {
@@ -131,6 +135,7 @@ class Envelope:
             "file_count": len(r.files),
             "plaintext_size": r.plaintext_size,
             "ciphertext_size": r.ciphertext_size,
+            "signature": claimed_signer(self),
             "files": [f.model_dump(mode="json") for f in r.files],
         }
 

@@ -276,6 +276,34 @@ def read_signature(envelope: Envelope) -> SignatureRecord:
     return SignatureRecord.from_json(data, where.url)
 
 
+def claimed_signer(envelope: Envelope) -> dict[str, Any] | None:
+    """What the envelope's signature record says about who signed it, **unverified** (for
+    ``inspect``: presence only; a verdict needs the signer's public key, :func:`verify_signature`).
+
+    None when there is no signature record. A record that is not one (or whose statement is not
+    canonical) is described, not raised: ``inspect`` shows an envelope, whatever lies beside it.
+    """
+    try:
+        signed = read_signature(envelope)
+        claimed = parse(signed.statement, signature_location(envelope.root, envelope.record.kind).url).signer
+    except SignatureNotFoundError:
+        return None
+    except RecordInvalidError as exc:
+        return {
+            "signed_by": None,
+            "algorithm": None,
+            "verified": False,
+            "note": f"signature record invalid: {exc}",
+        }
+    version = claimed.crypto_key_version
+    return {
+        "signed_by": version,
+        "algorithm": claimed.algorithm,
+        "verified": False,
+        "note": f"signed by {version} (not verified; use kmsflow verify --signer)",
+    }
+
+
 def verify_signature(
     envelope: Envelope,
     signer: str | PublicKey,

@@ -99,6 +99,7 @@ def new_kms_client(
         except DefaultCredentialsError as exc:
             raise credentials_error(str(exc)) from exc
     transport = KeyManagementServiceGrpcTransport(
+        host=endpoint,  # the client's api_endpoint: what per-endpoint caches key on
         channel=emulator_channel(endpoint, _principal(principal)),
         credentials=AnonymousCredentials(),  # type: ignore[no-untyped-call]
     )

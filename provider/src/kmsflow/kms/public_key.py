@@ -227,8 +227,8 @@ def fetch_public_key(
     client: kms_v1.KeyManagementServiceClient, version_name: str, *, algorithm: str | None = None
 ) -> PublicKey:
     """One checked GetPublicKey for ``version_name`` (CRC32C of the key bytes, the name KMS answers
-    for, an algorithm kmsflow uses, in the format that algorithm comes in), cached for the process:
-    a version's public key never changes.
+    for, an algorithm kmsflow uses, in the format that algorithm comes in), cached for the process
+    per endpoint (a version's public key never changes; its name is unique within one KMS only).
 
     Post-quantum keys are served only in their own format, which must be asked for before the answer
     names the algorithm. Pass ``algorithm`` when a listing gave it already; else DER is asked first,
@@ -238,8 +238,9 @@ def fetch_public_key(
     """
     if not VERSION_NAME.match(version_name):
         raise PublicKeyError(f"{version_name!r} is not a full CryptoKeyVersion name")
+    memo = (getattr(client, "api_endpoint", None), version_name)
     with _LOCK:
-        cached = _CACHE.get(version_name)
+        cached = _CACHE.get(memo)
     if cached is not None:
         return cached
     if algorithm is not None and algorithm not in KEY_FORMATS:
@@ -268,7 +269,7 @@ def fetch_public_key(
         return PublicKey(version_name=version_name, algorithm=answered, key=key, format=key_format)
     public = PublicKey.checked(version_name, answered, key, key_format, action)
     with _LOCK:
-        _CACHE[version_name] = public
+        _CACHE[memo] = public
     return public
 
 
@@ -387,7 +388,7 @@ def is_version_name(name: str) -> bool:
 
 
 _LOCK = threading.Lock()
-_CACHE: dict[str, PublicKey] = {}
+_CACHE: dict[tuple[str | None, str], PublicKey] = {}
 
 
 def clear_cache() -> None:

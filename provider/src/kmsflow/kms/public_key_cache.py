@@ -1,8 +1,18 @@
-"""A local cache of public keys, one file per CryptoKeyVersion, so a producer fetches each once.
+"""A local cache of public keys, one file per KMS endpoint and CryptoKeyVersion, so a producer
+fetches each once.
 
 A version's public key never changes, so an entry never expires. Where: ``$KMSFLOW_CACHE_DIR``,
 else ``$XDG_CACHE_HOME/kmsflow``, else ``~/.cache/kmsflow``; entries are public key files
-(``kmsflow.kms.public_key``) under ``public-keys/``, named by the SHA-256 of the version name.
+(``kmsflow.kms.public_key``) under ``public-keys/``, named by the SHA-256 of the endpoint and the
+version name.
+
+Why the endpoint: a version name is unique within one KMS only. Two endpoints (Cloud KMS and an
+emulator, two emulators) can each have ``.../cryptoKeyVersions/1`` of a different key; keyed by
+name alone, a producer would wrap for the other one's key (its consumer's unwrap then fails:
+nothing lost, but wrong). The endpoint is the client's own target (``api_endpoint``: the
+emulator's ``host:port``, or Cloud KMS's host). One endpoint whose keys are deleted and re-made
+under the same names (an emulator restarted without its data directory) is not told apart: clear
+the cache, or re-export with ``kmsflow pubkey export``, which always fetches and writes through.
 
 A cache entry decides which key the data is wrapped for, so it is trusted no more than it must be:
 the directory is created ``0700`` and entries ``0600``, written to a temp name and renamed into
@@ -19,8 +29,12 @@ import os
 import stat
 import tempfile
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from kmsflow.kms.public_key import MAX_FILE_SIZE, PublicKey, PublicKeyError
+
+if TYPE_CHECKING:
+    from google.cloud import kms_v1
 
 CACHE_DIR_ENV = "KMSFLOW_CACHE_DIR"
 
@@ -34,14 +48,31 @@ def default_cache_dir() -> Path:
     return (Path(xdg) if xdg else Path.home() / ".cache") / "kmsflow"
 
 
-class PublicKeyCache:
-    """Public keys by version name under ``root/public-keys/`` (see the module docstring)."""
+def client_endpoint(client: kms_v1.KeyManagementServiceClient) -> str:
+    """The endpoint ``client`` talks to (``host:port`` of an emulator, else Cloud KMS's host)."""
+    endpoint = getattr(client, "api_endpoint", None)
+    if not isinstance(endpoint, str) or not endpoint:
+        raise TypeError(f"{type(client).__name__} names no api_endpoint: not a google-cloud-kms client")
+    return endpoint
 
-    def __init__(self, root: Path | None = None) -> None:
+
+class PublicKeyCache:
+    """Public keys of one KMS ``endpoint``'s versions under ``root/public-keys/`` (see the module
+    docstring); :meth:`for_client` binds it to the endpoint of the client that fetches them."""
+
+    def __init__(self, endpoint: str, root: Path | None = None) -> None:
+        self.endpoint = endpoint
         self.directory = (root or default_cache_dir()) / "public-keys"
 
+    @classmethod
+    def for_client(
+        cls, client: kms_v1.KeyManagementServiceClient, root: Path | None = None
+    ) -> PublicKeyCache:
+        return cls(client_endpoint(client), root)
+
     def path_for(self, version_name: str) -> Path:
-        return self.directory / (hashlib.sha256(version_name.encode()).hexdigest()[:40] + ".json")
+        digest = hashlib.sha256(f"{self.endpoint}\n{version_name}".encode()).hexdigest()
+        return self.directory / (digest[:40] + ".json")
 
     def get(self, version_name: str) -> PublicKey | None:
         """The cached key of ``version_name``; None if absent; PublicKeyError if not trustworthy."""

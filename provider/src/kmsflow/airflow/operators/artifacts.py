@@ -232,22 +232,29 @@ def encrypt_artifact(
     omitted: list[Obstacle] | None = [] if skip_unsupported else None
     progress = LogProgress(log) if log else None
     with artifact_errors("encrypt"):
+        if sign_with and client is None:
+            raise AirflowFailException("sign_with needs a KMS connection: the signing key lives in KMS")
+        # The version is resolved here to report it; encrypt finds its public key cached.
+        signed_by = signing_key(client, sign_with).version_name if client is not None and sign_with else None
         if recipient is not None:
             from kmsflow.envelope.encrypt import encrypt_for
             from kmsflow.kms import public_key
             from kmsflow.kms.public_key_cache import PublicKeyCache
 
-            if sign_with:
-                raise AirflowFailException(
-                    "sign_with with recipient is not supported yet: sign the envelope afterwards"
-                )
-            signed_by = None
-            public = public_key.load(recipient, client, cache=PublicKeyCache())
-            record = encrypt_for(public, src_url, dst_url, progress=progress, omitted=omitted)
+            cache = PublicKeyCache.for_client(client) if client is not None else None
+            public = public_key.load(recipient, client, cache=cache)
+            record = encrypt_for(
+                public,
+                src_url,
+                dst_url,
+                progress=progress,
+                omitted=omitted,
+                client=client,
+                sign_with=signed_by,
+                retry=retry,
+            )
         else:
             assert client is not None and key_name is not None
-            # The version is resolved here to report it; encrypt finds its public key cached.
-            signed_by = signing_key(client, sign_with).version_name if sign_with else None
             record = encrypt(
                 client,
                 key_name,
@@ -414,10 +421,12 @@ class EncryptArtifactOperator(_ArtifactOperator):
     """Envelope-encrypt a file or a dataset directory under a Cloud KMS key (one KMS call).
 
     :param key_name: CryptoKey (its primary version wraps) or a specific CryptoKeyVersion. Templated.
+        Exactly one of ``key_name`` and ``recipient`` must be non-empty once rendered, so a DAG
+        param can choose between them (the other templated to ``""``).
     :param recipient: instead of ``key_name``: wrap locally for a public key (a recipient
         envelope, docs/FORMAT.md §12): a public key file from ``kmsflow pubkey export`` (no KMS
-        call, no connection used) or an ASYMMETRIC_DECRYPT/KEY_ENCAPSULATION key or version name.
-        Templated.
+        call; no connection used unless ``sign_with`` is set too) or an
+        ASYMMETRIC_DECRYPT/KEY_ENCAPSULATION key or version name. Templated.
     :param src: file or directory: local path, ``file://``/``gs://`` URL or ``ObjectStoragePath``.
         Templated.
     :param dst: the new envelope (must not exist; nothing is ever overwritten). Templated.
@@ -460,7 +469,7 @@ class EncryptArtifactOperator(_ArtifactOperator):
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
-        if (key_name is None) == (recipient is None):
+        if key_name is None and recipient is None:
             raise ValueError("EncryptArtifactOperator needs exactly one of key_name and recipient")
         self.key_name = key_name
         self.recipient = recipient
@@ -471,22 +480,30 @@ class EncryptArtifactOperator(_ArtifactOperator):
         return source_name + self.suffix
 
     def execute(self, context: Context) -> dict[str, Any]:
-        self.console_resource = self.key_name or self.recipient
+        # Both may be given when templates choose between them (a DAG param): one must render empty.
+        key_name, recipient = self.key_name or None, self.recipient or None
+        if (key_name is None) == (recipient is None):
+            raise AirflowFailException(
+                "EncryptArtifactOperator needs exactly one of key_name and recipient "
+                f"(rendered: key_name={key_name!r}, recipient={recipient!r})"
+            )
+        self.console_resource = key_name or recipient
         src_url = artifact_url(self.src)
         dst_url = self.destination(src_url)
-        by_file = self.recipient is not None and not names_a_key(self.recipient)
+        # A public key file needs no connection, unless the envelope is also signed (in KMS).
+        by_file = recipient is not None and not names_a_key(recipient) and not self.sign_with
         try:
             with self.killable_outputs():
                 result = encrypt_artifact(
-                    None if by_file else self.client(),  # a public key file needs no connection
-                    self.key_name,
+                    None if by_file else self.client(),
+                    key_name,
                     src_url,
                     dst_url,
                     log=self.log,
                     retry=None if by_file else self.kms_retry(),
                     skip_unsupported=self.skip_unsupported,
                     sign_with=self.sign_with or None,
-                    recipient=self.recipient,
+                    recipient=recipient,
                 )
         finally:
             if not by_file:

@@ -24,6 +24,7 @@ from typing import Any
 
 from airflow.sdk.exceptions import AirflowFailException
 
+from kmsflow.airflow.errors import airflow_errors
 from kmsflow.airflow.operators.artifacts import decrypt_artifact
 from kmsflow.airflow.tasks.common import hook_scope
 from kmsflow.airflow.tasks.payloads import ArtifactPayload, LeastPrivilege, Prepared, ScorePayload
@@ -134,10 +135,48 @@ def _force_remove(func: Any, path: str, _exc: Any) -> None:
     func(path)
 
 
+RECIPIENT_FILE = "recipient.pub"
+"""The public key file :func:`recipient_public_key` leaves in the run's staging directory."""
+
+
+def recipient_public_key(recipient: str, *, staging: str, producer_conn_id: str) -> str:
+    """The public key file the producer encrypts with, or "" when the run uses a symmetric key.
+
+    ``recipient`` is a public key file (checked, then used as it is: no KMS call) or a recipient
+    CryptoKey/CryptoKeyVersion, whose public key is fetched as ``kmsflow pubkey export`` does (its
+    current version; always from KMS, never a local cache) with the producer's connection
+    (``publicKeyViewer``, and ``viewer`` for a key name) and written to the run's staging directory.
+    Either way the encrypt tasks get a file: they hold nothing else of the recipient key.
+    """
+    from kmsflow.kms import public_key
+
+    if not recipient:
+        return ""
+    with airflow_errors():
+        if not public_key.names_a_key(recipient):
+            public_key.read_file(recipient)
+            return recipient
+        with hook_scope(producer_conn_id) as hook:
+            public = public_key.load(recipient, hook.get_conn())
+    path = Path(staging) / RECIPIENT_FILE
+    path.write_bytes(public.to_file_bytes())
+    log.info("Exported the %s public key of %s to %s", public.algorithm, public.version_name, path)
+    return str(path)
+
+
 def check_least_privilege(
-    envelope: ArtifactPayload, *, producer_conn_id: str, consumer_conn_id: str, key_name: str
+    envelope: ArtifactPayload,
+    *,
+    producer_conn_id: str,
+    consumer_conn_id: str,
+    key_name: str,
+    recipient: bool = False,
 ) -> LeastPrivilege:
-    """The producer may not decrypt, the consumer may not encrypt (enforced by KMS IAM)."""
+    """The producer may not decrypt, the consumer may not encrypt (enforced by KMS IAM).
+
+    For a ``recipient`` envelope only the first applies: anyone holding the public key can
+    encrypt, so the producer's refusal to unwrap (Decapsulate / AsymmetricDecrypt) is the check.
+    """
     with hook_scope(producer_conn_id) as producer:
         try:
             verify(producer.get_conn(), envelope["dst"])  # authenticates only: writes nothing
@@ -146,8 +185,11 @@ def check_least_privilege(
         else:
             raise AirflowFailException(
                 f"{producer_conn_id} could decrypt {envelope['dst']}: grant producers "
-                "roles/cloudkms.cryptoKeyEncrypter only (least privilege)"
+                "roles/cloudkms.cryptoKeyEncrypter only, or for a recipient key publicKeyViewer "
+                "(least privilege)"
             )
+    if recipient:
+        return {"producer_decrypt": "refused", "consumer_encrypt": "not applicable: public key"}
 
     with hook_scope(consumer_conn_id) as consumer:
         try:

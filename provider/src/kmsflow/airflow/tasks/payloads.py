@@ -408,6 +408,7 @@ class MlParams(TypedDict):
     producer_conn_id: str
     consumer_conn_id: str
     signing_key: str  # "" = envelopes are not signed
+    recipient: str  # "" = envelopes are wrapped by key_name in KMS
 
 
 class Prepared(TypedDict):
