@@ -8,8 +8,10 @@ Everything runs on this machine, under ``demo-output/`` (or ``$KMSFLOW_DEMO_DIR`
 3. ``kmsflow_provision`` converges KMS to the seed's key spec (then a second run changes nothing);
 4. ``kmsflow_ml_pipeline`` trains a model and encrypts dataset, model and metrics as the producer,
    then decrypts and scores them as the consumer; the CLI shows who may do what; a producer
-   holding only an ML-KEM-768 public key file encrypts with no KMS access, and a model signed with
-   an EC key is verified offline with the signer's public key file;
+   holding only an ML-KEM-768 public key file encrypts with no KMS access, a model signed with
+   an EC key is verified offline with the signer's public key file, a partner encrypts for an
+   X-Wing public key file and signs, and ``kmsflow_ml_pipeline`` runs again with a producer that
+   holds only the ML-KEM public key file and the signing key;
 5. 91 days pass: Cloud KMS-style automatic rotation; the triggerer's rotation watcher sees it and
    starts ``kmsflow_rotate_rewrap`` (no manual trigger), which re-wraps every data key onto the new
    version without touching the data;
@@ -41,7 +43,7 @@ from typing import Any
 from local_airflow import LocalAirflow, kmsflow_connection
 
 from kmsflow.kms import new_kms_client
-from kmsflow.kms.iam import DECAPSULATOR_ROLE, PUBLIC_KEY_VIEWER_ROLE, SIGNER_ROLE, grant
+from kmsflow.kms.iam import DECAPSULATOR_ROLE, PUBLIC_KEY_VIEWER_ROLE, SIGNER_ROLE, VIEWER_ROLE, grant
 from kmsflow_emulator import gcs
 from kmsflow_emulator.admin import AdminClient
 from kmsflow_emulator.process import spawn
@@ -204,14 +206,16 @@ class Demo:
 
     def public_key_step(self) -> None:
         """Recipient (post-quantum) envelopes and signed artifacts, outside the spec's roots."""
-        step("End to end with public keys: an ML-KEM-768 producer with no KMS access, a signed model")
+        step("End to end with public keys: ML-KEM-768 and X-Wing producers holding only public key files")
         # The demo's emulator is new each run but its version names are not: a public key cached
         # by an earlier run (~/.cache/kmsflow) would be another key's.
         os.environ["KMSFLOW_CACHE_DIR"] = str(OUT / "public-key-cache")
         client = new_kms_client(endpoint=self.endpoint, principal=PROVISIONER)
         kem, signing = f"{RING}/cryptoKeys/ai-kem-key", f"{RING}/cryptoKeys/ai-signing-key"
+        xwing = f"{RING}/cryptoKeys/ai-xwing-key"
         for key, purpose, algorithm in (
             (kem, "KEY_ENCAPSULATION", "ML_KEM_768"),
+            (xwing, "KEY_ENCAPSULATION", "KEM_XWING"),
             (signing, "ASYMMETRIC_SIGN", "EC_SIGN_P256_SHA256"),
         ):
             client.create_crypto_key(
@@ -221,12 +225,15 @@ class Demo:
                     "crypto_key": {"purpose": purpose, "version_template": {"algorithm": algorithm}},
                 }
             )
-        grant(client, kem, DECAPSULATOR_ROLE, [CONSUMER])
+        for recipient in (kem, xwing):
+            grant(client, recipient, DECAPSULATOR_ROLE, [CONSUMER])
+        grant(client, kem, PUBLIC_KEY_VIEWER_ROLE, [PRODUCER])  # the pipeline's producer exports it
+        grant(client, kem, VIEWER_ROLE, [PRODUCER])
         grant(client, signing, SIGNER_ROLE, [PRODUCER])
-        grant(client, signing, PUBLIC_KEY_VIEWER_ROLE, [PRODUCER])
+        grant(client, signing, PUBLIC_KEY_VIEWER_ROLE, [PRODUCER, CONSUMER])
         pq = OUT / "public-key"
         pq.mkdir()
-        for key, name in ((kem, "ai-kem.pub"), (signing, "ai-signing.pub")):
+        for key, name in ((kem, "ai-kem.pub"), (xwing, "ai-xwing.pub"), (signing, "ai-signing.pub")):
             (pq / name).write_text(
                 self.cli("pubkey", "export", f"{key}/cryptoKeyVersions/1", principal=PROVISIONER)
             )
@@ -257,6 +264,43 @@ class Demo:
             principal=PRODUCER,
         )
         say(self.offline_cli("verify", "--signer", str(pq / "ai-signing.pub"), str(pq / "model.enc")))
+
+        # A partner holding the X-Wing public key file and the signing key: the wrap is local, KMS
+        # only signs; the consumer opens it only with the signer's signature checked.
+        self.cli(
+            "encrypt",
+            "--recipient",
+            str(pq / "ai-xwing.pub"),
+            "--sign-with",
+            signer,
+            str(pq / "features.parquet"),
+            str(pq / "features-xwing.enc"),
+            principal=PRODUCER,
+        )
+        inspected = json.loads(self.offline_cli("inspect", "--no-files", str(pq / "features-xwing.enc")))
+        say(f"inspect: {inspected['wrap']} envelope, {inspected['signature']['note']}")
+        self.cli(
+            "decrypt",
+            "--signer",
+            str(pq / "ai-signing.pub"),
+            str(pq / "features-xwing.enc"),
+            str(pq / "features-xwing.out"),
+            principal=CONSUMER,
+        )
+        assert (pq / "features-xwing.out").read_bytes() == (pq / "features.parquet").read_bytes()
+        say("the consumer checked the signature, then opened the X-Wing envelope with one Decapsulate")
+
+        step("kmsflow_ml_pipeline for a recipient: the producer holds only ai-kem.pub and the signing key")
+        self.dag(
+            "kmsflow_ml_pipeline",
+            {
+                "key_name": KEY,  # the least-privilege probe's key; the envelopes are for the recipient
+                "recipient": kem,
+                "signing_key": signer,
+                "output_root": str(pq / "pipeline"),
+            },
+            show=("score",),
+        )
 
     # ------------------------------------------------------------------ the story
 
