@@ -28,9 +28,13 @@ MIB = 1 << 20
 PAUSE_AT = 6 * MIB  # past the write-behind threshold: a helper thread is writing when paused
 
 _PAUSED_CLI = """
-import os, sys, time
+import os, signal, sys, time
 from kmsflow.envelope import progress, streams
 os.umask(0)
+# Started as from a terminal: under nohup (a CI runner may start the suite so) SIGHUP is inherited
+# ignored, and kmsflow rightly keeps an ignored signal ignored.
+for sig in (signal.SIGHUP, signal.SIGTERM):
+    signal.signal(sig, signal.SIG_DFL)
 seen = 0
 def pause_after(n):
     global seen
