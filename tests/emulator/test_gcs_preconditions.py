@@ -304,3 +304,30 @@ def test_module_runs_standalone_on_a_free_port() -> None:
         assert proc.wait(timeout=10) in (0, -15)
         if proc.stdout is not None:
             proc.stdout.close()
+
+
+def test_latency_holds_every_request_and_concurrent_requests_wait_together() -> None:
+    """``--latency-ms``: each request answers no sooner than the latency, and requests sent
+    together overlap their waits (a round trip, not a queue), as against a remote store."""
+    import time
+
+    proc, host = gcs.spawn("--default-bucket", "b", "--latency-ms", "300")
+    try:
+
+        def get(_: int) -> float:
+            start = time.monotonic()
+            with urllib.request.urlopen(f"http://{host}/storage/v1/b/b", timeout=10) as resp:
+                resp.read()
+            return time.monotonic() - start
+
+        assert get(0) >= 0.3
+        start = time.monotonic()
+        with ThreadPoolExecutor(4) as pool:
+            each = list(pool.map(get, range(4)))
+        assert min(each) >= 0.3
+        assert time.monotonic() - start < 4 * 0.3  # served one after the other, it would be 1.2 s
+    finally:
+        proc.terminate()
+        assert proc.wait(timeout=10) in (0, -15)
+        if proc.stdout is not None:
+            proc.stdout.close()

@@ -36,6 +36,11 @@ per-change metadata snapshot (quadratic in memory, where nothing reads it) is dr
 listings bisect a sorted index of names; the package's routes, handlers and object resources are
 unchanged.
 
+``--latency-ms N`` holds every request N ms before serving it (outside the lock, so concurrent
+requests wait together, as round trips to a remote store overlap): loopback answers in a fraction
+of a millisecond, which hides what a client that waits for one request before sending the next
+would pay against real Cloud Storage (bench/cli_throughput.py).
+
 Not covered: sub-requests of a JSON batch (``/batch/storage/v1``; gcsfs never batches against an
 emulator), preconditions on ``compose`` *source* objects, ETag (``If-Match``) and date conditions.
 
@@ -58,6 +63,7 @@ import re
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from http import HTTPStatus
@@ -326,8 +332,11 @@ class PreconditionRequestHandler(RequestHandler):  # type: ignore[misc]
 
     storage: PreconditionStorage
     rfile: io.BufferedIOBase
+    latency = 0.0  # seconds each request is held before it is served (``--latency-ms``)
 
     def _serve(self, dispatch: Callable[[], None]) -> None:
+        if self.latency:
+            time.sleep(self.latency)
         url = urlsplit(self.path)
         method = self.headers.get("x-http-method-override") or self.command
         headers = {k.lower(): v for k, v in self.headers.items()}
@@ -426,13 +435,17 @@ class _Server(http.server.ThreadingHTTPServer):
             super().handle_error(request, client_address)
 
 
-def make_server(host: str, port: int, *, default_bucket: str | None = None) -> http.server.HTTPServer:
+def make_server(
+    host: str, port: int, *, default_bucket: str | None = None, latency_ms: float = 0.0
+) -> http.server.HTTPServer:
     """An in-memory emulator enforcing preconditions, bound to ``host:port`` (0: a free port), not
-    yet serving: call ``serve_forever()`` (and ``shutdown()``/``server_close()`` from elsewhere)."""
+    yet serving: call ``serve_forever()`` (and ``shutdown()``/``server_close()`` from elsewhere).
+    ``latency_ms`` holds every request that long before it is served (module docstring)."""
     storage = PreconditionStorage(use_memory_fs=True)
     if default_bucket:
         create_bucket(default_bucket, storage)
-    return _Server((host, port), functools.partial(PreconditionRequestHandler, storage))
+    handler = type("Handler", (PreconditionRequestHandler,), {"latency": latency_ms / 1000})
+    return _Server((host, port), functools.partial(handler, storage))
 
 
 LISTENING = "gcs emulator listening on "
@@ -456,9 +469,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--port", type=int, default=DEFAULT_PORT, help="0 picks a free port")
     parser.add_argument("--default-bucket", help="create this bucket at start")
     parser.add_argument("--verbose", action="store_true", help="log every request (default: quiet)")
+    parser.add_argument(
+        "--latency-ms",
+        type=float,
+        default=0.0,
+        help="hold every request this long (a remote store's round trip)",
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.CRITICAL, stream=sys.stderr)
-    server = make_server(args.host, args.port, default_bucket=args.default_bucket)
+    server = make_server(args.host, args.port, default_bucket=args.default_bucket, latency_ms=args.latency_ms)
     print(f"{LISTENING}{args.host}:{server.server_port}", flush=True)
     try:
         server.serve_forever()

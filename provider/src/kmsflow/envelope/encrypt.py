@@ -213,7 +213,7 @@ class _LocationSource:
         return data_location(self.root, rel).url
 
     def open(self, rel: str) -> IO[bytes]:
-        return data_location(self.root, rel).open_read()
+        return data_location(self.root, rel).open_sequential()
 
     def owns(self, exc: OSError, rel: str) -> bool:
         """Whether ``exc`` was raised reading this source (else it came from the destination)."""

@@ -285,7 +285,7 @@ class Envelope:
         src = data_location(self.root, entry.path)
         name = src.url
         try:
-            raw = src.open_read()
+            raw = src.open_sequential()
         except FileNotFoundError:
             raise TamperedError(f"{name}: file of the envelope is missing") from None
         except OSError as exc:

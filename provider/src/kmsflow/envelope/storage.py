@@ -9,10 +9,11 @@ than ``record_caps.MAX_RECORD_SIZE`` + 1 bytes of it (:func:`read_file`, :func:`
 
 from __future__ import annotations
 
+import errno
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import IO, TYPE_CHECKING, Any
+from typing import IO, TYPE_CHECKING, Any, cast
 
 from kmsflow.envelope.errors import EnvelopeIOError, RecordInvalidError
 from kmsflow.envelope.record_caps import MAX_RECORD_SIZE, record_too_large
@@ -109,6 +110,29 @@ class Location:
             return open(self.path, "rb")
         # readahead of 8 MiB: large sequential GETs, bounded memory
         return self.fs.open(self.path, "rb", block_size=CHUNK_SIZE * 8, cache_type="readahead")  # type: ignore[no-any-return]
+
+    def open_sequential(self) -> IO[bytes]:
+        """Open for one pass from start to end (encrypt's plaintext, decrypt's ciphertext).
+
+        A remote object is read with several ranged GETs in flight ahead of the reader
+        (:class:`kmsflow.envelope.streams.RangedReader`), each pinned to the generation found when
+        it was opened on GCS, so a concurrent overwrite fails the read instead of mixing two
+        objects. A local file is :meth:`open_read` (the kernel reads ahead already).
+        """
+        if self.fs is None:
+            return self.open_read()
+        from kmsflow.envelope.streams import RangedReader
+
+        fs, path = self.fs, self.path
+        info = fs.info(path)
+        if info.get("type", "file") != "file":
+            raise IsADirectoryError(errno.EISDIR, "is a directory", self.url)
+        pin = {"generation": info["generation"]} if self.protocol == "gs" and info.get("generation") else {}
+
+        def fetch(start: int, end: int) -> bytes:
+            return bytes(fs.cat_file(path, start=start, end=end, **pin))
+
+        return cast("IO[bytes]", RangedReader(fetch, int(info["size"])))
 
     def read_bytes(self) -> bytes:
         """An envelope record, whole: :func:`read_file` or :func:`read_object` (so at most
