@@ -114,3 +114,54 @@ def test_failures_leave_no_object_behind(kms: Any, key: str, gcs_bucket: str, tm
     with pytest.raises(TamperedError, match="s2"):
         envelope.decrypt(kms, f"gs://{gcs_bucket}/enc", f"gs://{gcs_bucket}/plain")
     assert fs.find(f"{gcs_bucket}/plain") == []
+
+
+def test_a_file_envelope_on_gcs_is_found_with_one_request(
+    kms: Any, key: str, gcs_bucket: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every request to a store is a round trip: opening a gs:// file envelope reads its sidecar
+    record in one GET, with no directory or existence probes before it (it took three round
+    trips); decrypting it then asks for the data object's generation once and reads
+    it."""
+    import gcsfs.core
+
+    src = tmp_path / "metrics.json"
+    src.write_bytes(os.urandom(3000))
+    url = f"gs://{gcs_bucket}/runs/metrics.json"
+    envelope.encrypt(kms, key, str(src), url)
+    calls: list[tuple[str, str]] = []
+    real = gcsfs.core.GCSFileSystem._call
+
+    async def counted(self: Any, method: str, path: str, *args: Any, **kwargs: Any) -> Any:
+        calls.append((method, path.format(*args) if "{}" in path else path))
+        return await real(self, method, path, *args, **kwargs)
+
+    monkeypatch.setattr(gcsfs.core.GCSFileSystem, "_call", counted)
+    opened = envelope.Envelope.open(url)
+    assert len(calls) == 1 and calls[0][1].endswith("metrics.json.kmsflow.json?alt=media"), calls
+    calls.clear()
+    opened.decrypt(kms, str(tmp_path / "back.json"))
+    assert (tmp_path / "back.json").read_bytes() == src.read_bytes()
+    # the data object's metadata (size, generation; gcsfs sends a listing alongside, concurrently),
+    # then one GET of its bytes, pinned to that generation
+    media = [path for _, path in calls if "alt=media" in path]
+    assert len(media) == 1 and "generation=" in media[0], calls
+    assert len(calls) <= 3 and all("metrics.json.kmsflow.json" not in path for _, path in calls), calls
+
+
+def test_a_dataset_on_gcs_is_still_found_and_its_record_path_always_names_it(
+    kms: Any, key: str, gcs_bucket: str, tmp_path: Path
+) -> None:
+    """With no sidecar, the directory probes run as before; and a dataset under a path that also
+    has a (stray) sidecar stays reachable by its record's path."""
+    fs = gcs_filesystem()
+    (tmp_path / "ds").mkdir()
+    (tmp_path / "ds" / "a").write_bytes(b"alpha")
+    envelope.encrypt(kms, key, str(tmp_path / "ds"), f"gs://{gcs_bucket}/enc")
+    assert envelope.inspect(f"gs://{gcs_bucket}/enc")["kind"] == "dataset"
+    fs.pipe(f"{gcs_bucket}/enc.kmsflow.json", fs.cat(f"{gcs_bucket}/enc/_kmsflow/envelope.json"))
+    with pytest.raises(TamperedError):  # read as the file envelope the sidecar says, which it is not
+        envelope.Envelope.open(f"gs://{gcs_bucket}/enc")
+    record = f"gs://{gcs_bucket}/enc/_kmsflow/envelope.json"
+    envelope.decrypt(kms, record, str(tmp_path / "out"))
+    assert (tmp_path / "out" / "a").read_bytes() == b"alpha"

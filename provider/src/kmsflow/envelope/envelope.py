@@ -34,10 +34,12 @@ from kmsflow.envelope.errors import (
 from kmsflow.envelope.layout import (
     DATASET_RECORD,
     RESERVED_DIR,
+    SIDECAR_SUFFIX,
     check_relpath,
     data_location,
     enclosing_envelope,
     locate,
+    record_location,
     reencrypt_backup,
     reencrypt_backups,
     renamed_by_normalization,
@@ -81,18 +83,19 @@ class Envelope:
         it decrypts at every instant; nothing is written here (readers may be read-only).
         """
         location = resolve(src) if isinstance(src, str) else src
-        try:
-            kind, root, record_loc = locate(location)
-        except RecordNotFoundError:
-            # A dataset is absent only between "old -> backup" and "new -> place": read the backup.
-            backups = [b for b, _ in reencrypt_backups(location) if b.isdir()]
-            if location.exists() or len(backups) != 1 or not backups[0].child(DATASET_RECORD).isfile():
-                raise
-            kind, root, record_loc = "dataset", backups[0], backups[0].child(DATASET_RECORD)
-        try:
-            data = record_loc.read_bytes()
-        except OSError as exc:
-            raise EnvelopeIOError(f"{record_loc.url}: cannot read record ({os_reason(exc)})") from None
+        found = _remote_sidecar(location)
+        if found is not None:
+            kind, root, (record_loc, data) = "file", location, found
+        else:
+            try:
+                kind, root, record_loc = locate(location)
+            except RecordNotFoundError:
+                # A dataset is absent only between "old -> backup" and "new -> place": read the backup.
+                backups = [b for b, _ in reencrypt_backups(location) if b.isdir()]
+                if location.exists() or len(backups) != 1 or not backups[0].child(DATASET_RECORD).isfile():
+                    raise
+                kind, root, record_loc = "dataset", backups[0], backups[0].child(DATASET_RECORD)
+            data = _read_record(record_loc)
         record = EnvelopeRecord.from_json(data, record_loc.url)
         if record.kind != kind:
             raise TamperedError(f"{record_loc.url}: record of a {record.kind} envelope found beside a {kind}")
@@ -324,6 +327,35 @@ class Envelope:
         if check_crc and reader.crc32c() != entry.ciphertext_crc32c:
             raise TamperedError(f"{name}: ciphertext CRC32C differs from the envelope record")
         return reader.sha256() if digest else None
+
+
+def _read_record(location: Location) -> bytes:
+    try:
+        return location.read_bytes()
+    except OSError as exc:
+        raise EnvelopeIOError(f"{location.url}: cannot read record ({os_reason(exc)})") from None
+
+
+def _remote_sidecar(location: Location) -> tuple[Location, bytes] | None:
+    """On an object store, the sidecar record of a file envelope at ``location``, read in one
+    request before anything else is asked; None if there is none (or ``location`` is local, or
+    names a record itself: :func:`~kmsflow.envelope.layout.locate` handles those).
+
+    Every request to a store is a round trip (tens of milliseconds to Cloud Storage), and
+    ``locate`` asks three (is it a directory? is there a sidecar? then the read) before the record
+    is in hand. The one case this reads differently: a path with no object of its own, whose
+    sidecar exists *and* under which a dataset lies, is taken as the file envelope, whose missing
+    data then fails the read; give that dataset's record path to read the dataset.
+    """
+    if location.is_local or location.path.endswith((SIDECAR_SUFFIX, "/" + DATASET_RECORD)):
+        return None
+    sidecar = record_location(location, "file")
+    try:
+        return sidecar, sidecar.read_bytes()
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        raise EnvelopeIOError(f"{sidecar.url}: cannot read record ({os_reason(exc)})") from None
 
 
 def inspect(src: str | Location) -> dict[str, Any]:
