@@ -165,3 +165,33 @@ def test_a_dataset_on_gcs_is_still_found_and_its_record_path_always_names_it(
     record = f"gs://{gcs_bucket}/enc/_kmsflow/envelope.json"
     envelope.decrypt(kms, record, str(tmp_path / "out"))
     assert (tmp_path / "out" / "a").read_bytes() == b"alpha"
+
+
+def test_a_gcs_dataset_is_read_without_a_request_per_file_beyond_its_get(
+    kms: Any, key: str, gcs_bucket: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each file of a gs:// dataset is read with one GET, pinned to the generation its listing
+    gave, and no metadata request of its own (gcsfs answers those from the listing it cached):
+    on a store a round trip away, a dataset of many small files costs a round trip per file,
+    not two."""
+    import gcsfs.core
+
+    fs = gcs_filesystem()
+    raw = [os.urandom(2000 + i) for i in range(6)]
+    for i, data in enumerate(raw):
+        fs.pipe(f"{gcs_bucket}/raw/s{i}", data)
+    calls: list[str] = []
+    real = gcsfs.core.GCSFileSystem._call
+
+    async def counted(self: Any, method: str, path: str, *args: Any, **kwargs: Any) -> Any:
+        calls.append(path.format(*args) if "{}" in path else path)
+        return await real(self, method, path, *args, **kwargs)
+
+    monkeypatch.setattr(gcsfs.core.GCSFileSystem, "_call", counted)
+    envelope.encrypt(kms, key, f"gs://{gcs_bucket}/raw", f"gs://{gcs_bucket}/enc")
+    envelope.decrypt(kms, f"gs://{gcs_bucket}/enc", str(tmp_path / "out"))
+    for i in range(6):
+        assert (tmp_path / "out" / f"s{i}").read_bytes() == raw[i]
+        reads = [c for c in calls if c.split("?")[0].endswith((f"raw%2Fs{i}", f"enc%2Fs{i}"))]
+        assert len(reads) == 2 and all("alt=media" in c and "generation=" in c for c in reads), reads
+        assert not [c for c in calls if c.endswith((f"/raw/s{i}", f"/enc/s{i}"))], calls
