@@ -32,9 +32,11 @@ def _small_blocks(monkeypatch: pytest.MonkeyPatch) -> None:
 class Object:
     """An object served by ranges, counting the GETs in flight (each takes ``delay`` seconds)."""
 
-    def __init__(self, data: bytes, delay: float = 0.0) -> None:
+    def __init__(self, data: bytes, delay: float = 0.0, gate: int = 0) -> None:
         self.data = data
         self.delay = delay
+        self.gate = gate  # GETs hold until this many are in flight at once (then never again)
+        self.opened = threading.Event()
         self.lock = threading.Lock()
         self.in_flight = 0
         self.most_in_flight = 0
@@ -45,7 +47,10 @@ class Object:
             self.in_flight += 1
             self.most_in_flight = max(self.most_in_flight, self.in_flight)
             self.fetched.append((start, end))
+            if self.in_flight >= self.gate:
+                self.opened.set()
         try:
+            self.opened.wait(10)
             time.sleep(self.delay)
             return self.data[start:end]
         finally:
@@ -73,10 +78,16 @@ def test_every_byte_in_order_whatever_the_read_sizes(size: int, reads: list[int]
 
 
 def test_four_gets_in_flight_ahead_of_a_slow_reader() -> None:
-    obj = Object(random.randbytes(40 * BLOCK), delay=0.02)
+    """While the reader works on one block (Tink), the next four are requested and overlap on the
+    wire (the first GETs hold until four are in flight: a reader that sent them one at a time
+    would wait out the test's deadline and fail), and never more than four."""
+    obj = Object(random.randbytes(40 * BLOCK), delay=0.01, gate=streams.RANGES_IN_FLIGHT)
     with RangedReader(obj.fetch, len(obj.data)) as reader:
         assert reader.read(10) == obj.data[:10]
-        time.sleep(0.2)  # the reader is busy (Tink): the next blocks arrive meanwhile
+        deadline = time.monotonic() + 10
+        while len(obj.fetched) < 1 + streams.RANGES_IN_FLIGHT and time.monotonic() < deadline:
+            time.sleep(0.01)
+        time.sleep(0.1)  # the reader is busy: the next blocks arrive meanwhile, and no more
         assert len(obj.fetched) == 1 + streams.RANGES_IN_FLIGHT
         assert read_all(reader, iter(lambda: 300, None)) == obj.data[10:]
     assert obj.most_in_flight == streams.RANGES_IN_FLIGHT
