@@ -116,48 +116,60 @@ def test_failures_leave_no_object_behind(kms: Any, key: str, gcs_bucket: str, tm
     assert fs.find(f"{gcs_bucket}/plain") == []
 
 
+@pytest.fixture
+def gcs_requests(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The URL (or API path) of every request gcsfs sends from now on, in order."""
+    import gcsfs.core
+
+    sent: list[str] = []
+    real = gcsfs.core.GCSFileSystem._call
+
+    async def counted(self: Any, method: str, path: str, *args: Any, **kwargs: Any) -> Any:
+        sent.append(path.format(*args) if "{}" in path else path)
+        return await real(self, method, path, *args, **kwargs)
+
+    monkeypatch.setattr(gcsfs.core.GCSFileSystem, "_call", counted)
+    return sent
+
+
 def test_a_file_envelope_on_gcs_is_found_with_one_request(
-    kms: Any, key: str, gcs_bucket: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    kms: Any, key: str, gcs_bucket: str, tmp_path: Path, gcs_requests: list[str]
 ) -> None:
     """Every request to a store is a round trip: opening a gs:// file envelope reads its sidecar
     record in one GET, with no directory or existence probes before it (it took three round
     trips); decrypting it then asks for the data object's generation once and reads
     it."""
-    import gcsfs.core
-
     src = tmp_path / "metrics.json"
     src.write_bytes(os.urandom(3000))
     url = f"gs://{gcs_bucket}/runs/metrics.json"
     envelope.encrypt(kms, key, str(src), url)
-    calls: list[tuple[str, str]] = []
-    real = gcsfs.core.GCSFileSystem._call
-
-    async def counted(self: Any, method: str, path: str, *args: Any, **kwargs: Any) -> Any:
-        calls.append((method, path.format(*args) if "{}" in path else path))
-        return await real(self, method, path, *args, **kwargs)
-
-    monkeypatch.setattr(gcsfs.core.GCSFileSystem, "_call", counted)
+    calls = gcs_requests
+    calls.clear()
     opened = envelope.Envelope.open(url)
-    assert len(calls) == 1 and calls[0][1].endswith("metrics.json.kmsflow.json?alt=media"), calls
+    assert len(calls) == 1 and calls[0].endswith("metrics.json.kmsflow.json?alt=media"), calls
     calls.clear()
     opened.decrypt(kms, str(tmp_path / "back.json"))
     assert (tmp_path / "back.json").read_bytes() == src.read_bytes()
     # the data object's metadata (size, generation; gcsfs sends a listing alongside, concurrently),
     # then one GET of its bytes, pinned to that generation
-    media = [path for _, path in calls if "alt=media" in path]
+    media = [path for path in calls if "alt=media" in path]
     assert len(media) == 1 and "generation=" in media[0], calls
-    assert len(calls) <= 3 and all("metrics.json.kmsflow.json" not in path for _, path in calls), calls
+    assert len(calls) <= 3 and all("metrics.json.kmsflow.json" not in path for path in calls), calls
 
 
-def test_a_dataset_on_gcs_is_still_found_and_its_record_path_always_names_it(
-    kms: Any, key: str, gcs_bucket: str, tmp_path: Path
+def test_a_dataset_on_gcs_is_found_with_two_requests_and_its_record_path_always_names_it(
+    kms: Any, key: str, gcs_bucket: str, tmp_path: Path, gcs_requests: list[str]
 ) -> None:
-    """With no sidecar, the directory probes run as before; and a dataset under a path that also
-    has a (stray) sidecar stays reachable by its record's path."""
+    """A gs:// dataset's record is read directly after the sidecar's is found missing (two
+    requests, no directory probes); and a dataset under a path that also has a (stray) sidecar
+    stays reachable by its record's path."""
     fs = gcs_filesystem()
     (tmp_path / "ds").mkdir()
     (tmp_path / "ds" / "a").write_bytes(b"alpha")
     envelope.encrypt(kms, key, str(tmp_path / "ds"), f"gs://{gcs_bucket}/enc")
+    gcs_requests.clear()
+    assert envelope.Envelope.open(f"gs://{gcs_bucket}/enc").record.kind == "dataset"
+    assert len(gcs_requests) == 2 and all("alt=media" in path for path in gcs_requests), gcs_requests
     assert envelope.inspect(f"gs://{gcs_bucket}/enc")["kind"] == "dataset"
     fs.pipe(f"{gcs_bucket}/enc.kmsflow.json", fs.cat(f"{gcs_bucket}/enc/_kmsflow/envelope.json"))
     with pytest.raises(TamperedError):  # read as the file envelope the sidecar says, which it is not
@@ -168,26 +180,18 @@ def test_a_dataset_on_gcs_is_still_found_and_its_record_path_always_names_it(
 
 
 def test_a_gcs_dataset_is_read_without_a_request_per_file_beyond_its_get(
-    kms: Any, key: str, gcs_bucket: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    kms: Any, key: str, gcs_bucket: str, tmp_path: Path, gcs_requests: list[str]
 ) -> None:
     """Each file of a gs:// dataset is read with one GET, pinned to the generation its listing
     gave, and no metadata request of its own (gcsfs answers those from the listing it cached):
     on a store a round trip away, a dataset of many small files costs a round trip per file,
     not two."""
-    import gcsfs.core
-
     fs = gcs_filesystem()
     raw = [os.urandom(2000 + i) for i in range(6)]
     for i, data in enumerate(raw):
         fs.pipe(f"{gcs_bucket}/raw/s{i}", data)
-    calls: list[str] = []
-    real = gcsfs.core.GCSFileSystem._call
-
-    async def counted(self: Any, method: str, path: str, *args: Any, **kwargs: Any) -> Any:
-        calls.append(path.format(*args) if "{}" in path else path)
-        return await real(self, method, path, *args, **kwargs)
-
-    monkeypatch.setattr(gcsfs.core.GCSFileSystem, "_call", counted)
+    calls = gcs_requests
+    calls.clear()
     envelope.encrypt(kms, key, f"gs://{gcs_bucket}/raw", f"gs://{gcs_bucket}/enc")
     envelope.decrypt(kms, f"gs://{gcs_bucket}/enc", str(tmp_path / "out"))
     for i in range(6):

@@ -71,9 +71,9 @@ GC_THRESHOLD = 10_000
 A command's start-up creates objects that live to the end: ~26,000 for a local decrypt, ~70,000
 with gs:// (the modules of gcsfs, aiohttp, gRPC, Tink and the KMS types). At 700 the collector
 walks them ~170 times in a ``kmsflow decrypt gs://...``, about 50 ms, 5 % of a 256 MiB one
-(docs/BENCHMARKS.md). A command is a short
-process whose data path makes little cyclic garbage: collecting every 10,000 allocations costs
-~20 ms and a few MiB at most. Restored when :func:`main` returns (tests call it in process)."""
+(docs/BENCHMARKS.md). A command is a short process whose data path makes little cyclic garbage:
+collecting every 10,000 allocations costs ~20 ms and a few MiB at most. Restored when
+:func:`main` returns (tests call it in process)."""
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -83,9 +83,10 @@ class Envelope:
         it decrypts at every instant; nothing is written here (readers may be read-only).
         """
         location = resolve(src) if isinstance(src, str) else src
-        found = _remote_sidecar(location)
+        found = _remote_record(location)
+        record_bytes: bytes | None
         if found is not None:
-            kind, root, (record_loc, data) = "file", location, found
+            kind, root, record_loc, record_bytes = found
         else:
             try:
                 kind, root, record_loc = locate(location)
@@ -95,8 +96,10 @@ class Envelope:
                 if location.exists() or len(backups) != 1 or not backups[0].child(DATASET_RECORD).isfile():
                     raise
                 kind, root, record_loc = "dataset", backups[0], backups[0].child(DATASET_RECORD)
-            data = _read_record(record_loc)
-        record = EnvelopeRecord.from_json(data, record_loc.url)
+            record_bytes = _read_record(record_loc)
+            if record_bytes is None:  # found a moment ago
+                raise EnvelopeIOError(f"{record_loc.url}: cannot read record (it was removed)")
+        record = EnvelopeRecord.from_json(record_bytes, record_loc.url)
         if record.kind != kind:
             raise TamperedError(f"{record_loc.url}: record of a {record.kind} envelope found beside a {kind}")
         for entry in record.files:
@@ -329,33 +332,39 @@ class Envelope:
         return reader.sha256() if digest else None
 
 
-def _read_record(location: Location) -> bytes:
+def _read_record(location: Location) -> bytes | None:
+    """The record at ``location``; None if there is nothing there."""
     try:
         return location.read_bytes()
+    except FileNotFoundError:
+        return None
     except OSError as exc:
         raise EnvelopeIOError(f"{location.url}: cannot read record ({os_reason(exc)})") from None
 
 
-def _remote_sidecar(location: Location) -> tuple[Location, bytes] | None:
-    """On an object store, the sidecar record of a file envelope at ``location``, read in one
-    request before anything else is asked; None if there is none (or ``location`` is local, or
-    names a record itself: :func:`~kmsflow.envelope.layout.locate` handles those).
+def _remote_record(location: Location) -> tuple[str, Location, Location, bytes] | None:
+    """On an object store, (kind, root, record location, record bytes) of the envelope at
+    ``location``, found by reading its records directly: the file envelope's sidecar first, then
+    the dataset's record. None if neither exists (or ``location`` is local, or names a record
+    itself): :func:`~kmsflow.envelope.layout.locate` then says what is there.
 
     Every request to a store is a round trip (tens of milliseconds to Cloud Storage), and
-    ``locate`` asks three (is it a directory? is there a sidecar? then the read) before the record
-    is in hand. The one case this reads differently: a path with no object of its own, whose
-    sidecar exists *and* under which a dataset lies, is taken as the file envelope, whose missing
-    data then fails the read; give that dataset's record path to read the dataset.
+    ``locate`` asks three (is it a directory? is there a record? then the read) before a record is
+    in hand; here a file envelope takes one and a dataset two. Read differently from ``locate``: a
+    path with both a sidecar and a dataset under it is taken as the file envelope (whose data, if
+    missing, then fails the read; give the dataset's record path to read the dataset), and a
+    dataset under a path that is also an object is found rather than refused.
     """
     if location.is_local or location.path.endswith((SIDECAR_SUFFIX, "/" + DATASET_RECORD)):
         return None
-    sidecar = record_location(location, "file")
-    try:
-        return sidecar, sidecar.read_bytes()
-    except FileNotFoundError:
-        return None
-    except OSError as exc:
-        raise EnvelopeIOError(f"{sidecar.url}: cannot read record ({os_reason(exc)})") from None
+    for kind, record_loc in (
+        ("file", record_location(location, "file")),
+        ("dataset", location.child(DATASET_RECORD)),
+    ):
+        data = _read_record(record_loc)
+        if data is not None:
+            return kind, location, record_loc, data
+    return None
 
 
 def inspect(src: str | Location) -> dict[str, Any]:
