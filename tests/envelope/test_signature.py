@@ -180,6 +180,38 @@ def test_swapped_file_or_record_fails(
         verify_signature(Envelope.open(str(four)), public)
 
 
+def test_ciphertext_grown_past_its_signed_size_fails_after_one_piece(
+    kms: kms_v1.KeyManagementServiceClient,
+    key: str,
+    signer: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Bytes appended to a ciphertext fail the signature check, which stops reading one piece past
+    the signed size: a file grown by gigabytes is refused without hashing all of them."""
+    from kmsflow.envelope import streams
+    from kmsflow.envelope.storage import CHUNK_SIZE
+
+    write_random(tmp_path / "m.bin", 5000)
+    encrypt(kms, key, str(tmp_path / "m.bin"), str(tmp_path / "m.enc"), sign_with=signer)
+    public = fetch_public_key(kms, f"{signer}/cryptoKeyVersions/1")
+    verify_signature(Envelope.open(str(tmp_path / "m.enc")), public)
+    with open(tmp_path / "m.enc", "ab") as f:
+        f.truncate(64 << 20)  # sparse zeros, enough that reading them all would fail the count
+    read: list[int] = []
+    real = streams.ChecksumReader.read
+
+    def counted(self: streams.ChecksumReader, size: int | None = -1) -> bytes:
+        data = real(self, size)
+        read.append(len(data))
+        return data
+
+    monkeypatch.setattr(streams.ChecksumReader, "read", counted)
+    with pytest.raises(SignatureError, match=r"m\.enc: ciphertext differs from what was signed"):
+        verify_signature(Envelope.open(str(tmp_path / "m.enc")), public)
+    assert 0 < sum(read) <= 5000 + 2 * CHUNK_SIZE, sum(read)
+
+
 def test_wrapped_key_substitution_fails_the_commitment(
     kms: kms_v1.KeyManagementServiceClient, key: str, signer: str, tmp_path: Path
 ) -> None:

@@ -107,6 +107,14 @@ def test_gcs_signed_envelopes(
     inventory = scan([f"gs://{gcs_bucket}"])
     assert inventory.complete and inventory.findings == ()
     assert len(inventory.envelopes) == 2
+    # the ciphertext object replaced by a longer one (its first bytes unchanged)
+    from kmsflow.envelope.errors import SignatureError
+    from kmsflow.envelope.storage import gcs_filesystem
+
+    fs = gcs_filesystem()
+    fs.pipe(f"{gcs_bucket}/m.enc", fs.cat(f"{gcs_bucket}/m.enc") + b"appended")
+    with pytest.raises(SignatureError, match=r"m\.enc: ciphertext differs from what was signed"):
+        verify_signature(Envelope.open(f"gs://{gcs_bucket}/m.enc"), signer, client=kms)
 
 
 def test_gcs_reencrypt_of_a_signed_dataset_leaves_a_signature_that_no_longer_applies(

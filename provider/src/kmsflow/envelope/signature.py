@@ -43,6 +43,7 @@ from kmsflow.envelope.errors import (
 from kmsflow.envelope.layout import signature_location
 from kmsflow.envelope.record import EnvelopeRecord, decode_b64, encode_b64
 from kmsflow.envelope.statement import SignedFile, Signer, Statement, parse, signed_message
+from kmsflow.envelope.storage import CHUNK_SIZE
 from kmsflow.kms.public_key import PublicKey, fetch_public_key, is_crypto_key_name, is_version_name, load
 
 if TYPE_CHECKING:
@@ -370,18 +371,22 @@ def _public_key(
 
 
 def _check_ciphertext(envelope: Envelope, entry: SignedFile) -> None:
+    """Hash one ciphertext file in one sequential pass (ranged GETs ahead of the hash on object
+    stores), stopping as soon as it is longer than what was signed."""
     from kmsflow.envelope.layout import data_location
+    from kmsflow.envelope.streams import ChecksumReader
 
     loc = data_location(envelope.root, entry.path)
     try:
-        with loc.open_read() as f:
-            digest = hashlib.file_digest(f, "sha256")  # type: ignore[arg-type]
-            size = f.tell()
+        with loc.open_sequential() as raw:
+            reader = ChecksumReader(raw, checksum=False, digest=True)
+            while reader.read(CHUNK_SIZE) and reader.count <= entry.ciphertext_size:
+                pass
     except FileNotFoundError:
         raise SignatureError(f"{loc.url}: file of the envelope is missing") from None
     except OSError as exc:
         raise EnvelopeIOError(f"{loc.url}: cannot read ({os_reason(exc)})") from None
-    if size != entry.ciphertext_size or digest.hexdigest() != entry.ciphertext_sha256:
+    if reader.count != entry.ciphertext_size or reader.sha256() != entry.ciphertext_sha256:
         raise SignatureError(f"{loc.url}: ciphertext differs from what was signed (file modified or swapped)")
 
 
