@@ -204,3 +204,58 @@ def test_a_gcs_dataset_is_read_without_a_request_per_file_beyond_its_get(
         reads = [c for c in calls if c.split("?")[0].endswith((f"raw%2Fs{i}", f"enc%2Fs{i}"))]
         assert len(reads) == 2 and all("alt=media" in c and "generation=" in c for c in reads), reads
         assert not [c for c in calls if c.endswith((f"/raw/s{i}", f"/enc/s{i}"))], calls
+
+
+def test_a_gcs_source_file_is_looked_at_once_and_read_at_that_generation(
+    kms: Any, key: str, gcs_bucket: str, tmp_path: Path, gcs_requests: list[str]
+) -> None:
+    """Encrypting one gs:// object asks for its metadata once (it asked isdir, isfile, size and
+    again at open: four round trips), and its bytes are read pinned to the generation that gave
+    the recorded size; a missing source is still "no such file"."""
+    fs = gcs_filesystem()
+    data = os.urandom(4000)
+    fs.pipe(f"{gcs_bucket}/raw/deep/m.bin", data)
+    gcs_requests.clear()
+    envelope.encrypt(kms, key, f"gs://{gcs_bucket}/raw/deep/m.bin", f"gs://{gcs_bucket}/enc/m.enc")
+    source = [c for c in gcs_requests if c.split("?")[0].endswith(("/raw/deep/m.bin", "raw%2Fdeep%2Fm.bin"))]
+    media = [c for c in source if "alt=media" in c]
+    # one metadata lookup: gcsfs's object GET, and the one it adds when its concurrent listing wins
+    assert len(media) == 1 and "generation=" in media[0] and len(source) - len(media) <= 2, gcs_requests
+    envelope.decrypt(kms, f"gs://{gcs_bucket}/enc/m.enc", str(tmp_path / "back"))
+    assert (tmp_path / "back").read_bytes() == data
+    with pytest.raises(envelope.SourceNotFoundError, match="no such file or directory"):
+        envelope.encrypt(kms, key, f"gs://{gcs_bucket}/raw/none", f"gs://{gcs_bucket}/enc/none.enc")
+
+
+def test_gcs_destinations_already_taken_or_inside_a_dataset_are_refused(
+    kms: Any, key: str, gcs_bucket: str, tmp_path: Path
+) -> None:
+    """The destination's probes (the object, its record, its signature record, and a dataset record
+    in every ancestor) run at once on gs://; each still refuses, naming what is in the way, and
+    nothing is written."""
+    fs = gcs_filesystem()
+    src = tmp_path / "m.bin"
+    src.write_bytes(os.urandom(1000))
+    base = f"{gcs_bucket}/out"
+    fs.pipe(f"{base}/taken.enc", b"x")
+    fs.pipe(f"{base}/sidecar.enc.kmsflow.json", b"{}")
+    fs.pipe(f"{base}/signed.enc.kmsflow.sig.json", b"{}")
+    for name, what in [
+        ("taken.enc", "taken.enc"),
+        ("sidecar.enc", "sidecar.enc.kmsflow.json"),
+        ("signed.enc", "signed.enc.kmsflow.sig.json"),
+    ]:
+        with pytest.raises(envelope.DestinationExistsError, match=f"gs://{base}/{what}: already exists"):
+            envelope.encrypt(kms, key, str(src), f"gs://{base}/{name}")
+    (tmp_path / "ds").mkdir()
+    (tmp_path / "ds" / "a.bin").write_bytes(b"a")
+    envelope.encrypt(kms, key, str(tmp_path / "ds"), f"gs://{base}/outer/ds")
+    before = sorted(fs.find(gcs_bucket))
+    for deep in ("x.enc", "sub/x.enc", "sub/deeper/still/x.enc"):
+        with pytest.raises(
+            envelope.InvalidDestinationError, match=f"inside the dataset envelope gs://{base}/outer/ds,"
+        ):
+            envelope.encrypt(kms, key, str(src), f"gs://{base}/outer/ds/{deep}")
+    fs.invalidate_cache()
+    assert sorted(fs.find(gcs_bucket)) == before
+    envelope.encrypt(kms, key, str(src), f"gs://{base}/outer/beside.enc")

@@ -63,7 +63,7 @@ from kmsflow.envelope.record import (
     record_size_bound,
 )
 from kmsflow.envelope.staging import Staging, stage, write_failure
-from kmsflow.envelope.storage import TINK_CHUNK_SIZE, Location, chunks, resolve
+from kmsflow.envelope.storage import TINK_CHUNK_SIZE, Location, Stat, chunks, concurrently, resolve
 from kmsflow.envelope.streams import WriteBehind, write_behind, write_through
 from kmsflow.envelope.walk import Obstacle, inside
 from kmsflow.envelope.wrap import wrap_key
@@ -166,16 +166,20 @@ def _encrypt(
     source = resolve(src) if isinstance(src, str) else src
     dest = resolve(dst) if isinstance(dst, str) else dst
     progress = progress or NoProgress()
-    if source.isdir():
+    try:
+        found = source.stat()
+    except OSError as exc:
+        raise EnvelopeIOError(f"{source.url}: cannot read ({os_reason(exc)})") from None
+    if found is None:
+        raise SourceNotFoundError(f"{source.url}: no such file or directory")
+    if found.is_dir:
         kind = "dataset"
         sizes = _dataset_files(source, omitted)
-    elif source.isfile():
-        kind, sizes = "file", {"": source.size()}
     else:
-        raise SourceNotFoundError(f"{source.url}: no such file or directory")
+        kind, sizes = "file", {"": found.size}
     _check_destination(source, dest, kind)
     label = f"encrypt {source.name}"
-    source_files = _LocationSource(source)
+    source_files = _LocationSource(source, None if found.is_dir else found)
     return _seal(wrap, kind, sizes, source_files, dest, progress, label, signing, sign_with, retry)
 
 
@@ -204,16 +208,18 @@ def encrypt_bytes(
 
 
 class _LocationSource:
-    """The plaintext files of :func:`encrypt`: read from storage."""
+    """The plaintext files of :func:`encrypt`: read from storage (a single file at the size and,
+    on GCS, the generation found when the source was looked at)."""
 
-    def __init__(self, root: Location) -> None:
+    def __init__(self, root: Location, found: Stat | None = None) -> None:
         self.root = root
+        self.found = found
 
     def url(self, rel: str) -> str:
         return data_location(self.root, rel).url
 
     def open(self, rel: str) -> IO[bytes]:
-        return data_location(self.root, rel).open_sequential()
+        return data_location(self.root, rel).open_sequential(self.found if rel == "" else None)
 
     def owns(self, exc: OSError, rel: str) -> bool:
         """Whether ``exc`` was raised reading this source (else it came from the destination)."""
@@ -309,8 +315,11 @@ def _check_destination(source: Location | None, dest: Location, kind: str) -> No
         raise InvalidDestinationError(
             f"{dest.url}: names ending in {SIGNATURE_SUFFIX} are kmsflow signature records; choose another"
         )
-    for out in (dest, record_location(dest, kind), signature_location(dest, kind)):
-        if out.exists():
+    outputs = (dest, record_location(dest, kind), signature_location(dest, kind))
+    probes = [out.exists for out in outputs]
+    taken = [probe() for probe in probes] if dest.is_local else concurrently(probes)
+    for out, exists in zip(outputs, taken, strict=True):
+        if exists:
             raise DestinationExistsError(f"{out.url}: already exists; choose a new destination or remove it")
     if (
         kind == "dataset"

@@ -20,7 +20,7 @@ import unicodedata
 from collections.abc import Iterable
 
 from kmsflow.envelope.errors import InvalidPathError, RecordNotFoundError
-from kmsflow.envelope.storage import Location
+from kmsflow.envelope.storage import Location, concurrently
 
 SIDECAR_SUFFIX = ".kmsflow.json"
 RESERVED_DIR = "_kmsflow"
@@ -122,12 +122,12 @@ def enclosing_envelope(dst: Location) -> Location | None:
             if up == parent:
                 return None
             parent = up
+    # On an object store every ancestor (never the bucket itself) is asked at once: in turn, each
+    # would cost a round trip. The nearest one holding a record wins, as in the local walk.
     parts = dst.path.rstrip("/").split("/")
-    for i in range(len(parts) - 1, 1, -1):  # never the bucket itself
-        candidate = Location("/".join(parts[:i]), dst.fs, dst.protocol)
-        if candidate.child(DATASET_RECORD).isfile():
-            return candidate
-    return None
+    candidates = [Location("/".join(parts[:i]), dst.fs, dst.protocol) for i in range(len(parts) - 1, 1, -1)]
+    held = concurrently([candidate.child(DATASET_RECORD).isfile for candidate in candidates])
+    return next((candidate for candidate, has in zip(candidates, held, strict=True) if has), None)
 
 
 def record_location(dst: Location, kind: str) -> Location:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import errno
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import IO, TYPE_CHECKING, Any, cast
 
@@ -31,6 +31,7 @@ CHUNK_SIZE = 1 << 20  # streaming granularity: memory per stream is a small mult
 # heap and grows it again, so every byte streamed is page-faulted in twice (~500k faults per GiB,
 # Tink alone 3-4x slower). 256 KiB pieces are reused from the heap. Ciphertext is identical.
 TINK_CHUNK_SIZE = 256 << 10
+PROBES_AT_ONCE = 16  # existence probes in flight at once (:func:`concurrently`)
 
 
 def gcs_filesystem() -> fsspec.AbstractFileSystem:
@@ -55,6 +56,33 @@ def gcs_filesystem() -> fsspec.AbstractFileSystem:
 
     real: fsspec.AbstractFileSystem = gcsfs.GCSFileSystem()
     return real
+
+
+@dataclass(frozen=True)
+class Stat:
+    """What :meth:`Location.stat` found: a directory, or a file with its size (and on GCS the
+    generation it was found at, so a read can be pinned to those same bytes)."""
+
+    is_dir: bool
+    size: int = 0
+    generation: str | None = None
+
+
+def concurrently(checks: Sequence[Callable[[], bool]]) -> list[bool]:
+    """Run independent checks (existence probes) at once, results in order.
+
+    On an object store each probe is a round trip or two (gcsfs asks for a missing object twice),
+    so a destination check of a few names costs that many round trips in sequence; at once it
+    costs about one. The first exception, in order, propagates.
+    """
+    if len(checks) < 2:
+        return [check() for check in checks]
+    from concurrent.futures import ThreadPoolExecutor
+
+    workers = min(len(checks), PROBES_AT_ONCE)
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="kmsflow-probe") as pool:
+        futures = [pool.submit(check) for check in checks]
+        return [future.result() for future in futures]
 
 
 @dataclass(frozen=True)
@@ -105,34 +133,56 @@ class Location:
     def size(self) -> int:
         return os.path.getsize(self.path) if self.fs is None else int(self.fs.size(self.path))
 
+    def stat(self) -> Stat | None:
+        """A directory, a file and its size, or None when neither is here (links followed, like
+        :meth:`isdir` and :meth:`isfile`). One request on an object store, where asking
+        :meth:`isdir`, :meth:`isfile` and :meth:`size` in turn costs a round trip each."""
+        if self.fs is None:
+            if os.path.isdir(self.path):
+                return Stat(is_dir=True)
+            if os.path.isfile(self.path):
+                return Stat(is_dir=False, size=os.path.getsize(self.path))
+            return None
+        try:
+            info = self.fs.info(self.path)
+        except FileNotFoundError:
+            return None
+        if info.get("type", "file") != "file":
+            return Stat(is_dir=True)
+        generation = info.get("generation") if self.protocol == "gs" else None
+        return Stat(is_dir=False, size=int(info["size"]), generation=str(generation) if generation else None)
+
     def open_read(self) -> IO[bytes]:
         if self.fs is None:
             return open(self.path, "rb")
         # readahead of 8 MiB: large sequential GETs, bounded memory
         return self.fs.open(self.path, "rb", block_size=CHUNK_SIZE * 8, cache_type="readahead")  # type: ignore[no-any-return]
 
-    def open_sequential(self) -> IO[bytes]:
+    def open_sequential(self, found: Stat | None = None) -> IO[bytes]:
         """Open for one pass from start to end (encrypt's plaintext, decrypt's ciphertext).
 
         A remote object is read with several ranged GETs in flight ahead of the reader
         (:class:`kmsflow.envelope.streams.RangedReader`), each pinned to the generation found when
-        it was opened on GCS, so a concurrent overwrite fails the read instead of mixing two
-        objects. A local file is :meth:`open_read` (the kernel reads ahead already).
+        it was opened on GCS, or to ``found``'s (what :meth:`stat` said a moment ago, saving its
+        request), so a concurrent overwrite fails the read instead of mixing two objects. A local
+        file is :meth:`open_read` (the kernel reads ahead already).
         """
         if self.fs is None:
             return self.open_read()
         from kmsflow.envelope.streams import RangedReader
 
         fs, path = self.fs, self.path
-        info = fs.info(path)
-        if info.get("type", "file") != "file":
+        found = found or self.stat()
+        if found is None:
+            raise FileNotFoundError(errno.ENOENT, "no such object", self.path)
+        if found.is_dir:
             raise IsADirectoryError(errno.EISDIR, "is a directory", self.url)
-        pin = {"generation": info["generation"]} if self.protocol == "gs" and info.get("generation") else {}
+        pin = {"generation": found.generation} if found.generation else {}
 
         def fetch(start: int, end: int) -> bytes:
             return bytes(fs.cat_file(path, start=start, end=end, **pin))
 
-        return cast("IO[bytes]", RangedReader(fetch, int(info["size"])))
+        return cast("IO[bytes]", RangedReader(fetch, found.size))
 
     def read_bytes(self) -> bytes:
         """An envelope record, whole: :func:`read_file` or :func:`read_object` (so at most
