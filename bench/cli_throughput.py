@@ -17,13 +17,16 @@ only the copy, timed as the wall time of each child process, ``--runs`` times in
    together). Loopback answers in well under a millisecond, which hides what a client waiting for
    one request before sending the next pays against a remote store (gcsfs's download keeps four
    ranges in flight, and so does kmsflow's read, ``streams.RangedReader``). 0 leaves it out.
+4. **small objects with latency**: the same pairs for a ``--gcs-small-kib`` (1 KiB) file three
+   folders down, as a pipeline's metrics are written: here round trips are the whole cost
+   (kmsflow's destination checks, its record, the KMS call). 0 leaves it out.
 
 Baseline rows ``B``: ``python -c "import grpc, tink"`` and ``python -c "import gcsfs"``, the
 start-up any Python tool of this kind pays; ratios are paired within each run (median of the
 per-run ratios) and are the goals of issue 23 (>= 0.6x ``cp`` on tmpfs, >= 0.9x gcsfs on gs://).
 
     .venv/bin/python bench/cli_throughput.py [--runs 5] [--size-mib 1024] [--gcs-size-mib 256] \
-        [--gcs-latency-ms 20]
+        [--gcs-latency-ms 20] [--gcs-small-kib 1]
 """
 
 from __future__ import annotations
@@ -87,14 +90,17 @@ def tmpfs_rows(work: Path, size: int, runs: int, key: str, env: dict[str, str]) 
     return times
 
 
-def gcs_rows(work: Path, size: int, runs: int, key: str, env: dict[str, str]) -> dict[str, list[float]]:
+def gcs_rows(
+    work: Path, size: int, runs: int, key: str, env: dict[str, str], folder: str = ""
+) -> dict[str, list[float]]:
+    """Paired gcsfs and kmsflow processes, ``size`` bytes each way, objects under ``folder``."""
     kmsflow = str(Path(sys.executable).with_name("kmsflow"))
     src, out = work / "gcs.bin", work / "gcs.out"
     random_file(src, size)
     crc = file_crc32c(src)
     times: dict[str, list[float]] = {}
     for run in range(runs):
-        plain, envelope = f"{BUCKET}/plain-{run}.bin", f"gs://{BUCKET}/enc-{run}.bin"
+        plain, envelope = f"{BUCKET}/{folder}plain-{run}.bin", f"gs://{BUCKET}/{folder}enc-{run}.bin"
         times.setdefault("B: python -c 'import gcsfs'", []).append(
             wall([sys.executable, "-c", "import gcsfs"], env)
         )
@@ -118,6 +124,7 @@ def gcs_rows(work: Path, size: int, runs: int, key: str, env: dict[str, str]) ->
     return times
 
 
+SMALL_FOLDER = "runs/2026-12-08/metrics/"  # where a pipeline's small outputs go: three levels down
 GCS_PAIRS = [
     ("encrypt -> gs:// vs gcsfs upload", "gcsfs upload", "kmsflow encrypt -> gs://"),
     ("decrypt gs:// -> vs gcsfs download", "gcsfs download", "kmsflow decrypt gs:// ->"),
@@ -129,7 +136,7 @@ def print_rows(times: dict[str, list[float]], size_mib: int, pairs: list[tuple[s
     print("|---|---:|---:|---|")
     for name, values in times.items():
         med = statistics.median(values)
-        rate = f"{size_mib / med:,.0f}" if not name.startswith("B:") else ""
+        rate = f"{size_mib / med:,.0f}" if size_mib and not name.startswith("B:") else ""
         print(f"| {name} | {med:.2f} | {rate} | {', '.join(f'{v:.2f}' for v in values)} |")
     print("\nPaired within each run (median of the per-run ratios; >1 is faster than the baseline):\n")
     for label, base, tool in pairs:
@@ -145,6 +152,7 @@ def main() -> None:
     parser.add_argument("--size-mib", type=int, default=1024)
     parser.add_argument("--gcs-size-mib", type=int, default=256)
     parser.add_argument("--gcs-latency-ms", type=float, default=20.0)
+    parser.add_argument("--gcs-small-kib", type=int, default=1)
     parser.add_argument("--dir", default="/dev/shm")
     args = parser.parse_args()
 
@@ -179,6 +187,13 @@ def main() -> None:
                 f"request (GCS emulator --latency-ms), {args.runs} runs\n"
             )
             print_rows(remote, args.gcs_size_mib, GCS_PAIRS)
+            if args.gcs_small_kib:
+                small = gcs_rows(work, args.gcs_small_kib << 10, args.runs, key, slow_env, SMALL_FOLDER)
+                print(
+                    f"\n### Whole process, {args.gcs_small_kib} KiB through gs://{BUCKET}/{SMALL_FOLDER}, "
+                    f"{args.gcs_latency_ms:g} ms per request, {args.runs} runs\n"
+                )
+                print_rows(small, 0, GCS_PAIRS)
     finally:
         remove(work)
         for process in servers:
