@@ -48,7 +48,7 @@ from kmsflow.envelope.layout import (
     check_normalization,
     check_relpath,
     data_location,
-    enclosing_envelope,
+    probe_destination,
     record_location,
     signature_location,
 )
@@ -63,7 +63,7 @@ from kmsflow.envelope.record import (
     record_size_bound,
 )
 from kmsflow.envelope.staging import Staging, stage, write_failure
-from kmsflow.envelope.storage import TINK_CHUNK_SIZE, Location, Stat, chunks, concurrently, resolve
+from kmsflow.envelope.storage import TINK_CHUNK_SIZE, Location, Stat, chunks, resolve
 from kmsflow.envelope.streams import WriteBehind, write_behind, write_through
 from kmsflow.envelope.walk import Obstacle, inside
 from kmsflow.envelope.wrap import wrap_key
@@ -315,12 +315,10 @@ def _check_destination(source: Location | None, dest: Location, kind: str) -> No
         raise InvalidDestinationError(
             f"{dest.url}: names ending in {SIGNATURE_SUFFIX} are kmsflow signature records; choose another"
         )
-    outputs = (dest, record_location(dest, kind), signature_location(dest, kind))
-    probes = [out.exists for out in outputs]
-    taken = [probe() for probe in probes] if dest.is_local else concurrently(probes)
-    for out, exists in zip(outputs, taken, strict=True):
-        if exists:
-            raise DestinationExistsError(f"{out.url}: already exists; choose a new destination or remove it")
+    probe = probe_destination(dest, (dest, record_location(dest, kind), signature_location(dest, kind)))
+    if probe.taken is not None:
+        taken = probe.taken.url
+        raise DestinationExistsError(f"{taken}: already exists; choose a new destination or remove it")
     if (
         kind == "dataset"
         and source is not None
@@ -330,10 +328,9 @@ def _check_destination(source: Location | None, dest: Location, kind: str) -> No
         raise InvalidDestinationError(
             f"{dest.url}: inside the source {source.url}; choose a destination outside it"
         )
-    envelope = enclosing_envelope(dest)
-    if envelope is not None:
+    if probe.enclosing is not None:
         raise InvalidDestinationError(
-            f"{dest.url}: inside the dataset envelope {envelope.url}, whose files must all be in its "
+            f"{dest.url}: inside the dataset envelope {probe.enclosing.url}, whose files must all be in its "
             "record; choose a destination outside it"
         )
 

@@ -37,8 +37,8 @@ from kmsflow.envelope.layout import (
     SIDECAR_SUFFIX,
     check_relpath,
     data_location,
-    enclosing_envelope,
     locate,
+    probe_destination,
     record_location,
     reencrypt_backup,
     reencrypt_backups,
@@ -236,13 +236,13 @@ class Envelope:
         ``retry`` as for :meth:`unlock`.
         """
         dest = resolve(dst) if isinstance(dst, str) else dst
-        if dest.exists():
+        probe = probe_destination(dest, (dest,))
+        if probe.taken is not None:
             raise DestinationExistsError(f"{dest.url}: already exists; choose a new destination or remove it")
-        envelope = enclosing_envelope(dest)
-        if envelope is not None:
+        if probe.enclosing is not None:
             raise InvalidDestinationError(
-                f"{dest.url}: inside the dataset envelope {envelope.url}; plaintext written there would "
-                "break it (and sit among ciphertext): choose a destination outside it"
+                f"{dest.url}: inside the dataset envelope {probe.enclosing.url}; plaintext written there "
+                "would break it (and sit among ciphertext): choose a destination outside it"
             )
         key = self.unlock(client, retry=retry)
         self.check_listing()

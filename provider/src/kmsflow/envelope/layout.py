@@ -17,7 +17,8 @@ import os
 import re
 import secrets
 import unicodedata
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 
 from kmsflow.envelope.errors import InvalidPathError, RecordNotFoundError
 from kmsflow.envelope.storage import Location, concurrently
@@ -110,24 +111,38 @@ def reserved_entry_allowed(name: str) -> bool:
 _RESERVED_ENTRIES = (DATASET_RECORD.rsplit("/", 1)[-1], DATASET_SIGNATURE.rsplit("/", 1)[-1])
 
 
-def enclosing_envelope(dst: Location) -> Location | None:
-    """The dataset envelope ``dst`` would be written into, if any: the nearest directory above
-    ``dst`` (links resolved, locally) that holds a dataset record."""
+@dataclass(frozen=True)
+class DestinationProbe:
+    """What stands in the way of writing at a destination (:func:`probe_destination`)."""
+
+    taken: Location | None  # the first of the outputs asked about that exists already
+    enclosing: Location | None  # the dataset envelope the destination would be written into
+
+
+def probe_destination(dst: Location, outputs: Sequence[Location]) -> DestinationProbe:
+    """Which of ``outputs`` (the destination and its records) exists already, and the dataset
+    envelope ``dst`` would be written into, if any: the nearest directory above ``dst`` (links
+    resolved, locally; never a bucket) that holds a dataset record.
+
+    On an object store each of these questions is a round trip (two for a missing object, with
+    gcsfs), so all of them are asked at once; locally they are a few ``stat`` calls, in turn.
+    """
     if dst.is_local:
         parent = os.path.realpath(os.path.dirname(dst.path.rstrip(os.sep)) or ".")
-        while True:
-            if os.path.isfile(os.path.join(parent, *DATASET_RECORD.split("/"))):
-                return Location(parent)
-            up = os.path.dirname(parent)
-            if up == parent:
-                return None
-            parent = up
-    # On an object store every ancestor (never the bucket itself) is asked at once: in turn, each
-    # would cost a round trip. The nearest one holding a record wins, as in the local walk.
-    parts = dst.path.rstrip("/").split("/")
-    candidates = [Location("/".join(parts[:i]), dst.fs, dst.protocol) for i in range(len(parts) - 1, 1, -1)]
-    held = concurrently([candidate.child(DATASET_RECORD).isfile for candidate in candidates])
-    return next((candidate for candidate, has in zip(candidates, held, strict=True) if has), None)
+        candidates = [Location(parent)]
+        while os.path.dirname(parent) != parent:
+            parent = os.path.dirname(parent)
+            candidates.append(Location(parent))
+    else:
+        parts = dst.path.rstrip("/").split("/")
+        above = range(len(parts) - 1, 1, -1)
+        candidates = [Location("/".join(parts[:i]), dst.fs, dst.protocol) for i in above]
+    checks = [out.exists for out in outputs] + [c.child(DATASET_RECORD).isfile for c in candidates]
+    found = [check() for check in checks] if dst.is_local else concurrently(checks)
+    exist, held = found[: len(outputs)], found[len(outputs) :]
+    taken = next((out for out, there in zip(outputs, exist, strict=True) if there), None)
+    enclosing = next((c for c, has in zip(candidates, held, strict=True) if has), None)
+    return DestinationProbe(taken, enclosing)
 
 
 def record_location(dst: Location, kind: str) -> Location:
