@@ -141,6 +141,22 @@ def test_resumable_session_checks_its_precondition_when_it_completes(gcs_bucket:
     assert content(gcs_bucket, "obj") == b"theirs"
 
 
+def test_a_cancelled_resumable_session_creates_nothing(gcs_bucket: str) -> None:
+    """``DELETE`` of a session URL cancels it (GCS answers 499; the package had no route and
+    answered 501, which gcsfs retried for ~35 s on every discarded upload): the bytes received are
+    dropped, the session cannot complete, and a second cancel finds nothing (404)."""
+    answer, location = start_resumable(gcs_bucket, "cancelled", ifGenerationMatch="0")
+    assert answer[0] == 200
+    part = b"p" * (256 << 10)
+    headers = {"Content-Range": f"bytes 0-{len(part) - 1}/*", "Content-Type": "text/plain"}
+    assert http("PUT", location, part, headers)[0] == 308
+    assert http("DELETE", location)[0] == 499
+    assert http("DELETE", location)[0] == 404
+    assert finish_resumable(location, b"late")[0] >= 400
+    assert http("GET", f"/storage/v1/b/{gcs_bucket}/o/cancelled")[0] == 404
+    assert resumable_upload(gcs_bucket, "cancelled", b"again", ifGenerationMatch="0")[0] == 200
+
+
 def test_gcsfs_exclusive_creates_raise_file_exists(gcs_bucket: str) -> None:
     """``pipe_file(mode="create")`` and ``open("xb")`` (one-shot and resumable) -> FileExistsError."""
     fs = gcs_filesystem()

@@ -9,7 +9,14 @@ from pathlib import Path
 
 import pytest
 
-from kmsflow.envelope.storage import PROBES_AT_ONCE, Location, concurrently, resolve
+from kmsflow.envelope.storage import (
+    PROBES_AT_ONCE,
+    UPLOAD_BLOCK,
+    Location,
+    concurrently,
+    fs_open_write,
+    resolve,
+)
 
 
 def test_local_stat_follows_links_like_isdir_and_isfile(tmp_path: Path) -> None:
@@ -78,3 +85,81 @@ def test_concurrently_bounds_its_threads_and_raises_the_first_failure_in_order()
         concurrently([lambda i=i: probe(i) for i in range(3 * PROBES_AT_ONCE)])
     assert peak == PROBES_AT_ONCE
     assert concurrently([]) == [] and concurrently([lambda: False]) == [False]
+
+
+def test_a_small_gcs_object_is_created_by_one_request(
+    gcs_bucket: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """gcsfs's writable file starts a resumable upload and then sends the bytes (two round trips,
+    whatever the size): an object that ends within the first block is one request instead."""
+    import gcsfs.core
+
+    sent: list[str] = []
+    real = gcsfs.core.GCSFileSystem._call
+
+    async def counted(self: object, method: str, path: str, *args: object, **kwargs: object) -> object:
+        sent.append(f"{method} {path}")
+        return await real(self, method, path, *args, **kwargs)
+
+    monkeypatch.setattr(gcsfs.core.GCSFileSystem, "_call", counted)
+    fs = resolve(f"gs://{gcs_bucket}/x").fs
+    with fs_open_write(fs, f"{gcs_bucket}/small/record.json") as f:
+        for piece in (b"{", b'"a": 1', b"}"):
+            f.write(piece)
+    assert len(sent) == 1 and sent[0].startswith("POST"), sent
+    assert fs.cat(f"{gcs_bucket}/small/record.json") == b'{"a": 1}'
+
+
+def test_a_large_gcs_object_streams_through_the_resumable_upload(gcs_bucket: str) -> None:
+    fs = resolve(f"gs://{gcs_bucket}/x").fs
+    data = os.urandom(UPLOAD_BLOCK + UPLOAD_BLOCK // 2 + 7)
+    with fs_open_write(fs, f"{gcs_bucket}/big") as f:
+        for start in range(0, len(data), 3 << 20):
+            f.write(memoryview(data)[start : start + (3 << 20)])
+    assert fs.cat(f"{gcs_bucket}/big") == data
+
+
+@pytest.mark.parametrize("size", [10, UPLOAD_BLOCK + 1])
+def test_gcs_create_only_upload_never_replaces_and_discard_creates_nothing(
+    gcs_bucket: str, size: int
+) -> None:
+    from kmsflow.envelope.staging import _discard
+
+    fs = resolve(f"gs://{gcs_bucket}/x").fs
+    fs.pipe(f"{gcs_bucket}/taken", b"first")
+    upload = fs_open_write(fs, f"{gcs_bucket}/taken")
+    with pytest.raises(FileExistsError):  # past one block, as soon as the upload starts
+        upload.write(b"x" * size)
+        upload.close()
+    _discard(upload)
+    assert fs.cat(f"{gcs_bucket}/taken") == b"first"
+    # an upload abandoned (an error while writing, an abort) is discarded: no object, even later
+    upload = fs_open_write(fs, f"{gcs_bucket}/abandoned")
+    upload.write(b"y" * size)
+    _discard(upload)
+    upload.close()
+    del upload
+    fs.invalidate_cache()
+    assert not fs.exists(f"{gcs_bucket}/abandoned")
+
+
+def test_two_creators_of_one_gcs_name_one_wins(gcs_bucket: str) -> None:
+    fs = resolve(f"gs://{gcs_bucket}/x").fs
+    results: list[str] = []
+
+    def create(tag: bytes) -> None:
+        try:
+            with fs_open_write(fs, f"{gcs_bucket}/contended") as f:
+                f.write(tag * 100)
+            results.append("created")
+        except FileExistsError:
+            results.append("refused")
+
+    threads = [threading.Thread(target=create, args=(bytes([65 + i]),)) for i in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert sorted(results) == ["created", "refused", "refused", "refused"]
+    body = fs.cat(f"{gcs_bucket}/contended")
+    assert len(body) == 100 and len(set(body)) == 1

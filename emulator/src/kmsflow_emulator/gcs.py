@@ -311,6 +311,17 @@ class PreconditionStorage(Storage):  # type: ignore[misc]
             data = super().add_to_resumable_upload(file_id, content, total_size, expected_start)
             return None if data is None else bytes(data)
 
+    def cancel_resumable_upload(self, file_id: str) -> bool:
+        """Drop a resumable upload session and the bytes it received (GCS: ``DELETE`` of the
+        session URI); False when there is no such session."""
+        with self.lock:
+            if file_id not in self.resumable:
+                return False
+            self.delete_resumable_file_obj(file_id)
+            self._delete_file(RESUMABLE_DIR, self.safe_id(file_id))
+            self._sessions.pop(file_id, None)
+            return True
+
     def delete_file(self, bucket_name: str, file_name: str) -> None:
         with self.lock:
             obj = self._live(bucket_name, file_name)
@@ -361,8 +372,11 @@ class PreconditionRequestHandler(RequestHandler):  # type: ignore[misc]
             self.rfile = received
 
     def _answer(self, status: HTTPStatus, body: dict[str, Any] | None) -> None:
+        self._answer_status(status.value, status.phrase, body)
+
+    def _answer_status(self, code: int, phrase: str, body: dict[str, Any] | None = None) -> None:
         content = b"" if body is None else json.dumps(body).encode()
-        self.send_response(status.value, status.phrase)
+        self.send_response(code, phrase)
         if body is not None:
             self.send_header("Content-Type", "application/json; charset=UTF-8")
         self.send_header("Content-Length", str(len(content)))
@@ -379,7 +393,21 @@ class PreconditionRequestHandler(RequestHandler):  # type: ignore[misc]
         self._serve(super().do_PUT)
 
     def do_DELETE(self) -> None:
-        self._serve(super().do_DELETE)
+        url = urlsplit(self.path)
+        upload = parse_qs(url.query).get("upload_id")
+        if url.path.startswith("/upload/storage/v1/b/") and upload:
+            self._serve(lambda: self._cancel_upload(upload[0]))
+        else:
+            self._serve(super().do_DELETE)
+
+    def _cancel_upload(self, upload_id: str) -> None:
+        """Cancel a resumable upload as GCS does: 499 for a session that was under way (gcsfs's
+        ``discard``), 404 for one that is not. The package answers 501 (no route), which gcsfs
+        retries for ~35 s."""
+        if self.storage.cancel_resumable_upload(upload_id):
+            self._answer_status(499, "Client Closed Request")
+        else:
+            self._answer(HTTPStatus.NOT_FOUND, {"error": {"code": 404, "message": "No such upload"}})
 
     def do_PATCH(self) -> None:
         self._serve(super().do_PATCH)
