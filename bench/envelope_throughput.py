@@ -500,8 +500,9 @@ def main() -> None:
         print(
             "\nThe ceiling on this host: Tink's AES-GCM alone, in memory, its output discarded (no "
             "read, no write, no checksum), against the same `cp`. Nothing that runs Tink's streaming "
-            "AEAD (one segment after another, on one core) passes it, and it moves with the CPU's AES-GCM speed while `cp` (a copy in "
-            "the kernel) does not, which is what makes the ratio differ from host to host:\n"
+            "AEAD (one segment after another, on one core) passes it, and it moves with the CPU's "
+            "AES-GCM speed while `cp` (a copy in the kernel) does not, which is what makes the ratio "
+            "differ from host to host:\n"
         )
         for label, tool in (("encrypt", "tink encrypt, no output"), ("decrypt", "tink decrypt, no output")):
             ratios = [b / t for b, t in zip(times["cp"], times[tool], strict=True)]
