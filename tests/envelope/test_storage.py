@@ -163,3 +163,34 @@ def test_two_creators_of_one_gcs_name_one_wins(gcs_bucket: str) -> None:
     assert sorted(results) == ["created", "refused", "refused", "refused"]
     body = fs.cat(f"{gcs_bucket}/contended")
     assert len(body) == 100 and len(set(body)) == 1
+
+
+def test_a_create_whose_answer_was_lost_is_recognised_as_ours(
+    gcs_bucket: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """gcsfs retries an upload that timed out or got a 5xx; when the server had created the object
+    before the answer was lost, the retry's ``ifGenerationMatch=0`` is refused by our own object.
+    Here the first attempt lands and its answer is dropped, and the real retry gets the emulator's
+    412: the close succeeds, since the live object is the bytes sent. Another writer's object, even
+    of the same size, is still refused."""
+    import gcsfs.core
+
+    real = gcsfs.core.simple_upload
+
+    async def answer_lost_then_retried(*args: object, **kwargs: object) -> object:
+        await real(*args, **kwargs)  # lands; its answer never arrives
+        return await real(*args, **kwargs)  # gcsfs's retry
+
+    monkeypatch.setattr(gcsfs.core, "simple_upload", answer_lost_then_retried)
+    fs = resolve(f"gs://{gcs_bucket}/x").fs
+    body = os.urandom(3000)
+    with fs_open_write(fs, f"{gcs_bucket}/ours") as f:
+        f.write(body)
+    assert fs.cat(f"{gcs_bucket}/ours") == body
+
+    monkeypatch.setattr(gcsfs.core, "simple_upload", real)
+    fs.pipe(f"{gcs_bucket}/theirs", os.urandom(3000))
+    upload = fs_open_write(fs, f"{gcs_bucket}/theirs")
+    upload.write(body)
+    with pytest.raises(FileExistsError):
+        upload.close()

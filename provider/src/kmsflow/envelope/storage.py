@@ -355,10 +355,41 @@ class CreateOnlyUpload(io.RawIOBase):
             if self._stream is not None:
                 self._stream.close()
             else:
-                self._fs.pipe_file(self._path, bytes(self._held), mode="create")
+                data = bytes(self._held)
+                try:
+                    self._fs.pipe_file(self._path, data, mode="create")
+                except FileExistsError:
+                    if not self._landed(data):
+                        raise
         finally:
             self._held = bytearray()
             super().close()
+
+    def _landed(self, data: bytes) -> bool:
+        """Whether a create refused because the name exists was ours all along.
+
+        gcsfs retries a request that timed out or got a 5xx; if the server had created the object
+        before the answer was lost, the retry is refused (412) by our own object. (A resumable
+        upload has no such gap: GCS answers a repeated last chunk with the object.) The live
+        object is ours if it is the bytes sent: same size, CRC32C and MD5; what kmsflow writes
+        holds a fresh random identifier or key, so another writer's object never matches.
+        """
+        import base64
+        import hashlib
+
+        from kmsflow.envelope.streams import crc32c_of
+
+        self._fs.invalidate_cache(self._path)
+        try:
+            info = self._fs.info(self._path)
+        except FileNotFoundError:
+            return False
+        md5 = base64.b64encode(hashlib.md5(data, usedforsecurity=False).digest()).decode("ascii")
+        return (
+            int(info.get("size", -1)) == len(data)
+            and info.get("crc32c") == crc32c_of(data)
+            and info.get("md5Hash") == md5
+        )
 
     def discard(self) -> None:
         """Cancel: nothing is created (a resumable upload under way is cancelled)."""
