@@ -132,13 +132,10 @@ class Location:
     def isfile(self) -> bool:
         return os.path.isfile(self.path) if self.fs is None else bool(self.fs.isfile(self.path))
 
-    def size(self) -> int:
-        return os.path.getsize(self.path) if self.fs is None else int(self.fs.size(self.path))
-
     def stat(self) -> Stat | None:
         """A directory, a file and its size, or None when neither is here (links followed, like
-        :meth:`isdir` and :meth:`isfile`). One request on an object store, where asking
-        :meth:`isdir`, :meth:`isfile` and :meth:`size` in turn costs a round trip each."""
+        :meth:`isdir` and :meth:`isfile`). One request on an object store, where asking whether
+        it is a directory, a file, and how large costs a round trip each."""
         if self.fs is None:
             if os.path.isdir(self.path):
                 return Stat(is_dir=True)
@@ -174,7 +171,7 @@ class Location:
         from kmsflow.envelope.streams import RangedReader
 
         fs, path = self.fs, self.path
-        found = found or self.stat()
+        found = self.stat() if found is None else found
         if found is None:
             raise FileNotFoundError(errno.ENOENT, "no such object", self.path)
         if found.is_dir:
@@ -343,7 +340,7 @@ class CreateOnlyUpload(io.RawIOBase):
         self._held += data
         if len(self._held) >= UPLOAD_BLOCK:
             self._stream = self._fs.open(self._path, "xb", block_size=UPLOAD_BLOCK)
-            self._stream.write(bytes(self._held))
+            self._stream.write(self._held)  # copied into gcsfs's buffer
             self._held = bytearray()
         return memoryview(data).nbytes
 
